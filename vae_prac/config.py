@@ -1,0 +1,103 @@
+"""The settings of a VAE run, in one validated dataclass.
+
+The names and defaults are the original Indaba 2017 practical's flags
+(``latent_dim=100``, ``hidden_size=200``, ``batch_size=64``, ...), so a student can
+match every setting here to the notebook they came from. A bad value fails when
+the config is built, not thousands of iterations later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+BINARIZATIONS = ("threshold", "stochastic")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings for building and training a VAE.
+
+    Attributes:
+      latent_dim: Dimensionality of the latent variable z.
+      hidden_size: Width of each hidden layer of both networks.
+      batch_size: Minibatch size.
+      n_samples: Monte Carlo samples L of z ~ q_phi(z|x) per example in the ELBO.
+      n_iterations: Training iterations (the original's ``N_ITERATIONS``).
+      print_every: Evaluate on the fixed test set, checkpoint and call hooks every
+        this many iterations.
+      log_every: Record the training ELBO every this many iterations (the
+        original printed every 100).
+      learning_rate: RMSProp learning rate.
+      binarization: ``"threshold"`` (pixel > 0.5, the original's) or
+        ``"stochastic"`` (each pixel ~ Bernoulli(intensity), resampled per batch).
+      n_eval: Size of the fixed evaluation set (the original's 5000 test digits).
+      data_dir: Where MNIST is; ``None`` searches (see ``vae_prac.data``).
+      logdir: Where TensorBoard summaries and checkpoints go; ``None`` for none.
+      seed: Seeds weights, data order and noise: same seed, same machine, same numbers.
+      jit_compile: Compile the training step with XLA; ``None`` chooses: XLA on a
+        GPU, where it helps, and not on a CPU, where this small step runs faster without.
+    """
+
+    latent_dim: int = 100
+    hidden_size: int = 200
+    batch_size: int = 64
+    n_samples: int = 1
+    n_iterations: int = 10000
+    print_every: int = 1000
+    log_every: int = 100
+    learning_rate: float = 1e-3
+    binarization: str = "threshold"
+    n_eval: int = 5000
+    data_dir: Optional[str] = None
+    logdir: Optional[str] = None
+    seed: int = 0
+    jit_compile: Optional[bool] = None
+
+    def __post_init__(self):
+        positive = ("latent_dim", "hidden_size", "batch_size", "n_samples",
+                    "print_every", "log_every", "n_eval")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"Config.{name} must be a positive integer, got {value!r}.")
+        if (isinstance(self.n_iterations, bool) or not isinstance(self.n_iterations, int)
+                or self.n_iterations < 0):
+            raise ValueError(
+                f"Config.n_iterations must be an integer >= 0, got {self.n_iterations!r}.")
+        if not isinstance(self.learning_rate, (int, float)) or not (
+                0 < self.learning_rate < 1):
+            raise ValueError(
+                f"Config.learning_rate must be a number in (0, 1), got {self.learning_rate!r}.")
+        if self.binarization not in BINARIZATIONS:
+            raise ValueError(
+                f"Config.binarization must be one of {BINARIZATIONS}, got {self.binarization!r}.")
+        if self.n_eval > 10000:
+            raise ValueError(
+                f"Config.n_eval must be at most 10000 (the size of MNIST's test set), "
+                f"got {self.n_eval}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"Config.seed must be an integer >= 0, got {self.seed!r}.")
+        if self.log_every > self.print_every or self.print_every % self.log_every:
+            raise ValueError(
+                f"Config.print_every ({self.print_every}) must be a multiple of "
+                f"Config.log_every ({self.log_every}).")
+
+    def replace(self, **changes) -> "Config":
+        """A copy with some settings changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        """Build from a dict, rejecting unknown keys with the list of known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(
+                f"Unknown setting(s) {sorted(unknown)}; known settings: {sorted(known)}.")
+        return cls(**values)

@@ -1,0 +1,177 @@
+"""The VAE: an inference network, a generative network and the distributions they define.
+
+Notation (used everywhere in vae_prac): x is an image, z its latent code.
+
+* q_phi(z|x) = N(z; mu_phi(x), diag(sigma_phi(x)^2)): the approximate posterior. Its
+  parameters phi are the weights of the *inference network* (the encoder).
+* p_theta(x|z) = prod_pixels Bernoulli(x_i; logits_theta(z)_i): the likelihood. Its
+  parameters theta are the weights of the *generative network* (the decoder).
+* p(z) = N(0, I): the prior. It has no parameters.
+
+Distributions are ``tfp.distributions`` objects, so log-probabilities, samples and
+KL divergences come from TFP rather than from hand-written formulas.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+IMAGE_SHAPE = (28, 28, 1)
+N_PIXELS = 28 * 28
+
+
+def inference_network(latent_dim: int = 100, hidden_size: int = 200,
+                      name: str = "encoder") -> keras.Model:
+    """The inference network x -> (mu, sigma) of q_phi(z|x); its weights are phi.
+
+    flatten -> dense(hidden_size, ReLU) -> dense(hidden_size, ReLU) -> dense(2*latent_dim).
+    The first ``latent_dim`` outputs are the means, which may be any real number. The
+    rest become standard deviations, which must be positive: softplus(a) = log(1 + e^a)
+    is positive and smooth, and 1e-6 keeps sigma away from 0 so log sigma stays finite.
+    """
+    x = keras.Input(shape=IMAGE_SHAPE, name="x")
+    h = keras.layers.Flatten(name="flatten")(x)
+    h = keras.layers.Dense(hidden_size, activation="relu", name="hidden_1")(h)
+    h = keras.layers.Dense(hidden_size, activation="relu", name="hidden_2")(h)
+    gaussian_params = keras.layers.Dense(2 * latent_dim, name="gaussian_params")(h)
+    mu = gaussian_params[:, :latent_dim]
+    sigma = 1e-6 + keras.ops.softplus(gaussian_params[:, latent_dim:])
+    return keras.Model(x, [mu, sigma], name=name)
+
+
+def generative_network(latent_dim: int = 100, hidden_size: int = 200,
+                       name: str = "decoder") -> keras.Model:
+    """The generative network z -> logits of p_theta(x|z); its weights are theta.
+
+    dense(hidden_size, ReLU) -> dense(hidden_size, ReLU) -> dense(784) -> reshape to
+    [28, 28, 1]. It returns logits, not probabilities: Bernoulli(logits=l) computes
+    log p(x|z) = x*l - softplus(l) stably, whereas log(sigmoid(l)) underflows to
+    -inf once a probability rounds to 0.
+    """
+    z = keras.Input(shape=(latent_dim,), name="z")
+    h = keras.layers.Dense(hidden_size, activation="relu", name="hidden_1")(z)
+    h = keras.layers.Dense(hidden_size, activation="relu", name="hidden_2")(h)
+    logits = keras.layers.Dense(N_PIXELS, name="bernoulli_logits")(h)
+    logits = keras.layers.Reshape(IMAGE_SHAPE, name="to_image")(logits)
+    return keras.Model(z, logits, name=name)
+
+
+def reparameterize(mu, sigma, n_samples: int = 1, seed=None):
+    """Draw z ~ N(mu, sigma^2) as z = mu + sigma * eps with eps ~ N(0, I).
+
+    The noise eps has no parameters, so z is a differentiable function of mu and
+    sigma: gradients of anything computed from z flow back to the encoder (phi).
+
+    Args:
+      mu, sigma: Tensors of shape [batch, latent_dim].
+      n_samples: Samples per example. With n_samples > 1 the result gets a leading
+        sample axis: [n_samples, batch, latent_dim].
+      seed: ``None`` for fresh noise on every call, or a stateless seed (a pair of
+        integers or an int tensor of shape [2]) for reproducible noise.
+    """
+    mu = tf.convert_to_tensor(mu)
+    sigma = tf.convert_to_tensor(sigma, dtype=mu.dtype)
+    shape = tf.shape(mu)
+    if n_samples > 1:
+        shape = tf.concat([[n_samples], shape], axis=0)
+    if seed is None:
+        eps = tf.random.normal(shape, dtype=mu.dtype)
+    else:
+        eps = tf.random.stateless_normal(shape, seed=seed, dtype=mu.dtype)
+    return mu + sigma * eps
+
+
+def prior(latent_dim: int) -> tfd.Distribution:
+    """p(z) = N(0, I), with the latent dimensions as one event."""
+    return tfd.Independent(
+        tfd.Normal(loc=tf.zeros([latent_dim]), scale=tf.ones([latent_dim])),
+        reinterpreted_batch_ndims=1, name="prior")
+
+
+def posterior(mu, sigma) -> tfd.Distribution:
+    """q_phi(z|x) = N(mu, diag(sigma^2)); log_prob and KL sum over latent dimensions."""
+    return tfd.Independent(tfd.Normal(loc=mu, scale=sigma),
+                           reinterpreted_batch_ndims=1, name="posterior")
+
+
+def likelihood(logits) -> tfd.Distribution:
+    """p_theta(x|z): independent Bernoulli pixels; log_prob sums over the 28x28x1 pixels."""
+    return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32),
+                           reinterpreted_batch_ndims=3, name="likelihood")
+
+
+def decode(decoder: keras.Model, z):
+    """Logits of p_theta(x|z) for z of shape [..., latent_dim] (any leading axes)."""
+    z = tf.convert_to_tensor(z, dtype=tf.float32)
+    leading = tf.shape(z)[:-1]
+    logits = decoder(tf.reshape(z, [-1, z.shape[-1]]))
+    return tf.reshape(logits, tf.concat([leading, IMAGE_SHAPE], axis=0))
+
+
+class VAE(keras.Model):
+    """An encoder (phi) and a decoder (theta) with the distributions they define.
+
+    ``vae.encoder`` and ``vae.decoder`` are the two Keras networks above;
+    ``vae.encoder.trainable_weights`` are phi and ``vae.decoder.trainable_weights``
+    are theta. The methods return ``tfp.distributions`` objects or samples.
+    """
+
+    def __init__(self, latent_dim: int = 100, hidden_size: int = 200, **kwargs):
+        super().__init__(**kwargs)
+        self.latent_dim = latent_dim
+        self.hidden_size = hidden_size
+        self.encoder = inference_network(latent_dim, hidden_size)
+        self.decoder = generative_network(latent_dim, hidden_size)
+
+    @classmethod
+    def from_config(cls, config):
+        """Build from a ``vae_prac.Config`` (or a Keras config dict)."""
+        if hasattr(config, "latent_dim") and hasattr(config, "hidden_size"):
+            return cls(config.latent_dim, config.hidden_size)
+        return cls(**config)
+
+    def get_config(self):
+        return {"latent_dim": self.latent_dim, "hidden_size": self.hidden_size}
+
+    def posterior(self, x) -> tfd.Distribution:
+        """q_phi(z|x) for a batch of images x of shape [batch, 28, 28, 1]."""
+        mu, sigma = self.encoder(x)
+        return posterior(mu, sigma)
+
+    def prior(self) -> tfd.Distribution:
+        """p(z) = N(0, I)."""
+        return prior(self.latent_dim)
+
+    def likelihood(self, z) -> tfd.Distribution:
+        """p_theta(x|z) for latent codes z of shape [..., latent_dim]."""
+        return likelihood(decode(self.decoder, z))
+
+    def call(self, x, seed=None):
+        """Logits of p_theta(x|z) with z ~ q_phi(z|x): a stochastic reconstruction."""
+        mu, sigma = self.encoder(x)
+        return decode(self.decoder, reparameterize(mu, sigma, seed=seed))
+
+    def posterior_predictive_sample(self, x, seed=None):
+        """x' ~ p_theta(x|z), z ~ q_phi(z|x): a digit like x, drawn through the model."""
+        return likelihood(self(x, seed=seed)).sample(
+            seed=None if seed is None else _next_seed(seed))
+
+    def prior_predictive_sample(self, n: int = 1, seed=None):
+        """x ~ p_theta(x|z), z ~ p(z): new digits drawn from the model alone."""
+        z = self.prior().sample(n, seed=seed)
+        return self.likelihood(z).sample(
+            seed=None if seed is None else _next_seed(seed))
+
+    def decode(self, z, sample: bool = False, seed=None):
+        """Decode latent codes of your choice: pixel probabilities, or a sample if asked."""
+        p_x = self.likelihood(z)
+        return p_x.sample(seed=seed) if sample else p_x.mean()
+
+
+def _next_seed(seed):
+    """A second stateless seed derived from ``seed``, so two draws do not share noise."""
+    return tfp.random.split_seed(seed, n=2)[1]

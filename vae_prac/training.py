@@ -1,0 +1,340 @@
+"""Training a VAE: the original practical's loop, in TensorFlow 2.
+
+Each step draws a batch x, computes the ELBO summed over the batch and takes an RMSProp
+step on -ELBO, updating theta (decoder) and phi (encoder) together. For speed the step
+is compiled (``tf.function``, with XLA when ``config.jit_compile``), and ``log_every``
+steps run inside one compiled loop so Python is not on the hot path.
+
+Every ``print_every`` iterations ``train`` measures the ELBO of the fixed evaluation set
+(the original's 5000 test digits), writes TensorBoard summaries and a checkpoint to
+``config.logdir`` and calls the hooks (e.g. to plot a posterior sample beside a prior
+sample). It stops cleanly on KeyboardInterrupt, keeping the model and history so far,
+and stops on a NaN or Inf loss without updating the weights or the checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from typing import Callable, Iterable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vae_prac import data
+from vae_prac.config import Config
+from vae_prac.elbo import elbo
+from vae_prac.evaluate import evaluate_elbo
+from vae_prac.model import VAE
+
+Hook = Callable[["VAE", int, "History"], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or Inf; training stopped before applying that step.
+
+    ``iteration`` is the iteration whose loss was not finite. ``result`` holds the
+    model (weights from the last finite step) and the history so far; the checkpoint
+    in ``logdir``, if any, is the last good one.
+    """
+
+    def __init__(self, iteration: int, result: "TrainResult"):
+        super().__init__(
+            f"The loss was NaN or Inf at iteration {iteration}; training stopped and that "
+            f"step was not applied. Try a smaller learning_rate, or check the data "
+            f"(vae_prac.data.validate_batch). The model and history so far are in "
+            f"this exception's .result" + (
+                f"; the last good checkpoint is in {result.checkpoint_dir}."
+                if result.checkpoint_dir else "."))
+        self.iteration = iteration
+        self.result = result
+
+
+@dataclasses.dataclass
+class History:
+    """What training measured: one row every ``log_every`` iterations.
+
+    ``test_elbo`` is filled every ``print_every`` iterations (NaN otherwise); ELBOs are
+    nats per image; ``examples_per_sec`` is measured over the steps since the last row.
+    """
+
+    iteration: list = dataclasses.field(default_factory=list)
+    train_elbo: list = dataclasses.field(default_factory=list)
+    test_elbo: list = dataclasses.field(default_factory=list)
+    examples_per_sec: list = dataclasses.field(default_factory=list)
+
+    FIELDS = ("iteration", "train_elbo", "test_elbo", "examples_per_sec")
+
+    def append(self, iteration, train_elbo, test_elbo=math.nan, examples_per_sec=math.nan):
+        self.iteration.append(int(iteration))
+        self.train_elbo.append(float(train_elbo))
+        self.test_elbo.append(float(test_elbo))
+        self.examples_per_sec.append(float(examples_per_sec))
+
+    def __len__(self):
+        return len(self.iteration)
+
+    def rows(self):
+        return [dict(zip(self.FIELDS, r)) for r in zip(*(getattr(self, f) for f in self.FIELDS))]
+
+    def to_csv(self, path):
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows())
+
+    @classmethod
+    def from_csv(cls, path) -> "History":
+        history = cls()
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                history.append(*(float(row[k]) for k in cls.FIELDS))
+        return history
+
+    def to_json(self, path):
+        with open(path, "w") as f:
+            json.dump({k: getattr(self, k) for k in self.FIELDS}, f)
+
+    @property
+    def last_test_elbo(self) -> float:
+        tested = [v for v in self.test_elbo if not math.isnan(v)]
+        return tested[-1] if tested else math.nan
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """The trained model, its history, and how training ended."""
+
+    model: VAE
+    history: History
+    iteration: int
+    interrupted: bool = False
+    checkpoint_dir: Optional[str] = None
+
+
+def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
+    """RMSProp, as in the original practical (TF1's default rho=0.9 and epsilon=1e-10)."""
+    return keras.optimizers.RMSprop(learning_rate=config.learning_rate, rho=0.9,
+                                    epsilon=1e-10)
+
+
+def train(config: Config = Config(), model: Optional[VAE] = None,
+          hooks: Iterable[Hook] = (), strategy: Optional[tf.distribute.Strategy] = None,
+          progress: bool = True, verbose: bool = True, train_images=None,
+          eval_x=None) -> TrainResult:
+    """Train a VAE with ``config``; returns a ``TrainResult``.
+
+    Args:
+      config: The settings (``vae_prac.Config``).
+      model: A ``VAE`` to train further; by default a new one seeded by ``config.seed``.
+      hooks: Callables ``hook(model, iteration, history)`` run every ``print_every``.
+      strategy: A ``tf.distribute.Strategy`` (e.g. ``MirroredStrategy`` on several
+        GPUs); the global batch of ``batch_size`` is split between its replicas.
+      progress: Show a progress bar (in a notebook, a widget when available).
+      verbose: Print one line every ``print_every`` iterations.
+      train_images: uint8 images [N, 28, 28] to train on (default: MNIST's training set).
+      eval_x: Binary images [n, 28, 28, 1] for the test ELBO (default: the first
+        ``config.n_eval`` test digits).
+
+    If ``config.logdir`` holds a checkpoint, training resumes from it at the right
+    iteration, with the same data order and noise as an uninterrupted run.
+    """
+    keras.utils.set_random_seed(config.seed)
+    if train_images is None:
+        train_images, _ = data.load_mnist("train", config.data_dir)
+    if eval_x is None:
+        eval_x = data.eval_set(config.n_eval, config.binarization, config.seed,
+                               config.data_dir)
+
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = model or VAE.from_config(config)
+        optimizer = make_optimizer(config)
+        optimizer.build(model.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    manager = None
+    if config.logdir:
+        manager = tf.train.CheckpointManager(
+            checkpoint, os.path.join(config.logdir, "checkpoints"), max_to_keep=3)
+        if manager.latest_checkpoint:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            if verbose:
+                print(f"Resuming from {manager.latest_checkpoint} at iteration {int(step)}.")
+    start = int(step.numpy())
+
+    # Skipping `start` batches reproduces the data order of an uninterrupted run.
+    dataset = data.train_dataset(train_images, config.batch_size, config.binarization,
+                                 config.seed).skip(start)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset)
+                    if strategy else dataset)
+    run_steps = _compile_train_loop(model, optimizer, step, strategy, config)
+
+    writer = tf.summary.create_file_writer(config.logdir) if config.logdir else None
+    history = History()
+    result = TrainResult(model, history, start,
+                         checkpoint_dir=manager.directory if manager else None)
+    bar = _progress_bar(config.n_iterations, start, progress)
+    try:
+        while int(step) < config.n_iterations:
+            # Run up to the next multiple of log_every (a resumed run may start mid-way).
+            n = min(config.log_every - int(step) % config.log_every,
+                    config.n_iterations - int(step))
+            t0 = time.perf_counter()
+            elbo_sum, n_done = run_steps(iterator, tf.constant(n, tf.int64))
+            n_done = int(n_done)
+            elapsed = time.perf_counter() - t0
+            result.iteration = int(step)
+            if n_done < n:
+                raise NonFiniteLossError(int(step), result)
+            train_elbo = float(elbo_sum) / (n_done * config.batch_size)
+            bar.update(n_done)
+            bar.set_postfix(elbo=f"{train_elbo:.2f}")
+            it = int(step)
+            test_elbo = math.nan
+            if it % config.print_every == 0 or it == config.n_iterations:
+                test_elbo = evaluate_elbo(model, eval_x, seed=config.seed)
+            history.append(it, train_elbo, test_elbo,
+                           n_done * config.batch_size / elapsed)
+            if writer:
+                with writer.as_default(step=it):
+                    tf.summary.scalar("elbo/train", train_elbo)
+                    tf.summary.scalar("examples_per_sec", history.examples_per_sec[-1])
+                    if not math.isnan(test_elbo):
+                        tf.summary.scalar("elbo/test", test_elbo)
+            if not math.isnan(test_elbo):
+                if manager:
+                    manager.save(checkpoint_number=it)
+                if verbose:
+                    _write(bar, f"Iteration {it:>6d}  train ELBO {train_elbo:9.3f}  "
+                                f"test ELBO {test_elbo:9.3f}  "
+                                f"examples/s {history.examples_per_sec[-1]:,.0f}")
+                for hook in hooks:
+                    hook(model, it, history)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        result.iteration = int(step)
+        if verbose:
+            _write(bar, f"Interrupted at iteration {int(step)}; the model and the history "
+                        f"so far are kept in the returned result.")
+    finally:
+        bar.close()
+        if writer:
+            writer.flush()
+    result.iteration = int(step)
+    return result
+
+
+def restore(logdir: str, config: Optional[Config] = None) -> tuple[VAE, int]:
+    """Load the latest checkpoint in ``logdir`` into a new VAE; returns (model, iteration).
+
+    ``config`` gives the network sizes; by default they are read from the
+    ``config.json`` that the CLI writes next to the checkpoints.
+    """
+    if config is None:
+        path = os.path.join(logdir, "config.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"No config.json in {logdir}: pass config= with the network sizes used "
+                f"for training.")
+        with open(path) as f:
+            config = Config.from_dict(json.load(f))
+    ckpt_dir = os.path.join(logdir, "checkpoints")
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    if latest is None:
+        raise FileNotFoundError(
+            f"No checkpoint in {ckpt_dir}. Train first, e.g. `vae-prac train --out {logdir}`.")
+    model = VAE.from_config(config)
+    step = tf.Variable(0, dtype=tf.int64)
+    tf.train.Checkpoint(model=model, step=step).restore(latest).expect_partial()
+    return model, int(step)
+
+
+def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] = None):
+    """One training step on a batch x: returns the batch ELBO and whether it was finite.
+
+    A step whose loss is NaN or Inf applies zero gradients, so the weights stay as they
+    were. ``seed`` is a stateless seed: fresh noise every step, yet reproducible.
+    """
+    jit = config.jit_compile if jit_compile is None else jit_compile
+    if jit is None:   # XLA pays off on a GPU; on a CPU this small step runs faster without
+        jit = bool(tf.config.list_physical_devices("GPU"))
+
+    @tf.function(jit_compile=jit)
+    def train_step(x, seed):
+        with tf.GradientTape() as tape:
+            batch_elbo = tf.reduce_sum(
+                elbo(model, x, n_samples=config.n_samples, seed=seed).elbo)
+            loss = -batch_elbo
+        grads = tape.gradient(loss, model.trainable_variables)
+        finite = tf.math.is_finite(loss)
+        grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+        optimizer.apply(grads, model.trainable_variables)
+        return batch_elbo, finite
+
+    return train_step
+
+
+def _compile_train_loop(model, optimizer, step, strategy, config):
+    """A compiled loop running up to n steps; returns (ELBO summed, steps done)."""
+    train_step = train_step_fn(model, optimizer, config)
+    distributed = strategy is not None
+
+    def replica_step(x, it):
+        ctx = tf.distribute.get_replica_context()
+        # Distinct noise on every step and every replica, fixed by config.seed.
+        replica = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+        it = tf.cast(it, tf.int32) * ctx.num_replicas_in_sync + replica
+        return train_step(x, tf.stack([tf.constant(config.seed, tf.int32), it]))
+
+    def one_step(iterator):
+        if not distributed:   # strategy.run costs ~30% of a small step on a CPU
+            return replica_step(next(iterator), step)
+        batch_elbo, finite = strategy.run(replica_step, args=(next(iterator), step))
+        return (strategy.reduce("SUM", batch_elbo, axis=None),
+                tf.reduce_all(strategy.experimental_local_results(finite)))
+
+    @tf.function
+    def run_steps(iterator, n):
+        total = tf.constant(0.0)
+        done = tf.constant(0, tf.int64)
+        for _ in tf.range(n):
+            batch_elbo, finite = one_step(iterator)
+            if not finite:
+                break
+            total += batch_elbo
+            done += 1
+            step.assign_add(1)
+        return total, done
+
+    return run_steps
+
+
+class _NoBar:
+    def update(self, n): pass
+    def set_postfix(self, **kw): pass
+    def close(self): pass
+
+
+def _progress_bar(total, initial, enabled):
+    if not enabled:
+        return _NoBar()
+    try:
+        import ipywidgets  # noqa: F401  (tqdm.auto needs it for a notebook widget)
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc="training", unit="it",
+                file=sys.stdout, dynamic_ncols=True, leave=True)
+
+
+def _write(bar, line):
+    if isinstance(bar, _NoBar):
+        print(line)
+    else:
+        bar.write(line, file=sys.stdout)
