@@ -7,8 +7,27 @@ p(z) = N(0, I) the prior.
 
 import os
 
-# TensorFlow's C++ start-up messages are noise for students; keep them out unless asked.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow and TFP without their C++ start-up lines on stderr.
+
+    Those lines (oneDNN, CUDA drivers) are noise for students, carry timestamps that
+    make notebook outputs differ on every run, and since TF 2.17 some are written
+    before any log level applies; so stderr's file descriptor is muted for the import.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+        import tensorflow_probability  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
 
 from vae_prac.config import Config  # noqa: E402
 from vae_prac.elbo import ElboTerms, batch_elbo, elbo, kl_analytic, kl_monte_carlo  # noqa: E402
@@ -18,6 +37,8 @@ from vae_prac.model import (VAE, generative_network, inference_network,  # noqa:
 from vae_prac.training import History, NonFiniteLossError, TrainResult, restore, train  # noqa: E402
 
 __version__ = "0.1.0"
+#: Where the course lives; the notebooks' Colab badges and install cell point here.
+REPO_URL = "https://github.com/vae-prac/vae_prac"
 
 __all__ = [
     "Config", "VAE", "inference_network", "generative_network", "reparameterize",

@@ -1,0 +1,154 @@
+"""Figures for the notebooks and the CLI: digits, samples, ELBO curves, latent spaces.
+
+Every function returns a matplotlib ``Figure`` (and does not call ``plt.show``), so the
+same code serves a notebook, which displays it, and the CLI, which saves it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+
+
+def _images(x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x.reshape(-1, 28, 28)
+
+
+def image_grid(images, ncols: int = 10, title: str | None = None, titles=None,
+               scale: float = 1.0):
+    """A grid of 28x28 images (binary or grey), black digits on white."""
+    images = _images(images)
+    ncols = max(1, min(ncols, len(images)))
+    nrows = math.ceil(len(images) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.4 * bool(title)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=1)
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def posterior_prior(model, x, seed=None):
+    """A posterior predictive sample of ``x[0]`` beside a prior predictive sample.
+
+    The original practical's picture: the left digit is drawn as x' ~ p_theta(x|z) with
+    z ~ q_phi(z|x), so it should look like x; the right one with z ~ p(z), so it shows
+    what the model generates on its own.
+    """
+    x = tf.convert_to_tensor(np.asarray(x, np.float32)[:1])
+    posterior_sample = model.posterior_predictive_sample(x, seed=seed)
+    prior_sample = model.prior_predictive_sample(1, seed=seed)
+    fig, (left, mid, right) = plt.subplots(1, 3, figsize=(6, 2.3))
+    for ax, img, title in ((left, x, "Data x"), (mid, posterior_sample, "Posterior sample"),
+                           (right, prior_sample, "Prior sample")):
+        ax.imshow(_images(img)[0], cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def posterior_prior_hook(x, seed=None, show=True):
+    """A training hook that plots ``posterior_prior`` every ``print_every`` iterations."""
+    def hook(model, iteration, history):
+        fig = posterior_prior(model, x, seed=seed)
+        fig.suptitle(f"Iteration {iteration}", y=1.02)
+        if show:
+            plt.show()
+        else:
+            plt.close(fig)
+    return hook
+
+
+def elbo_curve(history, reference: float | None = None):
+    """Train and test ELBO (nats per image) against iteration."""
+    it = np.asarray(history.iteration)
+    train = np.asarray(history.train_elbo)
+    test = np.asarray(history.test_elbo)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(it, train, label="train ELBO (batch)", alpha=0.7)
+    has_test = ~np.isnan(test)
+    ax.plot(it[has_test], test[has_test], "o-", label="test ELBO (fixed set)")
+    if reference is not None:
+        ax.axhline(reference, color="gray", ls="--", label=f"reference {reference:.1f}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("ELBO (nats per image)")
+    if len(train):
+        ax.set_ylim(np.nanpercentile(np.r_[train, test[has_test]], 5) - 10, None)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def prior_samples(model, n: int = 100, ncols: int = 10, seed=None, mean: bool = True):
+    """Digits generated from z ~ p(z): pixel probabilities (``mean``) or binary samples."""
+    z = model.prior().sample(n, seed=seed)
+    images = model.decode(z, sample=not mean, seed=seed)
+    return image_grid(images, ncols=ncols,
+                      title="Prior predictive " + ("means" if mean else "samples"))
+
+
+def latent_manifold(model, n: int = 15, bound: float = 2.0):
+    """For a 2-D latent space: decoded means on an n x n grid of z in [-bound, bound]^2."""
+    if model.latent_dim != 2:
+        raise ValueError(f"latent_manifold needs a model with latent_dim=2, got "
+                         f"{model.latent_dim}; train one with Config(latent_dim=2).")
+    grid = np.linspace(-bound, bound, n, dtype=np.float32)
+    z = np.stack(np.meshgrid(grid, grid[::-1]), axis=-1).reshape(-1, 2)
+    images = model.decode(z).numpy().reshape(n, n, 28, 28)
+    canvas = images.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1,
+              extent=[-bound, bound, -bound, bound])
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_title("Decoded means over the latent grid")
+    return fig
+
+
+def latent_scatter(model, x, labels, dims=(0, 1)):
+    """Posterior means mu_phi(x) of the first two (or chosen) latent dimensions, by digit."""
+    mu, _ = model.encoder(np.asarray(x, np.float32))
+    mu = np.asarray(mu)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    points = ax.scatter(mu[:, dims[0]], mu[:, dims[1]], c=np.asarray(labels), cmap="tab10",
+                        s=4, alpha=0.7)
+    fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
+    ax.set_xlabel(f"$\\mu_{{{dims[0] + 1}}}$")
+    ax.set_ylabel(f"$\\mu_{{{dims[1] + 1}}}$")
+    ax.set_title("Posterior means, coloured by digit")
+    return fig
+
+
+def interpolation(model, x_a, x_b, n: int = 10):
+    """Decoded means along the straight line between the posterior means of two digits."""
+    mu, _ = model.encoder(np.stack([np.asarray(x_a, np.float32).reshape(28, 28, 1),
+                                    np.asarray(x_b, np.float32).reshape(28, 28, 1)]))
+    t = np.linspace(0.0, 1.0, n, dtype=np.float32)[:, None]
+    z = (1 - t) * mu[0] + t * mu[1]
+    return image_grid(model.decode(z), ncols=n,
+                      title="Interpolating between two digits in latent space")
+
+
+def softplus_curve():
+    """softplus(a) = log(1 + e^a): positive, smooth, and close to ReLU for large a."""
+    a = np.linspace(-6, 6, 200)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(a, np.logaddexp(0, a), label="softplus(a) = log(1 + e$^a$)")
+    ax.plot(a, np.maximum(a, 0), "--", label="ReLU(a) = max(0, a)", alpha=0.7)
+    ax.set_xlabel("a")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
