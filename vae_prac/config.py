@@ -9,6 +9,7 @@ the config is built, not thousands of iterations later.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -78,8 +79,20 @@ class Config:
             raise ValueError(
                 f"Config.n_eval must be at most 10000 (the size of MNIST's test set), "
                 f"got {self.n_eval}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"Config.seed must be an integer >= 0, got {self.seed!r}.")
+        # Seeds become int32 stateless-RNG seeds, so they must fit in 31 bits.
+        if (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                or not 0 <= self.seed < 2**31):
+            raise ValueError(
+                f"Config.seed must be an integer in [0, 2**31), got {self.seed!r}.")
+        for name in ("data_dir", "logdir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise ValueError(
+                    f"Config.{name} must be a path (a string) or None, got {value!r}.")
+        if self.jit_compile is not None and not isinstance(self.jit_compile, bool):
+            raise ValueError(
+                f"Config.jit_compile must be True, False or None (choose automatically), "
+                f"got {self.jit_compile!r}.")
         if self.log_every > self.print_every or self.print_every % self.log_every:
             raise ValueError(
                 f"Config.print_every ({self.print_every}) must be a multiple of "

@@ -15,6 +15,8 @@ k samples are processed in chunks so memory stays bounded whatever k is.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -42,8 +44,15 @@ def iw_bound(model, x, k: int, seed=None, chunk_size: int | None = None):
     so any k fits in memory. With ``seed`` (a stateless seed) the result is reproducible.
     """
     x = tf.convert_to_tensor(x, tf.float32)
-    if k < 1:
-        raise ValueError(f"k must be a positive number of samples, got {k}.")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k must be a positive number of samples, got {k!r}.")
+    if chunk_size is not None and (isinstance(chunk_size, bool)
+                                   or not isinstance(chunk_size, numbers.Integral)
+                                   or chunk_size < 1):
+        raise ValueError(
+            f"chunk_size must be a positive number of samples per chunk, or None to "
+            f"choose one from the batch size; got {chunk_size!r}.")
+    k = int(k)
     batch = int(x.shape[0])
     chunk = chunk_size or max(1, min(k, _MAX_SAMPLES_PER_CHUNK // max(batch, 1)))
     # One stateless seed per chunk; with seed=None, a fresh random one.

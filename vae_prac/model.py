@@ -14,6 +14,8 @@ KL divergences come from TFP rather than from hand-written formulas.
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -73,6 +75,13 @@ def reparameterize(mu, sigma, n_samples: int = 1, seed=None):
       seed: ``None`` for fresh noise on every call, or a stateless seed (a pair of
         integers or an int tensor of shape [2]) for reproducible noise.
     """
+    if not tf.is_tensor(n_samples):
+        if (isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral)
+                or n_samples < 1):
+            raise ValueError(
+                f"n_samples must be a positive integer (samples of z per example), "
+                f"got {n_samples!r}.")
+        n_samples = int(n_samples)
     mu = tf.convert_to_tensor(mu)
     sigma = tf.convert_to_tensor(sigma, dtype=mu.dtype)
     shape = tf.shape(mu)

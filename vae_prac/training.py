@@ -165,7 +165,9 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             if verbose:
-                print(f"Resuming from {manager.latest_checkpoint} at iteration {int(step)}.")
+                print(f"Resuming from {manager.latest_checkpoint} "
+                      f"at iteration {int(step.numpy())}.")
+    # .numpy(): int() cannot read a MirroredVariable (the step under a strategy).
     start = int(step.numpy())
 
     # Skipping `start` batches reproduces the data order of an uninterrupted run.
@@ -181,21 +183,21 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
                          checkpoint_dir=manager.directory if manager else None)
     bar = _progress_bar(config.n_iterations, start, progress)
     try:
-        while int(step) < config.n_iterations:
+        while int(step.numpy()) < config.n_iterations:
             # Run up to the next multiple of log_every (a resumed run may start mid-way).
-            n = min(config.log_every - int(step) % config.log_every,
-                    config.n_iterations - int(step))
+            n = min(config.log_every - int(step.numpy()) % config.log_every,
+                    config.n_iterations - int(step.numpy()))
             t0 = time.perf_counter()
             elbo_sum, n_done = run_steps(iterator, tf.constant(n, tf.int64))
             n_done = int(n_done)
             elapsed = time.perf_counter() - t0
-            result.iteration = int(step)
+            result.iteration = int(step.numpy())
             if n_done < n:
-                raise NonFiniteLossError(int(step), result)
+                raise NonFiniteLossError(int(step.numpy()) + 1, result)
             train_elbo = float(elbo_sum) / (n_done * config.batch_size)
             bar.update(n_done)
             bar.set_postfix(elbo=f"{train_elbo:.2f}")
-            it = int(step)
+            it = int(step.numpy())
             test_elbo = math.nan
             if it % config.print_every == 0 or it == config.n_iterations:
                 test_elbo = evaluate_elbo(model, eval_x, seed=config.seed)
@@ -203,10 +205,10 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
                            n_done * config.batch_size / elapsed)
             if writer:
                 with writer.as_default(step=it):
-                    tf.summary.scalar("elbo/train", train_elbo)
-                    tf.summary.scalar("examples_per_sec", history.examples_per_sec[-1])
+                    _scalar("elbo/train", train_elbo)
+                    _scalar("examples_per_sec", history.examples_per_sec[-1])
                     if not math.isnan(test_elbo):
-                        tf.summary.scalar("elbo/test", test_elbo)
+                        _scalar("elbo/test", test_elbo)
             if not math.isnan(test_elbo):
                 if manager:
                     manager.save(checkpoint_number=it)
@@ -218,15 +220,15 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
                     hook(model, it, history)
     except KeyboardInterrupt:
         result.interrupted = True
-        result.iteration = int(step)
+        result.iteration = int(step.numpy())
         if verbose:
-            _write(bar, f"Interrupted at iteration {int(step)}; the model and the history "
-                        f"so far are kept in the returned result.")
+            _write(bar, f"Interrupted at iteration {int(step.numpy())}; the model and the "
+                        f"history so far are kept in the returned result.")
     finally:
         bar.close()
         if writer:
             writer.flush()
-    result.iteration = int(step)
+    result.iteration = int(step.numpy())
     return result
 
 
@@ -284,6 +286,10 @@ def _compile_train_loop(model, optimizer, step, strategy, config):
     """A compiled loop running up to n steps; returns (ELBO summed, steps done)."""
     train_step = train_step_fn(model, optimizer, config)
     distributed = strategy is not None
+    if distributed:
+        # Under a strategy the optimizer all-reduces the gradients (a merge_call), which
+        # TF refuses inside a nested tf.function: run the step's Python body instead.
+        train_step = train_step.python_function
 
     def replica_step(x, it):
         ctx = tf.distribute.get_replica_context()
@@ -313,6 +319,17 @@ def _compile_train_loop(model, optimizer, step, strategy, config):
         return total, done
 
     return run_steps
+
+
+def _scalar(tag, value):
+    """Write a scalar summary that TensorBoard shows, without needing TensorBoard.
+
+    ``tf.summary.scalar`` lives in the tensorboard package, which TensorFlow no longer
+    installs; ``tf.summary.write`` with the "scalars" plugin tag writes the same event.
+    """
+    metadata = tf.compat.v1.SummaryMetadata(
+        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
+    tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
 
 
 class _NoBar:

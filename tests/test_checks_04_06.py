@@ -1,0 +1,243 @@
+"""The exercise checks of notebooks 04-06 (reparameterization, training, evaluation).
+
+For each Code Task: a correct implementation passes, typical mistakes get "not yet"
+with a hint that names the problem, and an unfinished stub gets "not done yet". Each
+check must print exactly one line.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+import vae_prac
+from vae_prac import checks
+from vae_prac.checks import evaluation, reparameterization, training
+
+tfd = tfp.distributions
+
+
+def run(capsys, check_fn, *args):
+    """Run a check; return (its return value, the one line it printed)."""
+    result = check_fn(*args)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert checks.LINE.match(lines[0]), lines[0]
+    return result, lines[0]
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError()
+
+
+# ---------------------------------------------------------------------------------------
+# Notebook 04: the KL in closed form, the reparameterization trick.
+
+def kl_right(mu, sigma):
+    return tf.reduce_sum(0.5 * (mu**2 + sigma**2 - 1.0 - tf.math.log(sigma**2)), axis=-1)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda mu, s: 0.5 * (mu**2 + s**2 - 1.0 - tf.math.log(s**2)), "per latent dimension"),
+    (lambda mu, s: tf.reduce_sum(0.5 * (mu**2 + s**2 - 1.0 - tf.math.log(s**2))), "shape"),
+    (lambda mu, s: tf.reduce_sum(mu**2 + s**2 - 1.0 - tf.math.log(s**2), -1), "twice"),
+    (lambda mu, s: tf.reduce_sum(0.5 * (mu**2 + s**2 - 1.0 - tf.math.log(s)), -1),
+     "log sigma"),
+    (lambda mu, s: tf.reduce_sum(0.5 * (mu**2 + s - 1.0 - tf.math.log(s**2)), -1),
+     "variance"),
+    (lambda mu, s: tf.reduce_sum(0.5 * (mu**2 + s**2 - tf.math.log(s**2)), -1),
+     "must be 0"),
+    (lambda mu, s: None, "return"),
+])
+def test_kl_closed_form_catches_mistakes(capsys, wrong, hint):
+    ok, line = run(capsys, reparameterization.kl_closed_form, wrong)
+    assert not ok and "not yet" in line and hint in line
+
+
+def test_kl_closed_form(capsys):
+    assert run(capsys, reparameterization.kl_closed_form, kl_right) == (
+        True, "[check kl_closed_form] passed")
+    ok, line = run(capsys, reparameterization.kl_closed_form, stub)
+    assert not ok and line.startswith("[check kl_closed_form] not done yet")
+
+
+def test_kl_formula(capsys):
+    assert run(capsys, reparameterization.kl_formula, "c")[0]
+    assert run(capsys, reparameterization.kl_formula, " C ")[0]
+    assert "not yet" in run(capsys, reparameterization.kl_formula, "a")[1]
+    assert "not done yet" in run(capsys, reparameterization.kl_formula, None)[1]
+
+
+def reparameterize_right(mu, sigma):
+    return mu + sigma * tf.random.normal(tf.shape(mu))
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda mu, s: mu + s * tf.random.normal([3]), "shape"),           # broadcasts badly
+    (lambda mu, s: mu + s * tf.random.stateless_normal(tf.shape(mu), seed=[1, 2]),
+     "same z"),
+    (lambda mu, s: mu + s * tf.random.normal(tf.shape(mu)[-1:]), "same noise"),
+    (lambda mu, s: mu + s * tf.random.uniform(tf.shape(mu)), "uniform"),
+    (lambda mu, s: mu + s**2 * tf.random.normal(tf.shape(mu)), "variance"),
+    (lambda mu, s: mu + tf.sqrt(s) * tf.random.normal(tf.shape(mu)), "sqrt(sigma)"),
+    (lambda mu, s: mu + s * tf.random.uniform(tf.shape(mu), -math.sqrt(3), math.sqrt(3)),
+     "68.3%"),
+    (lambda mu, s: mu.numpy() + s.numpy() * np.random.standard_normal(mu.shape),
+     "no gradient"),
+    (lambda mu, s: tf.stop_gradient(mu + s * tf.random.normal(tf.shape(mu))),
+     "no gradient"),
+    (lambda mu, s: tfd.Normal(mu, s).sample(), "tf.random.normal"),
+    (lambda mu, s: None, "return"),
+])
+def test_reparameterize_catches_mistakes(capsys, wrong, hint):
+    ok, line = run(capsys, reparameterization.reparameterize, wrong)
+    assert not ok and "not yet" in line and hint in line, line
+
+
+def test_reparameterize(capsys):
+    assert run(capsys, reparameterization.reparameterize, reparameterize_right) == (
+        True, "[check reparameterize] passed")
+    assert run(capsys, reparameterization.reparameterize, vae_prac.reparameterize)[0]
+    ok, line = run(capsys, reparameterization.reparameterize, stub)
+    assert not ok and "not done yet" in line
+
+
+def test_reference_if_needed_follows_the_check(capsys):
+    run(capsys, reparameterization.reparameterize, stub)
+    assert checks.reference_if_needed("reparameterize", stub,
+                                      vae_prac.reparameterize) is vae_prac.reparameterize
+    assert "reference" in capsys.readouterr().out
+    run(capsys, reparameterization.reparameterize, reparameterize_right)
+    assert checks.reference_if_needed("reparameterize", reparameterize_right,
+                                      vae_prac.reparameterize) is reparameterize_right
+
+
+# ---------------------------------------------------------------------------------------
+# Notebook 05: the batch ELBO, RMSProp and the sum, decoding a chosen z.
+
+def batch_elbo_right(model, x, seed):
+    mu, sigma = model.encoder(x)
+    z = vae_prac.reparameterize(mu, sigma, seed=seed)
+    expected_log_likelihood = model.likelihood(z).log_prob(x)
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
+    return tf.reduce_sum(expected_log_likelihood - kl)
+
+
+def _parts(model, x, seed):
+    mu, sigma = model.encoder(x)
+    z = vae_prac.reparameterize(mu, sigma, seed=seed)
+    ell = model.likelihood(z).log_prob(x)
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
+    return ell, kl
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda m, x, s: -batch_elbo_right(m, x, s), "sign"),
+    (lambda m, x, s: batch_elbo_right(m, x, s) / 8, "averaged"),
+    (lambda m, x, s: tf.reduce_sum(_parts(m, x, s)[0] + _parts(m, x, s)[1]), "KL has the wrong sign"),
+    (lambda m, x, s: tf.reduce_sum(_parts(m, x, s)[0]), "KL term is missing"),
+    (lambda m, x, s: _parts(m, x, s)[0] - _parts(m, x, s)[1], "Sum them"),
+    (lambda m, x, s: batch_elbo_right(m, x, None), "same seed"),
+    (lambda m, x, s: batch_elbo_right(m, x, tf.constant([1, 2])), "with this seed"),
+    (lambda m, x, s: tf.constant(batch_elbo_right(m, x, s).numpy()), "no gradient"),
+    (lambda m, x, s: None, "return"),
+])
+def test_batch_elbo_catches_mistakes(capsys, wrong, hint):
+    ok, line = run(capsys, training.batch_elbo, wrong)
+    assert not ok and "not yet" in line and hint in line, line
+
+
+def test_batch_elbo(capsys):
+    assert run(capsys, training.batch_elbo, batch_elbo_right) == (
+        True, "[check batch_elbo] passed")
+    assert run(capsys, training.batch_elbo,
+               lambda m, x, s: vae_prac.batch_elbo(m, x, seed=s))[0]
+    assert "not done yet" in run(capsys, training.batch_elbo, stub)[1]
+
+
+def test_rmsprop_scale(capsys):
+    assert run(capsys, training.rmsprop_scale, "b")[0]
+    assert "not yet" in run(capsys, training.rmsprop_scale, "a")[1]
+    assert "not done yet" in run(capsys, training.rmsprop_scale, None)[1]
+
+
+def midpoint_right(model, x_a, x_b):
+    mu, _ = model.encoder(tf.stack([x_a, x_b]))
+    return model.decode(tf.reduce_mean(mu, axis=0, keepdims=True))[0]
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda m, a, b: midpoint_right(m, a, b)[None], "batch of one"),
+    (lambda m, a, b: m.decoder(tf.reduce_mean(m.encoder(tf.stack([a, b]))[0], 0,
+                                              keepdims=True))[0], "logits"),
+    (lambda m, a, b: m.decode(tf.reduce_mean(m.encoder(tf.stack([a, b]))[0], 0,
+                                             keepdims=True), sample=True)[0], "binary"),
+    (lambda m, a, b: tf.reduce_mean(m.decode(m.encoder(tf.stack([a, b]))[0]), 0),
+     "averaged the two decoded images"),
+    (lambda m, a, b: m.decode(tf.reduce_mean(
+        m.posterior(tf.stack([a, b])).sample(), 0, keepdims=True))[0], "posterior means"),
+    (lambda m, a, b: m.decode(m.encoder(a[None])[0])[0], "midpoint"),
+])
+def test_decode_midpoint_catches_mistakes(capsys, wrong, hint):
+    ok, line = run(capsys, training.decode_midpoint, wrong)
+    assert not ok and "not yet" in line and hint in line, line
+
+
+def test_decode_midpoint(capsys):
+    assert run(capsys, training.decode_midpoint, midpoint_right) == (
+        True, "[check decode_midpoint] passed")
+    assert run(capsys, training.decode_midpoint, training.decode_midpoint_reference)[0]
+    assert "not done yet" in run(capsys, training.decode_midpoint, stub)[1]
+
+
+# ---------------------------------------------------------------------------------------
+# Notebook 06: the importance-weighted bound.
+
+def _log_w(model, x, k, seed):
+    q = model.posterior(x)
+    z = q.sample(k, seed=seed)
+    return model.likelihood(z).log_prob(x) + model.prior().log_prob(z) - q.log_prob(z)
+
+
+def iw_right(model, x, k, seed):
+    return tf.reduce_logsumexp(_log_w(model, x, k, seed), axis=0) - math.log(k)
+
+
+def iw_own_noise(model, x, k, seed):
+    """Correct, but its samples do not come from the seed the way the library's do."""
+    mu, sigma = model.encoder(x)
+    q = vae_prac.posterior(mu, sigma)
+    z = mu + sigma * tf.random.normal(tf.concat([[k], tf.shape(mu)], 0))
+    log_w = model.likelihood(z).log_prob(x) + model.prior().log_prob(z) - q.log_prob(z)
+    return tf.reduce_logsumexp(log_w, axis=0) - math.log(k)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda m, x, k, s: tf.reduce_logsumexp(_log_w(m, x, k, s), axis=0), "log(k) too high"),
+    (lambda m, x, k, s: tf.reduce_mean(_log_w(m, x, k, s), axis=0), "ELBO estimate"),
+    (lambda m, x, k, s: tf.reduce_max(_log_w(m, x, k, s), axis=0), "largest"),
+    (lambda m, x, k, s: tf.math.log(tf.reduce_mean(tf.exp(_log_w(m, x, k, s)), axis=0)),
+     "underflow"),
+    (lambda m, x, k, s: tf.reduce_logsumexp(_log_w(m, x, k, s), axis=1) - math.log(k),
+     "one value per sample"),
+    (lambda m, x, k, s: _log_w(m, x, k, s), "log weights themselves"),
+    (lambda m, x, k, s: tf.reduce_mean(iw_right(m, x, k, s)), "single number"),
+    (lambda m, x, k, s: iw_right(m, x, k, s) - 1.0, "averaged over 10 seeds"),
+])
+def test_iw_bound_catches_mistakes(capsys, wrong, hint):
+    ok, line = run(capsys, evaluation.iw_bound, wrong)
+    assert not ok and "not yet" in line and hint in line, line
+
+
+def test_iw_bound(capsys):
+    assert run(capsys, evaluation.iw_bound, iw_right) == (True, "[check iw_bound] passed")
+    assert run(capsys, evaluation.iw_bound, iw_own_noise)[0]
+    assert "not done yet" in run(capsys, evaluation.iw_bound, stub)[1]
+
+
+def test_iw_order(capsys):
+    assert run(capsys, evaluation.iw_order, "d")[0]
+    assert "not yet" in run(capsys, evaluation.iw_order, "a")[1]
+    assert "not done yet" in run(capsys, evaluation.iw_order, None)[1]

@@ -1,0 +1,134 @@
+"""Tests for vae_prac.elbo: the KL term, the expected log-likelihood and their sum.
+
+Monte Carlo estimates are compared with exact values within 5 standard errors, each
+computed from the spread of the very samples the estimate averages.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vae_prac.elbo import batch_elbo, elbo, kl_analytic, kl_monte_carlo
+from vae_prac.evaluate import log_px
+from vae_prac.model import posterior, prior, reparameterize
+
+Z = 5.0   # tolerance in standard errors
+
+rng = np.random.default_rng(0)
+MU = rng.normal(0, 1.5, [6, 4]).astype(np.float32)
+SIGMA = rng.uniform(0.2, 2.0, [6, 4]).astype(np.float32)
+
+
+def test_kl_analytic_is_the_textbook_formula():
+    kl = kl_analytic(posterior(MU, SIGMA), prior(4)).numpy()
+    textbook = 0.5 * np.sum(MU**2 + SIGMA**2 - 1 - 2 * np.log(SIGMA), axis=-1)
+    assert kl.shape == (6,)
+    np.testing.assert_allclose(kl, textbook, rtol=1e-5)
+    # Zero exactly when q is the prior, positive otherwise.
+    same = kl_analytic(posterior(np.zeros([1, 4], np.float32), np.ones([1, 4], np.float32)),
+                       prior(4))
+    np.testing.assert_allclose(same, [0.0], atol=1e-6)
+    assert np.all(kl > 0)
+
+
+def test_kl_monte_carlo_matches_the_closed_form_within_monte_carlo_error():
+    q, p = posterior(MU, SIGMA), prior(4)
+    n = 50_000
+    z = reparameterize(MU, SIGMA, n_samples=n, seed=(4, 2))          # [n, 6, 4]
+    estimate = kl_monte_carlo(q, p, z).numpy()
+    log_ratio = (q.log_prob(z) - p.log_prob(z)).numpy()               # [n, 6]
+    np.testing.assert_allclose(estimate, log_ratio.mean(0), rtol=1e-4)
+    se = log_ratio.std(0) / np.sqrt(n)
+    exact = kl_analytic(q, p).numpy()
+    assert np.all(np.abs(estimate - exact) < Z * se), (estimate, exact, se)
+    # One sample per example (z of rank 2): the single log-ratio, shape [batch].
+    one = kl_monte_carlo(q, p, z[0]).numpy()
+    np.testing.assert_allclose(one, log_ratio[0], rtol=1e-5)
+
+
+def test_elbo_is_expected_log_likelihood_minus_kl(small_vae, digits):
+    vae = small_vae()
+    x = digits[:16]
+    terms = elbo(vae, x, seed=(1, 1))
+    for t in terms:
+        assert t.shape == (16,)
+    np.testing.assert_allclose(terms.elbo, terms.expected_log_likelihood - terms.kl,
+                               rtol=1e-6)
+    # The pieces, computed by hand from the model's distributions and the same noise.
+    mu, sigma = vae.encoder(x)
+    z = reparameterize(mu, sigma, seed=(1, 1))
+    np.testing.assert_allclose(terms.expected_log_likelihood,
+                               vae.likelihood(z).log_prob(x), rtol=1e-6)
+    np.testing.assert_allclose(terms.kl, kl_analytic(vae.posterior(x), vae.prior()),
+                               rtol=1e-6)
+    # A log-probability of binary pixels is negative; a KL is not.
+    assert np.all(terms.expected_log_likelihood.numpy() < 0)
+    assert np.all(terms.kl.numpy() >= 0)
+
+
+def test_several_samples_are_averaged_per_example(small_vae, digits):
+    vae = small_vae()
+    x = digits[:8]
+    terms = elbo(vae, x, n_samples=7, seed=(2, 3))
+    assert terms.elbo.shape == (8,) and terms.expected_log_likelihood.shape == (8,)
+    mu, sigma = vae.encoder(x)
+    z = reparameterize(mu, sigma, n_samples=7, seed=(2, 3))            # [7, 8, d]
+    per_sample = vae.likelihood(z).log_prob(x).numpy()                # [7, 8]
+    np.testing.assert_allclose(terms.expected_log_likelihood, per_sample.mean(0), rtol=1e-6)
+    # The samples differ, so averaging is not just taking one of them.
+    assert np.all(per_sample.std(0) > 0)
+
+
+def test_monte_carlo_kl_is_unbiased_and_uses_the_same_samples(small_vae, digits):
+    vae = small_vae()
+    x = digits[:8]
+    n = 2000
+    analytic = elbo(vae, x, n_samples=n, kl="analytic", seed=(5, 5))
+    mc = elbo(vae, x, n_samples=n, kl="monte_carlo", seed=(5, 5))
+    # Same seed, same z: the expected log-likelihood is identical; only the KL differs.
+    np.testing.assert_array_equal(analytic.expected_log_likelihood,
+                                  mc.expected_log_likelihood)
+    np.testing.assert_allclose(mc.elbo, mc.expected_log_likelihood - mc.kl, rtol=1e-6)
+    q, p = vae.posterior(x), vae.prior()
+    mu, sigma = vae.encoder(x)
+    z = reparameterize(mu, sigma, n_samples=n, seed=(5, 5))
+    se = (q.log_prob(z) - p.log_prob(z)).numpy().std(0) / np.sqrt(n)
+    assert np.all(np.abs(mc.kl.numpy() - analytic.kl.numpy()) < Z * se)
+    # With one sample the Monte Carlo KL is one noisy draw, not the closed form.
+    one = elbo(vae, x, kl="monte_carlo", seed=(5, 6))
+    assert not np.allclose(one.kl, analytic.kl, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["closed_form", "mc", "Analytic", None])
+def test_an_unknown_kl_estimator_is_refused(small_vae, digits, name):
+    with pytest.raises(ValueError, match="analytic.*monte_carlo"):
+        elbo(small_vae(), digits[:2], kl=name)
+
+
+def test_batch_elbo_is_the_sum_over_the_batch(small_vae, digits):
+    vae = small_vae()
+    x = digits[:32]
+    total = batch_elbo(vae, x, n_samples=3, seed=(9, 9))
+    assert total.shape == ()
+    np.testing.assert_allclose(total, tf.reduce_sum(elbo(vae, x, 3, seed=(9, 9)).elbo),
+                               rtol=1e-6)
+
+
+def test_same_seed_same_elbo_and_fresh_noise_without_a_seed(small_vae, digits):
+    vae = small_vae()
+    x = digits[:8]
+    a = elbo(vae, x, seed=(3, 4)).elbo.numpy()
+    np.testing.assert_array_equal(a, elbo(vae, x, seed=(3, 4)).elbo)
+    assert not np.array_equal(a, elbo(vae, x, seed=(3, 5)).elbo)
+    assert not np.array_equal(elbo(vae, x).elbo, elbo(vae, x).elbo)
+
+
+def test_the_elbo_is_below_the_log_likelihood(small_vae, digits):
+    # log p(x) - ELBO = KL(q_phi(z|x) || p_theta(z|x)) >= 0. Both sides are estimated
+    # with many samples; the gap must be positive well beyond its standard error.
+    vae = small_vae(latent_dim=2, hidden_size=16)
+    x = digits[:100]
+    lower = elbo(vae, x, n_samples=200, seed=(0, 1)).elbo.numpy()
+    log_p = log_px(vae, x, k=200, seed=1)
+    gap = log_p - lower
+    assert gap.mean() > Z * gap.std(ddof=1) / np.sqrt(len(gap)), gap

@@ -1,0 +1,426 @@
+"""The ``vae-prac`` command line: train, evaluate, sample, check the data, grade notebooks.
+
+    vae-prac train --out runs/vae            # the original practical's run, outputs in runs/vae
+    vae-prac evaluate --out runs/vae         # test ELBO and log p(x) of the saved model
+    vae-prac sample --out runs/vae           # a PNG grid of digits drawn from the model
+    vae-prac data                            # where MNIST is, and whether every file verifies
+    vae-prac grade notebooks/student/*.ipynb # run notebooks and tabulate their checks
+
+Exit status: 0 done, 1 training diverged (NaN or Inf loss), 2 bad input (a setting, the
+data, a missing run), 130 interrupted with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")   # the CLI only writes PNG files; it never opens a window
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import vae_prac  # noqa: E402
+from vae_prac import data, training  # noqa: E402
+from vae_prac.config import BINARIZATIONS, Config  # noqa: E402
+from vae_prac.evaluate import evaluate_elbo, log_px  # noqa: E402
+
+# Settings a checkpoint fixes: resuming with other values cannot work (the network
+# sizes) or would silently not apply (the learning rate is restored with the optimizer).
+FIXED_BY_CHECKPOINT = ("latent_dim", "hidden_size", "learning_rate")
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed without a traceback, exit status 2."""
+
+
+# --------------------------------------------------------------------------
+# Arguments.
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _add_config_flags(parser):
+    """One flag per Config field. Absent flags stay absent (argparse.SUPPRESS), so a
+    resumed run keeps the settings it was started with unless a flag changes them."""
+    defaults = Config()
+    group = parser.add_argument_group("settings (vae_prac.Config; defaults are the original's)")
+
+    def flag(name, type_, help_, **kw):
+        field = name.lstrip("-").replace("-", "_")
+        default = getattr(defaults, field)
+        if default is not None:
+            help_ += f" (default: {default})"
+        group.add_argument(name, type=type_, default=argparse.SUPPRESS, dest=field,
+                           help=help_, **kw)
+
+    flag("--latent-dim", int, "dimensionality of z")
+    flag("--hidden-size", int, "width of each hidden layer of the encoder and decoder")
+    flag("--batch-size", int, "minibatch size")
+    flag("--n-samples", int, "samples of z ~ q_phi(z|x) per image in the ELBO")
+    flag("--n-iterations", int, "train up to this iteration")
+    flag("--print-every", int, "test ELBO, checkpoint and one printed line every this many")
+    flag("--log-every", int, "one history row every this many iterations")
+    flag("--learning-rate", float, "RMSProp learning rate")
+    flag("--binarization", str, "how grey levels become bits", choices=BINARIZATIONS)
+    flag("--n-eval", int, "size of the fixed test set for the test ELBO")
+    flag("--data-dir", str, "directory holding the four MNIST files (default: searched)")
+    flag("--seed", int, "seed for weights, data order and noise")
+    group.add_argument("--jit", dest="jit_compile", action=argparse.BooleanOptionalAction,
+                       default=argparse.SUPPRESS,
+                       help="compile the training step with XLA (default: on a GPU only)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vae-prac",
+        description="Variational auto-encoders on MNIST: train, evaluate and sample.")
+    parser.add_argument("--version", action="version",
+                        version=f"vae-prac {vae_prac.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a VAE (resumes if --out has a checkpoint)",
+                       description="Train a VAE with the original practical's settings and "
+                                   "write config, checkpoints, history and figures to --out. "
+                                   "Running it again with the same --out resumes.")
+    p.add_argument("--out", default=os.path.join("runs", "vae"),
+                   help="output directory (default: runs/vae)")
+    _add_config_flags(p)
+    p.add_argument("--eval-k", type=_nonnegative_int, default=1000,
+                   help="importance samples for the final log p(x) estimate; 0 skips it "
+                        "(default: 1000)")
+    p.add_argument("--eval-n", type=_positive_int, default=1000,
+                   help="test images for the final log p(x) estimate (default: 1000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test ELBO and log p(x) of a trained model",
+                       description="Restore the latest checkpoint in --out and measure the "
+                                   "test ELBO and an importance-sampled log p(x).")
+    p.add_argument("--out", required=True, help="a directory written by `vae-prac train`")
+    p.add_argument("--k", type=_positive_int, default=5000,
+                   help="importance samples per image (default: 5000, the standard)")
+    p.add_argument("--n", type=_positive_int, default=10000,
+                   help="the first n test images (default: all 10000)")
+    p.add_argument("--batch-size", type=_positive_int, default=100,
+                   help="images per batch of the estimate (default: 100)")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the noise")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", help="a PNG grid of digits generated from the prior",
+                       description="Draw z ~ p(z), decode, and save a grid of digits.")
+    p.add_argument("--out", required=True, help="a directory written by `vae-prac train`")
+    p.add_argument("--n", type=_positive_int, default=100, help="digits (default: 100)")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the noise")
+    p.add_argument("--png", help="where to write the PNG (default: OUT/samples.png)")
+    p.add_argument("--mean", action="store_true",
+                   help="show pixel probabilities instead of binary samples")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("data", help="where MNIST is and whether every file verifies")
+    p.add_argument("--data-dir", help="look here first (default: searched)")
+    p.add_argument("--download", action="store_true",
+                   help="download missing files (verified) before checking")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("grade", help="run notebooks and tabulate their checks")
+    p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help=".ipynb files")
+    p.add_argument("--timeout", type=_positive_int, default=600,
+                   help="seconds allowed for each whole notebook (default: 600)")
+    p.add_argument("--csv", help="also write the grades to this CSV file")
+    p.set_defaults(func=cmd_grade)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of ``vae-prac`` and ``python -m vae_prac``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except (UsageError, data.DataError) as e:
+        _error(args.command, e)
+        return 2
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return 130
+
+
+def _error(command, message):
+    print(f"vae-prac {command}: error: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------
+# train
+
+
+def cmd_train(args) -> int:
+    out = args.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file; give a directory for the run's outputs.")
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+             if hasattr(args, f.name)}
+    config = _train_config(out, flags)
+    resume_from = _checkpoint_iteration(out)
+
+    # Find (or download) the data before anything is written to --out.
+    where = data.find_data_dir(config.data_dir)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config.to_dict(), f, indent=2)
+    print(f"Training a VAE (latent_dim={config.latent_dim}, hidden_size={config.hidden_size}) "
+          f"to iteration {config.n_iterations} on MNIST from {where} "
+          f"({config.binarization} binarization); writing to {out}")
+    if resume_from is not None and resume_from >= config.n_iterations:
+        print(f"The checkpoint is already at iteration {resume_from}: nothing to train "
+              f"(raise --n-iterations to train further).")
+
+    try:
+        result = training.train(config, progress=not args.no_progress, verbose=True)
+    except training.NonFiniteLossError as e:
+        _save_history(out, e.result.history, resume_from)
+        _error("train", e)
+        return 1
+
+    history = _save_history(out, result.history, resume_from)
+    _save_figures(out, result.model, history, config)
+    if result.interrupted:
+        last = _checkpoint_iteration(out)
+        print(f"Interrupted at iteration {result.iteration}. History and figures are in "
+              f"{out}; " + (f"the last checkpoint is at iteration {last}: run the same "
+                            f"command to resume from there." if last is not None
+                            else "no checkpoint was written yet."))
+        return 130
+
+    print(f"Outputs in {out}: config.json, checkpoints/, history.csv, history.json, "
+          f"posterior_prior.png, prior_samples.png, elbo_curve.png")
+    metrics = _final_evaluation(result.model, result.iteration, config, args)
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    return 0
+
+
+def _train_config(out, flags) -> Config:
+    """The run's Config: the flags, on top of the saved config.json when resuming."""
+    saved_path = os.path.join(out, "config.json")
+    base = {}
+    if os.path.exists(saved_path):
+        try:
+            with open(saved_path) as f:
+                base = Config.from_dict(json.load(f)).to_dict()
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"{saved_path} is not a valid vae_prac config ({e}). "
+                             f"Use another --out, or delete {out} to start again.")
+        clashes = [f"--{k.replace('_', '-')} {flags[k]} (saved: {base[k]})"
+                   for k in FIXED_BY_CHECKPOINT if k in flags and flags[k] != base[k]]
+        if clashes and _checkpoint_iteration(out) is not None:
+            raise UsageError(
+                f"{out} holds a run with other settings: {', '.join(clashes)}. The "
+                f"checkpoint fixes the network sizes and the learning rate, so it cannot "
+                f"continue with these. Drop those flags to resume it, or choose another "
+                f"--out for a new run.")
+        changed = [k for k in flags if k in base and flags[k] != base[k]
+                   and k not in ("n_iterations", "logdir")]
+        if changed and _checkpoint_iteration(out) is not None:
+            print("Resuming with changed settings: " + ", ".join(
+                f"{k} {base[k]} -> {flags[k]}" for k in changed))
+    elif _checkpoint_iteration(out) is not None:
+        raise UsageError(
+            f"{out} has checkpoints but no config.json, so the network sizes they were "
+            f"trained with are unknown. Use another --out, or delete {out} to start again.")
+    try:
+        return Config.from_dict({**base, **flags, "logdir": out})
+    except ValueError as e:
+        raise UsageError(str(e))
+
+
+def _checkpoint_iteration(out):
+    """The iteration of the latest checkpoint in out/checkpoints, or None."""
+    latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
+    if latest is None:
+        return None
+    return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def _save_history(out, history, resume_from):
+    """Write history.csv and history.json, continuing the saved history when resuming."""
+    path = os.path.join(out, "history.csv")
+    if resume_from is not None and os.path.exists(path):
+        merged = training.History()
+        for row in training.History.from_csv(path).rows():
+            if row["iteration"] <= resume_from:   # rows after the checkpoint were redone
+                merged.append(**row)
+        for row in history.rows():
+            merged.append(**row)
+        history = merged
+    history.to_csv(path)
+    history.to_json(os.path.join(out, "history.json"))
+    return history
+
+
+def _save_figures(out, model, history, config):
+    import matplotlib.pyplot as plt
+
+    from vae_prac import plotting
+
+    x = data.eval_set(1, config.binarization, config.seed, config.data_dir)
+    figures = {
+        "posterior_prior.png": plotting.posterior_prior(model, x, seed=(config.seed, 0)),
+        "prior_samples.png": plotting.prior_samples(model, 100, seed=(config.seed, 1)),
+        "elbo_curve.png": plotting.elbo_curve(history),
+    }
+    for name, fig in figures.items():
+        fig.savefig(os.path.join(out, name), dpi=100, bbox_inches="tight")
+        plt.close(fig)
+
+
+def _final_evaluation(model, iteration, config, args) -> dict:
+    eval_x = data.eval_set(config.n_eval, config.binarization, config.seed, config.data_dir)
+    test_elbo = evaluate_elbo(model, eval_x, seed=config.seed)
+    print(f"Iteration {iteration}: test ELBO {test_elbo:.2f} nats per image "
+          f"({config.n_eval} test images, {config.binarization} binarization)")
+    metrics = {"iteration": iteration, "binarization": config.binarization,
+               "test_elbo": test_elbo, "n_eval": config.n_eval}
+    if args.eval_k:
+        mean, stderr = _log_px(model, config, args.eval_k, args.eval_n, seed=config.seed,
+                               progress=not args.no_progress)
+        _print_log_px(mean, stderr, args.eval_k, args.eval_n, config.binarization)
+        metrics.update(log_px=mean, log_px_stderr=stderr, k=args.eval_k, n=args.eval_n)
+    return metrics
+
+
+def _log_px(model, config, k, n, seed, progress, batch_size=100):
+    if n > data.SPLIT_SIZES["test"]:
+        raise UsageError(f"MNIST has {data.SPLIT_SIZES['test']} test images; got n={n}.")
+    x = data.eval_set(n, config.binarization, config.seed, config.data_dir)
+    values = log_px(model, x, k=k, batch_size=batch_size, seed=seed, progress=progress)
+    stderr = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else math.nan
+    return float(np.mean(values)), stderr
+
+
+def _print_log_px(mean, stderr, k, n, binarization):
+    print(f"log p(x) {mean:.2f} ± {stderr:.2f} nats per image (importance-sampled, k={k}, "
+          f"first {n} test images, {binarization} binarization; ± one standard error)")
+
+
+# --------------------------------------------------------------------------
+# evaluate, sample
+
+
+def _restore(out):
+    """(model, iteration, config) of the run in ``out``, or a UsageError saying why not."""
+    config_path = os.path.join(out, "config.json")
+    if not os.path.isdir(out):
+        raise UsageError(f"{out} does not exist. Train first: vae-prac train --out {out}")
+    if not os.path.exists(config_path):
+        raise UsageError(f"{out} has no config.json, so it is not a run written by "
+                         f"`vae-prac train`. Train first: vae-prac train --out {out}")
+    try:
+        with open(config_path) as f:
+            config = Config.from_dict(json.load(f))
+        model, iteration = training.restore(out, config)
+    except FileNotFoundError as e:
+        raise UsageError(str(e))
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{config_path} is not a valid vae_prac config ({e}).")
+    return model, iteration, config
+
+
+def cmd_evaluate(args) -> int:
+    model, iteration, config = _restore(args.out)
+    n = args.n
+    if n > data.SPLIT_SIZES["test"]:
+        raise UsageError(f"MNIST has {data.SPLIT_SIZES['test']} test images; got --n {n}.")
+    x = data.eval_set(n, config.binarization, config.seed, config.data_dir)
+    print(f"Model in {args.out} at iteration {iteration} "
+          f"(latent_dim={config.latent_dim}, hidden_size={config.hidden_size}); "
+          f"first {n} test images, {config.binarization} binarization")
+    test_elbo = evaluate_elbo(model, x, seed=args.seed)
+    print(f"test ELBO {test_elbo:.2f} nats per image")
+    mean, stderr = _log_px(model, config, args.k, n, seed=args.seed,
+                           progress=not args.no_progress, batch_size=args.batch_size)
+    _print_log_px(mean, stderr, args.k, n, config.binarization)
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import matplotlib.pyplot as plt
+
+    from vae_prac import plotting
+
+    model, iteration, _ = _restore(args.out)
+    path = args.png or os.path.join(args.out, "samples.png")
+    fig = plotting.prior_samples(model, args.n, ncols=min(10, args.n),
+                                 seed=(args.seed, 0), mean=args.mean)
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    print(f"Wrote {args.n} prior {'means' if args.mean else 'samples'} of the model at "
+          f"iteration {iteration} to {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# data, grade
+
+
+def cmd_data(args) -> int:
+    if args.download:
+        data.find_data_dir(args.data_dir, download=True)
+    try:
+        print(data.describe_data(args.data_dir))
+    except data.DataNotFoundError as e:
+        raise data.DataNotFoundError(
+            f"{e}\nFrom the command line: `vae-prac data --download` fetches and verifies "
+            f"the files.") from None
+    # Loading verifies every file again and raises a DataError (exit 2) on a bad one.
+    for split in data.MNIST_FILES:
+        data.load_mnist(split, args.data_dir, download=False)
+    return 0
+
+
+def cmd_grade(args) -> int:
+    from vae_prac import grading   # imported here: it pulls in the notebook machinery
+
+    missing = [p for p in args.notebooks if not os.path.isfile(p)]
+    if missing:
+        raise UsageError(f"no such notebook: {', '.join(missing)}")
+    grades = grading.grade_notebooks(args.notebooks, timeout=args.timeout)
+    print(grading.format_table(grades))
+    if args.csv:
+        grading.write_csv(grades, args.csv)
+        print(f"Wrote {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
