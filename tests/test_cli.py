@@ -189,6 +189,9 @@ def test_bad_setting_exits_2_with_a_message(tmp_path):
     assert "latent_dim must be a positive integer, got 0" in err
     assert "Traceback" not in err
     assert not (tmp_path / "run").exists()   # nothing written for a bad setting
+    (tmp_path / "a-file").write_text("not a directory")
+    status, _, err = run_cli("train", "--out", tmp_path / "a-file")
+    assert status == 2 and "is a file" in err
 
 
 def test_missing_data_dir_exits_2_naming_it(tmp_path, monkeypatch):

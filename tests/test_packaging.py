@@ -128,6 +128,35 @@ def test_installed_versions_satisfy_pyproject(declared):
             f"installed {name} {version} is outside pyproject's {req.specifier}")
 
 
+def _packaged(setuptools_config):
+    """The packages a wheel would contain, from pyproject's [tool.setuptools]."""
+    packages = setuptools_config.get("packages")
+    if isinstance(packages, list):
+        return set(packages)
+    if isinstance(packages, dict) and "find" in packages:
+        import setuptools
+
+        find = packages["find"]
+        finder = (setuptools.find_namespace_packages if find.get("namespaces", True)
+                  else setuptools.find_packages)
+        where = find.get("where", ["."])
+        return {pkg for w in where for pkg in finder(
+            where=str(ROOT / w), include=find.get("include", ("*",)),
+            exclude=find.get("exclude", ()))}
+    pytest.fail("pyproject.toml should say which packages to ship in [tool.setuptools]")
+
+
+def test_every_subpackage_is_shipped(pyproject):
+    # An editable install sees every folder, so only this catches a subpackage left out
+    # of the wheel that `pip install git+...` (e.g. in Colab) builds.
+    on_disk = {".".join(init.parent.relative_to(ROOT).parts)
+               for init in (ROOT / "vae_prac").rglob("__init__.py")}
+    missing = sorted(on_disk - _packaged(pyproject["tool"]["setuptools"]))
+    assert not missing, (
+        f"pyproject.toml's [tool.setuptools] leaves {missing} out of the wheel; use "
+        f'[tool.setuptools.packages.find] include = ["vae_prac", "vae_prac.*"]')
+
+
 def test_console_script_resolves_to_a_callable(pyproject):
     target = pyproject["project"]["scripts"]["vae-prac"]
     module, _, attr = target.partition(":")

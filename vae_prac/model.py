@@ -72,8 +72,8 @@ def reparameterize(mu, sigma, n_samples: int = 1, seed=None):
       mu, sigma: Tensors of shape [batch, latent_dim].
       n_samples: Samples per example. With n_samples > 1 the result gets a leading
         sample axis: [n_samples, batch, latent_dim].
-      seed: ``None`` for fresh noise on every call, or a stateless seed (a pair of
-        integers or an int tensor of shape [2]) for reproducible noise.
+      seed: ``None`` for fresh noise on every call, or a seed for reproducible noise:
+        an integer, or a stateless seed (a pair of integers, an int tensor of shape [2]).
     """
     if not tf.is_tensor(n_samples):
         if (isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral)
@@ -90,7 +90,7 @@ def reparameterize(mu, sigma, n_samples: int = 1, seed=None):
     if seed is None:
         eps = tf.random.normal(shape, dtype=mu.dtype)
     else:
-        eps = tf.random.stateless_normal(shape, seed=seed, dtype=mu.dtype)
+        eps = tf.random.stateless_normal(shape, seed=stateless_seed(seed), dtype=mu.dtype)
     return mu + sigma * eps
 
 
@@ -166,21 +166,35 @@ class VAE(keras.Model):
 
     def posterior_predictive_sample(self, x, seed=None):
         """x' ~ p_theta(x|z), z ~ q_phi(z|x): a digit like x, drawn through the model."""
-        return likelihood(self(x, seed=seed)).sample(
-            seed=None if seed is None else _next_seed(seed))
+        z_seed, x_seed = _two_seeds(seed)
+        return likelihood(self(x, seed=z_seed)).sample(seed=x_seed)
 
     def prior_predictive_sample(self, n: int = 1, seed=None):
         """x ~ p_theta(x|z), z ~ p(z): new digits drawn from the model alone."""
-        z = self.prior().sample(n, seed=seed)
-        return self.likelihood(z).sample(
-            seed=None if seed is None else _next_seed(seed))
+        z_seed, x_seed = _two_seeds(seed)
+        z = self.prior().sample(n, seed=z_seed)
+        return self.likelihood(z).sample(seed=x_seed)
 
     def decode(self, z, sample: bool = False, seed=None):
         """Decode latent codes of your choice: pixel probabilities, or a sample if asked."""
         p_x = self.likelihood(z)
-        return p_x.sample(seed=seed) if sample else p_x.mean()
+        return p_x.sample(seed=stateless_seed(seed)) if sample else p_x.mean()
 
 
-def _next_seed(seed):
-    """A second stateless seed derived from ``seed``, so two draws do not share noise."""
-    return tfp.random.split_seed(seed, n=2)[1]
+def stateless_seed(seed):
+    """``None`` stays ``None`` (fresh noise); an integer n becomes the stateless seed (n, 0).
+
+    TFP and ``tf.random.stateless_*`` want a pair of integers; TFP would treat a lone
+    integer as a *stateful* seed and give different numbers on every call.
+    """
+    if seed is None or tf.is_tensor(seed) or not isinstance(seed, numbers.Integral):
+        return seed
+    return (int(seed), 0)
+
+
+def _two_seeds(seed):
+    """Two independent stateless seeds from one (or two ``None``), one per random draw."""
+    if seed is None:
+        return None, None
+    first, second = tfp.random.split_seed(stateless_seed(seed), n=2)
+    return first, second

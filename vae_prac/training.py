@@ -98,8 +98,11 @@ class History:
         return history
 
     def to_json(self, path):
+        """Write the history as JSON; a missing test ELBO (NaN) becomes null."""
+        def clean(values):
+            return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
         with open(path, "w") as f:
-            json.dump({k: getattr(self, k) for k in self.FIELDS}, f)
+            json.dump({k: clean(getattr(self, k)) for k in self.FIELDS}, f, indent=1)
 
     @property
     def last_test_elbo(self) -> float:
@@ -160,6 +163,7 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     manager = None
     if config.logdir:
+        write_config(config)
         manager = tf.train.CheckpointManager(
             checkpoint, os.path.join(config.logdir, "checkpoints"), max_to_keep=3)
         if manager.latest_checkpoint:
@@ -232,11 +236,32 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
     return result
 
 
+def write_config(config: Config):
+    """Save ``config`` as ``logdir/config.json``, so ``restore(logdir)`` can rebuild the model.
+
+    A logdir already holding a run with other network sizes is refused: its checkpoint
+    could not be loaded into the new networks.
+    """
+    os.makedirs(config.logdir, exist_ok=True)
+    path = os.path.join(config.logdir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        for name in ("latent_dim", "hidden_size"):
+            if old.get(name) != getattr(config, name):
+                raise ValueError(
+                    f"{config.logdir} holds a run with {name}={old.get(name)}, but this "
+                    f"config has {name}={getattr(config, name)}. Use another logdir, or "
+                    f"the same network sizes to resume that run.")
+    with open(path, "w") as f:
+        json.dump(config.to_dict(), f, indent=1)
+
+
 def restore(logdir: str, config: Optional[Config] = None) -> tuple[VAE, int]:
     """Load the latest checkpoint in ``logdir`` into a new VAE; returns (model, iteration).
 
     ``config`` gives the network sizes; by default they are read from the
-    ``config.json`` that the CLI writes next to the checkpoints.
+    ``config.json`` that ``train`` writes next to the checkpoints.
     """
     if config is None:
         path = os.path.join(logdir, "config.json")
