@@ -154,6 +154,17 @@ def test_predictive_samples_are_binary_and_reproducible(small_vae, digits):
     np.testing.assert_array_equal(b, vae.posterior_predictive_sample(digits[:6], seed=(5, 6)))
 
 
+def test_an_integer_seed_is_reproducible_everywhere(small_vae, digits):
+    # TFP alone would treat a lone integer as a stateful seed (new numbers every call).
+    vae = small_vae(latent_dim=3, hidden_size=16)
+    for draw in (lambda s: vae.prior_predictive_sample(4, seed=s),
+                 lambda s: vae.posterior_predictive_sample(digits[:4], seed=s),
+                 lambda s: vae.decode(np.zeros([4, 3], np.float32), sample=True, seed=s),
+                 lambda s: reparameterize(MU, SIGMA, n_samples=3, seed=s)):
+        np.testing.assert_array_equal(draw(3), draw(3))
+        assert not np.array_equal(draw(3), draw(4))
+
+
 # --- the reparameterization trick ------------------------------------------
 
 MU = np.array([[0.5, -1.0, 2.0]], np.float32)

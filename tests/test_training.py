@@ -149,6 +149,12 @@ def test_restore_and_its_errors(run200, tmp_path):
     model, iteration = restore(logdir, CONFIG)
     assert iteration == 200
     assert_same_weights(weights_of(model), weights_of(short.model))
+    # train() wrote config.json, so the network sizes need not be given again.
+    model, iteration = restore(logdir)
+    assert iteration == 200 and model.latent_dim == CONFIG.latent_dim
+    assert_same_weights(weights_of(model), weights_of(short.model))
+    with pytest.raises(ValueError, match="latent_dim=8"):
+        train(CONFIG.replace(logdir=logdir, latent_dim=4), progress=False, verbose=False)
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
         restore(str(tmp_path), CONFIG)
     empty = tmp_path / "empty"

@@ -166,12 +166,12 @@ class VAE(keras.Model):
 
     def posterior_predictive_sample(self, x, seed=None):
         """x' ~ p_theta(x|z), z ~ q_phi(z|x): a digit like x, drawn through the model."""
-        z_seed, x_seed = _two_seeds(seed)
+        z_seed, x_seed = two_seeds(seed)
         return likelihood(self(x, seed=z_seed)).sample(seed=x_seed)
 
     def prior_predictive_sample(self, n: int = 1, seed=None):
         """x ~ p_theta(x|z), z ~ p(z): new digits drawn from the model alone."""
-        z_seed, x_seed = _two_seeds(seed)
+        z_seed, x_seed = two_seeds(seed)
         z = self.prior().sample(n, seed=z_seed)
         return self.likelihood(z).sample(seed=x_seed)
 
@@ -192,7 +192,7 @@ def stateless_seed(seed):
     return (int(seed), 0)
 
 
-def _two_seeds(seed):
+def two_seeds(seed):
     """Two independent stateless seeds from one (or two ``None``), one per random draw."""
     if seed is None:
         return None, None

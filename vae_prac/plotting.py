@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
+from vae_prac.model import two_seeds
+
 
 def _images(x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
@@ -46,8 +48,9 @@ def posterior_prior(model, x, seed=None):
     what the model generates on its own.
     """
     x = tf.convert_to_tensor(np.asarray(x, np.float32)[:1])
-    posterior_sample = model.posterior_predictive_sample(x, seed=seed)
-    prior_sample = model.prior_predictive_sample(1, seed=seed)
+    posterior_seed, prior_seed = two_seeds(seed)   # one seed for both would correlate them
+    posterior_sample = model.posterior_predictive_sample(x, seed=posterior_seed)
+    prior_sample = model.prior_predictive_sample(1, seed=prior_seed)
     fig, (left, mid, right) = plt.subplots(1, 3, figsize=(6, 2.3))
     for ax, img, title in ((left, x, "Data x"), (mid, posterior_sample, "Posterior sample"),
                            (right, prior_sample, "Prior sample")):
@@ -93,8 +96,9 @@ def elbo_curve(history, reference: float | None = None):
 
 def prior_samples(model, n: int = 100, ncols: int = 10, seed=None, mean: bool = True):
     """Digits generated from z ~ p(z): pixel probabilities (``mean``) or binary samples."""
-    z = model.prior().sample(n, seed=seed)
-    images = model.decode(z, sample=not mean, seed=seed)
+    z_seed, x_seed = two_seeds(seed)
+    z = model.prior().sample(n, seed=z_seed)
+    images = model.decode(z, sample=not mean, seed=x_seed)
     return image_grid(images, ncols=ncols,
                       title="Prior predictive " + ("means" if mean else "samples"))
 

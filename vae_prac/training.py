@@ -168,6 +168,8 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
             checkpoint, os.path.join(config.logdir, "checkpoints"), max_to_keep=3)
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            # The checkpoint restores the old learning rate; the config's is the one asked for.
+            optimizer.learning_rate.assign(config.learning_rate)
             if verbose:
                 print(f"Resuming from {manager.latest_checkpoint} "
                       f"at iteration {int(step.numpy())}.")
