@@ -144,6 +144,31 @@ def test_cli_check_exit_codes(tmp_path, capsys):
     assert "02_bad.ipynb, cell 0" in capsys.readouterr().err
 
 
+def test_execute_stores_outputs_then_regenerates_the_student_version(tmp_path):
+    folder = tmp_path / "notebooks" / "solutions"
+    folder.mkdir(parents=True)
+    good = folder / "01_ok.ipynb"
+    nbformat.write(notebook(
+        new_code_cell("import os\nprint(os.path.basename(os.getcwd()))"),
+        new_code_cell("# NBVAL_RAISES_EXCEPTION\nraise KeyError('expected')"),
+        new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\nf()")), good)
+    assert student.main(["--execute", str(good)]) == 0
+    nb = nbformat.read(good, as_version=4)
+    assert [c.execution_count for c in nb.cells] == [1, 2, 3]
+    assert nb.cells[0].outputs[0].text == "solutions\n"      # ran in the notebook's folder
+    assert nb.cells[1].outputs[0].ename == "KeyError"
+    assert nb.cells[2].outputs[0].data["text/plain"] == "1"
+    assert all("execution" not in c.metadata for c in nb.cells)
+    assert student.out_of_date([good]) == []
+
+    bad = folder / "02_bad.ipynb"
+    nbformat.write(notebook(new_code_cell("1 / 0")), bad)
+    before = bad.read_bytes()
+    with pytest.raises(RuntimeError, match="cell 0 raised ZeroDivisionError"):
+        student.execute_in_place(bad)
+    assert bad.read_bytes() == before
+
+
 # --- grading -----------------------------------------------------------------
 
 

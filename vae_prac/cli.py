@@ -31,9 +31,8 @@ from vae_prac import data, training  # noqa: E402
 from vae_prac.config import BINARIZATIONS, Config  # noqa: E402
 from vae_prac.evaluate import evaluate_elbo, log_px  # noqa: E402
 
-# Settings a checkpoint fixes: resuming with other values cannot work (the network
-# sizes) or would silently not apply (the learning rate is restored with the optimizer).
-FIXED_BY_CHECKPOINT = ("latent_dim", "hidden_size", "learning_rate")
+# Settings a checkpoint fixes: its weights cannot be loaded into networks of other sizes.
+FIXED_BY_CHECKPOINT = ("latent_dim", "hidden_size")
 
 
 class UsageError(Exception):
@@ -193,9 +192,6 @@ def cmd_train(args) -> int:
 
     # Find (or download) the data before anything is written to --out.
     where = data.find_data_dir(config.data_dir)
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(config.to_dict(), f, indent=2)
     print(f"Training a VAE (latent_dim={config.latent_dim}, hidden_size={config.hidden_size}) "
           f"to iteration {config.n_iterations} on MNIST from {where} "
           f"({config.binarization} binarization); writing to {out}")
@@ -244,9 +240,8 @@ def _train_config(out, flags) -> Config:
         if clashes and _checkpoint_iteration(out) is not None:
             raise UsageError(
                 f"{out} holds a run with other settings: {', '.join(clashes)}. The "
-                f"checkpoint fixes the network sizes and the learning rate, so it cannot "
-                f"continue with these. Drop those flags to resume it, or choose another "
-                f"--out for a new run.")
+                f"checkpoint fixes the network sizes, so it cannot continue with these. "
+                f"Drop those flags to resume it, or choose another --out for a new run.")
         changed = [k for k in flags if k in base and flags[k] != base[k]
                    and k not in ("n_iterations", "logdir")]
         if changed and _checkpoint_iteration(out) is not None:
