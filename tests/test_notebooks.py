@@ -29,7 +29,8 @@ LEVELS = ("Beginner", "Intermediate", "Advanced")
 UNLEVELLED = re.compile(r"summary|conclusion|further reading|references|next steps", re.I)
 CHECK_CELL = re.compile(r"# Run me to test your (code|answer)")
 STUB = "raise NotImplementedError()"
-MACHINE_PATHS = ("/work/", "/root/", "/home/", "/Users/", "site-packages")
+# The repository's own location, and folders that only appear in a machine's paths.
+MACHINE_PATHS = (str(ROOT) + "/", "/root/", "/home/", "/Users/", "site-packages")
 
 
 def read(path):

@@ -192,6 +192,7 @@ def cmd_train(args) -> int:
 
     # Find (or download) the data before anything is written to --out.
     where = data.find_data_dir(config.data_dir)
+    os.makedirs(out, exist_ok=True)
     print(f"Training a VAE (latent_dim={config.latent_dim}, hidden_size={config.hidden_size}) "
           f"to iteration {config.n_iterations} on MNIST from {where} "
           f"({config.binarization} binarization); writing to {out}")
