@@ -32,7 +32,7 @@ from vae_prac.config import BINARIZATIONS, Config  # noqa: E402
 from vae_prac.evaluate import evaluate_elbo, log_px  # noqa: E402
 
 # Settings a checkpoint fixes: its weights cannot be loaded into networks of other sizes.
-FIXED_BY_CHECKPOINT = ("latent_dim", "hidden_size")
+FIXED_BY_CHECKPOINT = ("latent_dim", "hidden_size", "hidden_layers")
 
 
 class UsageError(Exception):
@@ -76,6 +76,7 @@ def _add_config_flags(parser):
 
     flag("--latent-dim", int, "dimensionality of z")
     flag("--hidden-size", int, "width of each hidden layer of the encoder and decoder")
+    flag("--hidden-layers", int, "hidden layers in the encoder and in the decoder")
     flag("--batch-size", int, "minibatch size")
     flag("--n-samples", int, "samples of z ~ q_phi(z|x) per image in the ELBO")
     flag("--n-iterations", int, "train up to this iteration")

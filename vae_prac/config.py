@@ -23,6 +23,7 @@ class Config:
     Attributes:
       latent_dim: Dimensionality of the latent variable z.
       hidden_size: Width of each hidden layer of both networks.
+      hidden_layers: Hidden layers in each network (the original had 2).
       batch_size: Minibatch size.
       n_samples: Monte Carlo samples L of z ~ q_phi(z|x) per example in the ELBO.
       n_iterations: Training iterations (the original's ``N_ITERATIONS``).
@@ -43,6 +44,7 @@ class Config:
 
     latent_dim: int = 100
     hidden_size: int = 200
+    hidden_layers: int = 2
     batch_size: int = 64
     n_samples: int = 1
     n_iterations: int = 10000
@@ -57,7 +59,7 @@ class Config:
     jit_compile: Optional[bool] = None
 
     def __post_init__(self):
-        positive = ("latent_dim", "hidden_size", "batch_size", "n_samples",
+        positive = ("latent_dim", "hidden_size", "hidden_layers", "batch_size", "n_samples",
                     "print_every", "log_every", "n_eval")
         for name in positive:
             value = getattr(self, name)

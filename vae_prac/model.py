@@ -27,18 +27,19 @@ N_PIXELS = 28 * 28
 
 
 def inference_network(latent_dim: int = 100, hidden_size: int = 200,
-                      name: str = "encoder") -> keras.Model:
+                      hidden_layers: int = 2, name: str = "encoder") -> keras.Model:
     """The inference network x -> (mu, sigma) of q_phi(z|x); its weights are phi.
 
-    flatten -> dense(hidden_size, ReLU) -> dense(hidden_size, ReLU) -> dense(2*latent_dim).
-    The first ``latent_dim`` outputs are the means, which may be any real number. The
-    rest become standard deviations, which must be positive: softplus(a) = log(1 + e^a)
-    is positive and smooth, and 1e-6 keeps sigma away from 0 so log sigma stays finite.
+    flatten -> dense(hidden_size, ReLU) x hidden_layers (2, as in the original) ->
+    dense(2*latent_dim). The first ``latent_dim`` outputs are the means, which may be any
+    real number. The rest become standard deviations, which must be positive:
+    softplus(a) = log(1 + e^a) is positive and smooth, and 1e-6 keeps sigma away from 0
+    so log sigma stays finite.
     """
     x = keras.Input(shape=IMAGE_SHAPE, name="x")
     h = keras.layers.Flatten(name="flatten")(x)
-    h = keras.layers.Dense(hidden_size, activation="relu", name="hidden_1")(h)
-    h = keras.layers.Dense(hidden_size, activation="relu", name="hidden_2")(h)
+    for i in range(1, hidden_layers + 1):
+        h = keras.layers.Dense(hidden_size, activation="relu", name=f"hidden_{i}")(h)
     gaussian_params = keras.layers.Dense(2 * latent_dim, name="gaussian_params")(h)
     mu = gaussian_params[:, :latent_dim]
     sigma = 1e-6 + keras.ops.softplus(gaussian_params[:, latent_dim:])
@@ -46,17 +47,18 @@ def inference_network(latent_dim: int = 100, hidden_size: int = 200,
 
 
 def generative_network(latent_dim: int = 100, hidden_size: int = 200,
-                       name: str = "decoder") -> keras.Model:
+                       hidden_layers: int = 2, name: str = "decoder") -> keras.Model:
     """The generative network z -> logits of p_theta(x|z); its weights are theta.
 
-    dense(hidden_size, ReLU) -> dense(hidden_size, ReLU) -> dense(784) -> reshape to
-    [28, 28, 1]. It returns logits, not probabilities: Bernoulli(logits=l) computes
+    dense(hidden_size, ReLU) x hidden_layers -> dense(784) -> reshape to [28, 28, 1].
+    It returns logits, not probabilities: Bernoulli(logits=l) computes
     log p(x|z) = x*l - softplus(l) stably, whereas log(sigmoid(l)) underflows to
     -inf once a probability rounds to 0.
     """
     z = keras.Input(shape=(latent_dim,), name="z")
-    h = keras.layers.Dense(hidden_size, activation="relu", name="hidden_1")(z)
-    h = keras.layers.Dense(hidden_size, activation="relu", name="hidden_2")(h)
+    h = z
+    for i in range(1, hidden_layers + 1):
+        h = keras.layers.Dense(hidden_size, activation="relu", name=f"hidden_{i}")(h)
     logits = keras.layers.Dense(N_PIXELS, name="bernoulli_logits")(h)
     logits = keras.layers.Reshape(IMAGE_SHAPE, name="to_image")(logits)
     return keras.Model(z, logits, name=name)
@@ -129,22 +131,32 @@ class VAE(keras.Model):
     are theta. The methods return ``tfp.distributions`` objects or samples.
     """
 
-    def __init__(self, latent_dim: int = 100, hidden_size: int = 200, **kwargs):
+    def __init__(self, latent_dim: int = 100, hidden_size: int = 200,
+                 hidden_layers: int = 2, encoder: keras.Model | None = None,
+                 decoder: keras.Model | None = None, **kwargs):
+        """The original practical's networks, or your own ``encoder`` and ``decoder``.
+
+        A custom ``encoder`` must map [batch, 28, 28, 1] to (mu, sigma), each
+        [batch, latent_dim]; a custom ``decoder`` must map [batch, latent_dim] to
+        logits [batch, 28, 28, 1].
+        """
         super().__init__(**kwargs)
         self.latent_dim = latent_dim
         self.hidden_size = hidden_size
-        self.encoder = inference_network(latent_dim, hidden_size)
-        self.decoder = generative_network(latent_dim, hidden_size)
+        self.hidden_layers = hidden_layers
+        self.encoder = encoder or inference_network(latent_dim, hidden_size, hidden_layers)
+        self.decoder = decoder or generative_network(latent_dim, hidden_size, hidden_layers)
 
     @classmethod
     def from_config(cls, config):
         """Build from a ``vae_prac.Config`` (or a Keras config dict)."""
         if hasattr(config, "latent_dim") and hasattr(config, "hidden_size"):
-            return cls(config.latent_dim, config.hidden_size)
+            return cls(config.latent_dim, config.hidden_size, config.hidden_layers)
         return cls(**config)
 
     def get_config(self):
-        return {"latent_dim": self.latent_dim, "hidden_size": self.hidden_size}
+        return {"latent_dim": self.latent_dim, "hidden_size": self.hidden_size,
+                "hidden_layers": self.hidden_layers}
 
     def posterior(self, x) -> tfd.Distribution:
         """q_phi(z|x) for a batch of images x of shape [batch, 28, 28, 1]."""

@@ -40,7 +40,7 @@ def image_grid(images, ncols: int = 10, title: str | None = None, titles=None,
     return fig
 
 
-def posterior_prior(model, x, seed=None):
+def posterior_prior(model, x, seed=None, title: str | None = None):
     """A posterior predictive sample of ``x[0]`` beside a prior predictive sample.
 
     The original practical's picture: the left digit is drawn as x' ~ p_theta(x|z) with
@@ -52,20 +52,22 @@ def posterior_prior(model, x, seed=None):
     posterior_sample = model.posterior_predictive_sample(x, seed=posterior_seed)
     prior_sample = model.prior_predictive_sample(1, seed=prior_seed)
     fig, (left, mid, right) = plt.subplots(1, 3, figsize=(6, 2.3))
-    for ax, img, title in ((left, x, "Data x"), (mid, posterior_sample, "Posterior sample"),
-                           (right, prior_sample, "Prior sample")):
+    for ax, img, panel_title in ((left, x, "Data x"),
+                                 (mid, posterior_sample, "Posterior sample"),
+                                 (right, prior_sample, "Prior sample")):
         ax.imshow(_images(img)[0], cmap="gray_r", vmin=0, vmax=1)
-        ax.set_title(title)
+        ax.set_title(panel_title)
         ax.axis("off")
-    fig.tight_layout()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()   # after suptitle, so the panels make room for it
     return fig
 
 
 def posterior_prior_hook(x, seed=None, show=True):
     """A training hook that plots ``posterior_prior`` every ``print_every`` iterations."""
     def hook(model, iteration, history):
-        fig = posterior_prior(model, x, seed=seed)
-        fig.suptitle(f"Iteration {iteration}", y=1.02)
+        fig = posterior_prior(model, x, seed=seed, title=f"Iteration {iteration}")
         if show:
             plt.show()
         else:

@@ -122,7 +122,11 @@ class TrainResult:
 
 
 def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
-    """RMSProp, as in the original practical (TF1's default rho=0.9 and epsilon=1e-10)."""
+    """RMSProp with TF1's defaults (rho=0.9, epsilon=1e-10), which the original used.
+
+    One difference remains: TF1 started the running average of squared gradients at 1,
+    Keras starts it at 0, so the very first steps are larger here.
+    """
     return keras.optimizers.RMSprop(learning_rate=config.learning_rate, rho=0.9,
                                     epsilon=1e-10)
 
@@ -249,8 +253,8 @@ def write_config(config: Config):
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        for name in ("latent_dim", "hidden_size"):
-            if old.get(name) != getattr(config, name):
+        for name in ("latent_dim", "hidden_size", "hidden_layers"):
+            if old.get(name, Config.hidden_layers) != getattr(config, name):
                 raise ValueError(
                     f"{config.logdir} holds a run with {name}={old.get(name)}, but this "
                     f"config has {name}={getattr(config, name)}. Use another logdir, or "
@@ -301,6 +305,13 @@ def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] 
                 elbo(model, x, n_samples=config.n_samples, seed=seed).elbo)
             loss = -batch_elbo
         grads = tape.gradient(loss, model.trainable_variables)
+        unused = [v.path for v, g in zip(model.trainable_variables, grads) if g is None]
+        if unused:
+            raise ValueError(
+                f"These weights get no gradient from the ELBO: {unused}. Every weight "
+                f"of model.encoder and model.decoder must be used; to change a "
+                f"network, pass it to VAE(encoder=..., decoder=...) instead of "
+                f"replacing the attribute.")
         finite = tf.math.is_finite(loss)
         grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
         optimizer.apply(grads, model.trainable_variables)

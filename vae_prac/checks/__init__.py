@@ -33,17 +33,19 @@ class Hint(Exception):
     """Raised inside a check to report a hint for the student."""
 
 
-def report(name: str, status: str, detail: str = "") -> bool:
-    """Print the one line of a check and record its outcome."""
+def report(name: str, status: str, detail: str = "") -> None:
+    """Print the one line of a check and record its outcome in ``RESULTS``.
+
+    Checks return None, so a check cell shows its one line and nothing else.
+    """
     RESULTS[name] = status == PASSED
     print(f"[check {name}] {status}" + (f": {detail}" if detail else ""))
-    return RESULTS[name]
 
 
 def check(name: str):
     """Turn ``fn(*args) -> None`` that raises ``Hint`` on a problem into a check.
 
-    The wrapped check returns True when it passed. NotImplementedError means the
+    The outcome is printed and recorded in ``RESULTS``. NotImplementedError means the
     exercise is not done yet; any other exception is reported as a hint naming its
     type and message, never as a crash.
     """
@@ -69,7 +71,7 @@ def check(name: str):
     return decorate
 
 
-def choice(name: str, answer, correct: str, hint: str) -> bool:
+def choice(name: str, answer, correct: str, hint: str) -> None:
     """Check a multiple-choice answer (a letter such as ``"b"``)."""
     if answer is None or answer is Ellipsis:
         return report(name, NOT_DONE, "set your answer to one of the letters, "
