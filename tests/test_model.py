@@ -267,3 +267,17 @@ def test_without_a_seed_a_compiled_function_draws_fresh_noise_on_every_call():
     np.testing.assert_array_equal(draw_seeded(s1), draw_seeded(s1))
     assert not np.any(draw_seeded(s1).numpy() == draw_seeded(s2).numpy())
     assert draw_seeded.experimental_get_tracing_count() == 1
+
+
+def test_deeper_networks_and_custom_networks():
+    deep = VAE(latent_dim=3, hidden_size=16, hidden_layers=3)
+    dense = [l for l in deep.encoder.layers if isinstance(l, keras.layers.Dense)]
+    assert [l.units for l in dense] == [16, 16, 16, 6]
+    assert VAE.from_config(Config(latent_dim=3, hidden_size=16, hidden_layers=1)).decoder.count_params() == (
+        3 * 16 + 16 + 16 * 784 + 784)
+    encoder = inference_network(3, 8, hidden_layers=1)
+    custom = VAE(latent_dim=3, encoder=encoder)
+    assert custom.encoder is encoder
+    assert {id(v) for v in encoder.trainable_variables} <= {id(v) for v in custom.trainable_variables}
+    assert len(custom.trainable_variables) == len(encoder.trainable_variables) + len(
+        custom.decoder.trainable_variables)

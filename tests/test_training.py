@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import vae_prac
 from vae_prac import Config, History, NonFiniteLossError, VAE, restore, train
 from vae_prac.elbo import elbo
 from vae_prac.evaluate import evaluate_elbo
@@ -281,3 +282,12 @@ def test_mirrored_strategy_with_two_replicas():
     np.testing.assert_allclose(same["train_elbo_mirrored"], same["train_elbo_single"],
                                rtol=1e-5)
     assert same["max_abs_diff"] < 1e-5
+
+
+def test_weights_without_a_gradient_are_named():
+    # Replacing an attribute leaves the old network's weights tracked but unused.
+    model = VAE(latent_dim=2, hidden_size=8)
+    model.encoder = vae_prac.inference_network(2, 8)
+    with pytest.raises(ValueError, match="get no gradient"):
+        train(Config(latent_dim=2, hidden_size=8, n_iterations=1, print_every=1,
+                     log_every=1, n_eval=10), model=model, progress=False, verbose=False)
