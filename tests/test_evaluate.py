@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_prac import Config, train
+from vae_prac import VAE, Config, train
 from vae_prac.data import load_mnist
 from vae_prac.elbo import elbo
 from vae_prac.evaluate import evaluate_elbo, iw_bound, log_importance_weights, log_px
@@ -194,3 +194,12 @@ def test_log_px_matches_numerical_integration_with_a_1d_latent(digits):
     lower = elbo(vae, x, n_samples=500, seed=(1, 1)).elbo.numpy()
     mean, se_gap = paired_mean_and_se(exact, lower)
     assert mean > Z * se_gap
+
+
+def test_evaluation_rejects_grey_levels_and_wrong_shapes():
+    model = VAE(latent_dim=2, hidden_size=8)
+    grey = np.full([3, 28, 28, 1], 0.5, np.float32)
+    with pytest.raises(ValueError, match="binarize"):
+        evaluate_elbo(model, grey)
+    with pytest.raises(ValueError, match="shape"):
+        log_px(model, np.zeros([3, 27, 27], np.float32), k=2)

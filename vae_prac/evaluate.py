@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from vae_prac.data import validate_batch
 from vae_prac.elbo import elbo
 from vae_prac.model import posterior
 
@@ -72,7 +73,7 @@ def log_px(model, x, k: int = 5000, batch_size: int = 100, seed: int = 0,
 
     ``progress`` shows a progress bar (useful for k in the thousands).
     """
-    x = np.asarray(x, np.float32)
+    x = validate_batch(x).numpy()   # a clear error for grey levels, NaN or a wrong shape
     out = []
     starts = range(0, len(x), batch_size)
     if progress:
@@ -85,7 +86,9 @@ def log_px(model, x, k: int = 5000, batch_size: int = 100, seed: int = 0,
 
 def evaluate_elbo(model, x, batch_size: int = 1000, n_samples: int = 1, seed: int = 0):
     """The mean ELBO per image over ``x`` (nats), with reproducible noise."""
-    x = np.asarray(x, np.float32)
+    x = validate_batch(x).numpy()   # a clear error for grey levels, NaN or a wrong shape
+    if len(x) == 0:
+        raise ValueError("evaluate_elbo needs at least one image; x is empty.")
     fn = _elbo_fn(model)
     total = 0.0
     for b, start in enumerate(range(0, len(x), batch_size)):
