@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Optional
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
 
 from vae_prac import data
 from vae_prac.config import Config
@@ -253,10 +254,11 @@ def write_config(config: Config):
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
+        saved = {**Config().to_dict(), **old}   # a config.json from before hidden_layers
         for name in ("latent_dim", "hidden_size", "hidden_layers"):
-            if old.get(name, Config.hidden_layers) != getattr(config, name):
+            if saved[name] != getattr(config, name):
                 raise ValueError(
-                    f"{config.logdir} holds a run with {name}={old.get(name)}, but this "
+                    f"{config.logdir} holds a run with {name}={saved[name]}, but this "
                     f"config has {name}={getattr(config, name)}. Use another logdir, or "
                     f"the same network sizes to resume that run.")
     with open(path, "w") as f:
@@ -365,8 +367,8 @@ def _scalar(tag, value):
     ``tf.summary.scalar`` lives in the tensorboard package, which TensorFlow no longer
     installs; ``tf.summary.write`` with the "scalars" plugin tag writes the same event.
     """
-    metadata = tf.compat.v1.SummaryMetadata(
-        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
     tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
 
 
