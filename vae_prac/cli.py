@@ -403,7 +403,11 @@ def cmd_data(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    from vae_prac import grading   # imported here: it pulls in the notebook machinery
+    try:   # imported here: it pulls in the notebook machinery, a [dev] dependency
+        from vae_prac import grading
+    except ImportError as e:
+        raise UsageError(f"grading needs the notebook tools ({e.name} is missing): "
+                         f"pip install 'vae_prac[dev]'")
 
     missing = [p for p in args.notebooks if not os.path.isfile(p)]
     if missing:
