@@ -245,3 +245,17 @@ def test_grade_delegates_to_the_grading_module(tmp_path):
     assert status == 0, err
     assert "demo" in out
     assert csv_path.is_file() and "demo" in csv_path.read_text()
+
+
+def test_train_may_change_network_sizes_before_any_checkpoint(tmp_path):
+    # A run interrupted before its first checkpoint left only config.json: a new run with
+    # other sizes starts afresh instead of failing.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"latent_dim": 8, "hidden_size": 32}))
+    status, out, err = run_cli("train", "--out", run_dir, "--latent-dim", "4",
+                               "--hidden-size", "16", "--n-iterations", "100",
+                               "--print-every", "100", "--log-every", "100",
+                               "--n-eval", "100", "--eval-k", "0", "--no-progress")
+    assert status == 0, err
+    assert json.loads((run_dir / "config.json").read_text())["latent_dim"] == 4

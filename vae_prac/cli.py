@@ -31,10 +31,6 @@ from vae_prac import data, training  # noqa: E402
 from vae_prac.config import BINARIZATIONS, Config  # noqa: E402
 from vae_prac.evaluate import evaluate_elbo, log_px  # noqa: E402
 
-# Settings a checkpoint fixes: its weights cannot be loaded into networks of other sizes.
-FIXED_BY_CHECKPOINT = ("latent_dim", "hidden_size", "hidden_layers")
-
-
 class UsageError(Exception):
     """Bad input from the user: printed without a traceback, exit status 2."""
 
@@ -235,7 +231,7 @@ def _train_config(out, flags) -> Config:
             raise UsageError(f"{saved_path} is not a valid vae_prac config ({e}). "
                              f"Use another --out, or delete {out} to start again.")
         clashes = [f"--{k.replace('_', '-')} {flags[k]} (saved: {base[k]})"
-                   for k in FIXED_BY_CHECKPOINT if k in flags and flags[k] != base[k]]
+                   for k in training.NETWORK_SETTINGS if k in flags and flags[k] != base[k]]
         if clashes and _checkpoint_iteration(out) is not None:
             raise UsageError(
                 f"{out} holds a run with other settings: {', '.join(clashes)}. The "

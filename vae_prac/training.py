@@ -243,19 +243,23 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
     return result
 
 
+#: Settings a checkpoint fixes: its weights only fit networks of these sizes.
+NETWORK_SETTINGS = ("latent_dim", "hidden_size", "hidden_layers")
+
+
 def write_config(config: Config):
     """Save ``config`` as ``logdir/config.json``, so ``restore(logdir)`` can rebuild the model.
 
-    A logdir already holding a run with other network sizes is refused: its checkpoint
-    could not be loaded into the new networks.
+    A logdir whose checkpoint was trained with other network sizes is refused: those
+    weights could not be loaded into the new networks.
     """
     os.makedirs(config.logdir, exist_ok=True)
     path = os.path.join(config.logdir, "config.json")
-    if os.path.exists(path):
+    has_checkpoint = tf.train.latest_checkpoint(os.path.join(config.logdir, "checkpoints"))
+    if os.path.exists(path) and has_checkpoint:
         with open(path) as f:
-            old = json.load(f)
-        saved = {**Config().to_dict(), **old}   # a config.json from before hidden_layers
-        for name in ("latent_dim", "hidden_size", "hidden_layers"):
+            saved = {**Config().to_dict(), **json.load(f)}   # older files lack new fields
+        for name in NETWORK_SETTINGS:
             if saved[name] != getattr(config, name):
                 raise ValueError(
                     f"{config.logdir} holds a run with {name}={saved[name]}, but this "
