@@ -178,7 +178,6 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
             if verbose:
                 print(f"Resuming from {manager.latest_checkpoint} "
                       f"at iteration {int(step.numpy())}.")
-    # .numpy(): int() cannot read a MirroredVariable (the step under a strategy).
     start = int(step.numpy())
 
     # Skipping `start` batches reproduces the data order of an uninterrupted run.
@@ -193,22 +192,21 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
     result = TrainResult(model, history, start,
                          checkpoint_dir=manager.directory if manager else None)
     bar = _progress_bar(config.n_iterations, start, progress)
+    it = start   # the iterations done so far, kept in step to be checkpointed
     try:
-        while int(step.numpy()) < config.n_iterations:
+        while it < config.n_iterations:
             # Run up to the next multiple of log_every (a resumed run may start mid-way).
-            n = min(config.log_every - int(step.numpy()) % config.log_every,
-                    config.n_iterations - int(step.numpy()))
+            n = min(config.log_every - it % config.log_every, config.n_iterations - it)
             t0 = time.perf_counter()
             elbo_sum, n_done = run_steps(iterator, tf.constant(n, tf.int64))
-            n_done = int(n_done)
             elapsed = time.perf_counter() - t0
-            result.iteration = int(step.numpy())
+            n_done = int(n_done)
+            it = result.iteration = int(step.numpy())   # int() can't read a MirroredVariable
             if n_done < n:
-                raise NonFiniteLossError(int(step.numpy()) + 1, result)
+                raise NonFiniteLossError(it + 1, result)
             train_elbo = float(elbo_sum) / (n_done * config.batch_size)
             bar.update(n_done)
             bar.set_postfix(elbo=f"{train_elbo:.2f}")
-            it = int(step.numpy())
             test_elbo = math.nan
             if it % config.print_every == 0 or it == config.n_iterations:
                 test_elbo = evaluate_elbo(model, eval_x, seed=config.seed)
@@ -231,7 +229,6 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
                     hook(model, it, history)
     except KeyboardInterrupt:
         result.interrupted = True
-        result.iteration = int(step.numpy())
         if verbose:
             _write(bar, f"Interrupted at iteration {int(step.numpy())}; the model and the "
                         f"history so far are kept in the returned result.")
