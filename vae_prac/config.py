@@ -9,11 +9,18 @@ the config is built, not thousands of iterations later.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from dataclasses import dataclass
 from typing import Optional
 
 BINARIZATIONS = ("threshold", "stochastic")
+
+
+def is_positive_int(value) -> bool:
+    """True for an integer >= 1 (Python or NumPy), False for anything else, bools included."""
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            and value >= 1)
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,11 @@ k samples are processed in chunks so memory stays bounded whatever k is.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from vae_prac.config import is_positive_int
 from vae_prac.data import validate_batch
 from vae_prac.elbo import elbo
 from vae_prac.model import posterior
@@ -45,11 +44,9 @@ def iw_bound(model, x, k: int, seed=None, chunk_size: int | None = None):
     so any k fits in memory. With ``seed`` (a stateless seed) the result is reproducible.
     """
     x = tf.convert_to_tensor(x, tf.float32)
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+    if not is_positive_int(k):
         raise ValueError(f"k must be a positive number of samples, got {k!r}.")
-    if chunk_size is not None and (isinstance(chunk_size, bool)
-                                   or not isinstance(chunk_size, numbers.Integral)
-                                   or chunk_size < 1):
+    if chunk_size is not None and not is_positive_int(chunk_size):
         raise ValueError(
             f"chunk_size must be a positive number of samples per chunk, or None to "
             f"choose one from the batch size; got {chunk_size!r}.")

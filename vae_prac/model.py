@@ -20,6 +20,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from vae_prac.config import is_positive_int
+
 tfd = tfp.distributions
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -78,8 +80,7 @@ def reparameterize(mu, sigma, n_samples: int = 1, seed=None):
         an integer, or a stateless seed (a pair of integers, an int tensor of shape [2]).
     """
     if not tf.is_tensor(n_samples):
-        if (isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral)
-                or n_samples < 1):
+        if not is_positive_int(n_samples):
             raise ValueError(
                 f"n_samples must be a positive integer (samples of z per example), "
                 f"got {n_samples!r}.")
