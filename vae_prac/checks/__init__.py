@@ -14,10 +14,19 @@ implementation, saying so, so a student who skips an exercise is never stuck.
 
 The checks for each notebook live in a module named after its topic, e.g.
 ``from vae_prac.checks import reparameterization as check``.
+
+A check judges what the student's code *does*, never its source text: it calls the
+function on inputs of its own where a slip cannot hide (several latent dimensions,
+unequal values), eagerly and, where later cells compile it, inside ``tf.function``.
+
+The printed line and ``RESULTS`` are for the student. ``vae-prac grade`` trusts
+neither: it runs the checks again itself after the notebook has run, through
+``outcome``, which prints nothing and records nothing (see ``vae_prac.grading``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import traceback
@@ -33,13 +42,49 @@ class Hint(Exception):
     """Raised inside a check to report a hint for the student."""
 
 
+# While ``outcome`` runs a check, its (status, detail) lands here instead of being printed.
+_captured: list | None = None
+
+
 def report(name: str, status: str, detail: str = "") -> None:
     """Print the one line of a check and record its outcome in ``RESULTS``.
 
     Checks return None, so a check cell shows its one line and nothing else.
     """
+    if _captured is not None:
+        _captured.append((name, status, detail))
+        return
     RESULTS[name] = status == PASSED
     print(f"[check {name}] {status}" + (f": {detail}" if detail else ""))
+
+
+@contextlib.contextmanager
+def _capturing():
+    global _captured
+    saved, _captured = _captured, []
+    try:
+        yield _captured
+    finally:
+        _captured = saved
+
+
+def outcome(check_fn, *args, **kwargs) -> tuple[str, str]:
+    """Run a check silently: ``(status, detail)``, nothing printed, ``RESULTS`` untouched.
+
+    The grader and the tests use this; a check cell calls the check itself.
+    """
+    with _capturing() as seen:
+        check_fn(*args, **kwargs)
+    if len(seen) != 1:
+        raise RuntimeError(f"a check reported {len(seen)} outcomes; it must report one.")
+    _, status, detail = seen[0]
+    return status, detail
+
+
+def _library_function(value) -> bool:
+    """Whether ``value`` is one of vae_prac's own functions (handed in as an answer)."""
+    module = getattr(value, "__module__", None) or ""
+    return callable(value) and (module == "vae_prac" or module.startswith("vae_prac."))
 
 
 def check(name: str):
@@ -52,6 +97,9 @@ def check(name: str):
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
+            if any(_library_function(arg) for arg in args):
+                return report(name, NOT_YET, "that is vae_prac's own implementation; the "
+                                             "task is to write your own.")
             try:
                 fn(*args, **kwargs)
             except NotImplementedError:
