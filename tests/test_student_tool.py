@@ -36,8 +36,7 @@ def test_solution_region_becomes_stub_at_its_indentation():
                    "    raise NotImplementedError()\n"
                    "\n"
                    "answer = None\n"
-                   "# YOUR CODE HERE\n"
-                   "raise NotImplementedError()")
+                   "# YOUR CODE HERE")   # top level: no raise, so Run All goes on
 
 
 def test_cells_without_markers_are_kept_byte_identical():
@@ -194,42 +193,6 @@ def test_a_check_line_split_across_stream_messages_is_still_read():
     assert grading.grade_stored_outputs(notebook(cell)) == {"split": "passed"}
     grading.coalesce_streams(cell)
     assert [o.text for o in cell.outputs] == ["[check split] passed\n"]
-
-
-def test_grade_notebooks_respects_the_timeout_and_reports_missing(tmp_path):
-    folder = tmp_path / "notebooks"
-    (folder / "solutions").mkdir(parents=True)
-    (folder / "student").mkdir()
-    cells = [
-        new_code_cell("print('[check first] passed')"),
-        new_code_cell("raise ValueError('on purpose')"),
-        new_code_cell("import time\ntime.sleep(60)"),
-        new_code_cell("print('[check never] passed')"),
-    ]
-    solution = notebook(*[new_code_cell(c.source) for c in cells])
-    solution.cells[0].outputs = [_stream("[check first] passed\n")]
-    solution.cells[3].outputs = [_stream("[check never] passed\n")]
-    nbformat.write(solution, folder / "solutions" / "t.ipynb")
-    path = folder / "student" / "t.ipynb"
-    nbformat.write(notebook(*cells), path)
-    before = path.read_bytes()
-
-    [grade] = grading.grade_notebooks([path], timeout=8)
-    assert grade.timed_out and "timed out" in grade.problem
-    assert grade.seconds < 45   # kernel start-up + 8 s, not the 60 s sleep
-    assert grade.expected == ["first", "never"]
-    assert grade.checks == {"first": "passed", "never": "missing"}
-    assert [(e.index, e.ename) for e in grade.errors] == [(1, "ValueError")]
-    assert path.read_bytes() == before   # grading runs a copy
-    table = grading.format_table([grade])
-    assert "t.ipynb" in table and "1/2" in table and "never (missing)" in table
-
-    out = tmp_path / "grades.csv"
-    grading.write_csv([grade], out)
-    with open(out, newline="") as f:
-        rows = list(csv.reader(f))
-    assert rows == [["notebook", "check", "status"], [str(path), "first", "passed"],
-                    [str(path), "never", "missing"]]
 
 
 def test_grade_notebooks_rejects_a_bad_timeout():

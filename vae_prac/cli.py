@@ -141,10 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="download missing files (verified) before checking")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("grade", help="run notebooks and tabulate their checks")
+    p = sub.add_parser("grade", help="run students' notebooks, each apart, and verify their checks",
+                       description="Run each notebook in its own temporary folder and kernel, "
+                                   "then run its checks again and tabulate what the grader "
+                                   "verified (printed check lines do not count). See "
+                                   "notebooks/README.md, 'For instructors'.")
     p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help=".ipynb files")
     p.add_argument("--timeout", type=_positive_int, default=600,
                    help="seconds allowed for each whole notebook (default: 600)")
+    p.add_argument("--memory-limit", type=_positive_int, default=8, metavar="GIB",
+                   help="address-space limit of each notebook's kernel, in GiB, on Linux "
+                        "(default: 8)")
     p.add_argument("--csv", help="also write the grades to this CSV file")
     p.set_defaults(func=cmd_grade)
     return parser
@@ -408,7 +415,8 @@ def cmd_grade(args) -> int:
     missing = [p for p in args.notebooks if not os.path.isfile(p)]
     if missing:
         raise UsageError(f"no such notebook: {', '.join(missing)}")
-    grades = grading.grade_notebooks(args.notebooks, timeout=args.timeout)
+    grades = grading.grade_notebooks(args.notebooks, timeout=args.timeout,
+                                     memory_limit_gib=args.memory_limit)
     print(grading.format_table(grades))
     if args.csv:
         grading.write_csv(grades, args.csv)

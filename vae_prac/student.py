@@ -5,7 +5,11 @@ in ``notebooks/student`` is generated from the solution of the same name:
 
 * in code cells, every region from a line ``### BEGIN SOLUTION`` to a line
   ``### END SOLUTION`` becomes ``# YOUR CODE HERE`` and ``raise NotImplementedError()``
-  at the BEGIN line's indentation (nbgrader's convention);
+  at the BEGIN line's indentation (nbgrader's convention) inside a function, where the
+  error only comes when the function is called and its check reports "not done yet";
+  a region at the top level of a cell (a Math Task's answer) becomes ``# YOUR CODE
+  HERE`` alone, so "Run All" never halts there: the default set before the region
+  (``answer = None``) makes its check say "not done yet";
 * markdown cells tagged ``answer`` get a placeholder instead of the answer;
 * outputs and execution counts are cleared, and the metadata is normalized;
 * everything else is kept exactly as it is.
@@ -89,7 +93,7 @@ def strip_solutions(source: str, where: str = "cell") -> str:
                     "first region before opening another.")
             begin_line = number
             indent = line[:len(line) - len(line.lstrip())]
-            out.extend(indent + stub for stub in STUB)
+            out.extend(indent + stub for stub in (STUB if indent else STUB[:1]))
         elif kind == "end":
             if begin_line is None:
                 raise MarkerError(
