@@ -236,15 +236,19 @@ def test_grade_delegates_to_the_grading_module(tmp_path):
     status, _, err = run_cli("grade", tmp_path / "missing.ipynb")
     assert status == 2 and "no such notebook" in err
 
+    # Not a notebook of the series, and its printed line proves nothing: a row saying so.
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("print('[check demo] passed')")]
     path = tmp_path / "demo.ipynb"
     nbformat.write(nb, path)
     csv_path = tmp_path / "grades.csv"
-    status, out, err = run_cli("grade", path, "--timeout", "120", "--csv", csv_path)
+    status, out, err = run_cli("grade", path, "--timeout", "120", "--memory-limit", "4",
+                               "--csv", csv_path)
     assert status == 0, err
-    assert "demo" in out
-    assert csv_path.is_file() and "demo" in csv_path.read_text()
+    assert "demo" in out and "0/?" in out and "not a notebook of this series" in out
+    assert csv_path.is_file() and "not a notebook of this series" in csv_path.read_text()
+    status, _, err = run_cli("grade", path, "--memory-limit", "0")
+    assert status == 2 and "memory-limit" in err
 
 
 def test_train_may_change_network_sizes_before_any_checkpoint(tmp_path):

@@ -7,9 +7,10 @@
   (no errors, no stderr, no paths of the machine that ran it) and pass every check.
   nbval, which pytest runs over notebooks/solutions, checks that those stored outputs
   are what the notebook produces now.
-* Every student notebook runs from top to bottom: its checks say "not done yet"
-  (or "not yet"), never "passed"; the only errors are the NotImplementedError of the
-  exercise stubs; every other cell runs.
+* Every blank student notebook survives "Run All" (which stops at the first error):
+  no cell raises, and every check, as the grader verifies it, says "not done yet".
+* A notebook half done (the first half of its tasks answered) runs to the end and the
+  grader passes exactly the checks of the tasks that were done, though it was renamed.
 """
 
 import re
@@ -28,7 +29,6 @@ LEVELS = ("Beginner", "Intermediate", "Advanced")
 # Level-2 headings that are not teaching sections and need no level.
 UNLEVELLED = re.compile(r"summary|conclusion|further reading|references|next steps", re.I)
 CHECK_CELL = re.compile(r"# Run me to test your (code|answer)")
-STUB = "raise NotImplementedError()"
 # The repository's own location, and folders that only appear in a machine's paths.
 MACHINE_PATHS = (str(ROOT) + "/", "/root/", "/home/", "/Users/", "site-packages")
 
@@ -134,16 +134,45 @@ def test_solution_outputs_pass_every_check(path):
             assert grading.grade_stored_outputs(one_cell), f"check cell {index} printed no check line"
 
 
+@by_name(SOLUTIONS)
+def test_solution_records_which_notebook_it_is(path):
+    # The grader recognises a renamed submission by this (the student version keeps it).
+    assert grading.identity(read(path)) == path.stem
+
+
 @by_name(STUDENTS)
-def test_student_notebook_runs_and_passes_nothing(path):
+def test_blank_student_notebook_runs_all_to_the_end(path):
+    # Jupyter's Run All stops at the first error: a blank notebook must raise none.
     [grade] = grading.grade_notebooks([path], timeout=900)
     assert grade.problem is None, grade.problem
     assert grade.expected, "the solution notebook has no check lines to expect"
-    for name, status in grade.checks.items():
-        assert status in ("not done yet", "not yet"), f"check {name}: {status}"
-    nb = read(path)
-    for error in grade.errors:
-        assert error.ename == "NotImplementedError", \
-            f"cell {error.index} raised {error.ename}: {error.evalue}"
-        assert STUB in nb.cells[error.index].source, \
-            f"cell {error.index} raised NotImplementedError but is not an exercise stub"
+    assert grade.errors == [], f"Run All would stop at cell {grade.errors[0].index}: " \
+                               f"{grade.errors[0].ename}: {grade.errors[0].evalue}"
+    assert grade.checks == dict.fromkeys(grade.expected, "not done yet")
+    assert grade.printed == grade.checks   # what the student saw agrees with the grader
+
+
+def half_done(solution):
+    """The solution with the tasks of its second half left blank, as a student mid-way."""
+    nb = read(solution)
+    tasks = [i for i, c in code_cells(nb) if student.BEGIN in c.source]
+    middle = tasks[len(tasks) // 2]
+    for index, cell in code_cells(nb):
+        cell.outputs, cell.execution_count = [], None
+        if index >= middle:
+            cell.source = student.strip_solutions(cell.source)
+    return nb, middle
+
+
+@by_name(SOLUTIONS)
+def test_half_done_notebook_runs_to_the_end_and_grades_what_was_done(path, tmp_path):
+    nb, middle = half_done(path)
+    done = {name for index, cell in code_cells(read(path)) if index < middle
+            for name in grading.check_lines(nbformat.v4.new_notebook(cells=[cell]))}
+    submission = tmp_path / "renamed by the student.ipynb"
+    nbformat.write(nb, submission)
+    [grade] = grading.grade_notebooks([submission], timeout=900)
+    assert grade.problem is None and grade.errors == [], (grade.problem, grade.errors)
+    assert done and set(done) < set(grade.expected)
+    assert grade.checks == {name: "passed" if name in done else "not done yet"
+                            for name in grade.expected}

@@ -119,11 +119,15 @@ def normalize(nb, name: str = "notebook"):
 
     Sets the kernelspec to this environment's python3, replaces the kernel's
     language_info (which records the Python version) with a fixed one, drops widget
-    state and per-cell timings, and gives cells without an id a stable one.
+    state and per-cell timings, and gives cells without an id a stable one. A notebook
+    of the series (``name`` ends in ``.ipynb``) records which one it is under
+    ``vae_prac`` -> ``notebook``, so the grader knows a renamed submission.
     """
     nb.nbformat = NBFORMAT_VERSION
     meta = nb.metadata
     meta.pop("widgets", None)
+    if name.endswith(".ipynb"):
+        meta["vae_prac"] = {"notebook": name[:-len(".ipynb")]}
     meta["kernelspec"] = copy.deepcopy(KERNELSPEC)
     meta["language_info"] = copy.deepcopy(LANGUAGE_INFO)
     wants_ids = nb.get("nbformat_minor", 0) >= 5
