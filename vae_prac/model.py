@@ -147,6 +147,13 @@ class VAE(keras.Model):
         self.hidden_layers = hidden_layers
         self.encoder = encoder or inference_network(latent_dim, hidden_size, hidden_layers)
         self.decoder = decoder or generative_network(latent_dim, hidden_size, hidden_layers)
+        # A network of your own may make its weights on its first call (a subclassed
+        # model, a Sequential without an Input): make them now, so that the optimizer,
+        # which train() builds before the first step, and checkpoints see every weight.
+        if not self.encoder.built:
+            self.encoder(tf.zeros([1, *IMAGE_SHAPE]))
+        if not self.decoder.built:
+            self.decoder(tf.zeros([1, latent_dim]))
 
     @classmethod
     def from_config(cls, config):
