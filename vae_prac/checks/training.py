@@ -5,39 +5,62 @@
     check.rmsprop_scale(answer_rmsprop)     # Math Task: sum or mean over the batch?
     check.decode_midpoint(decode_midpoint)  # Code Task: decode a z of your choice
 
-The code checks build a small VAE of their own and compare the student's function with
-the library's on the same inputs and the same stateless seed.
+The code checks build a small VAE of their own (fixed weights, several latent
+dimensions, unequal values) and judge what the student's function computes.
+
+* ``batch_elbo`` accepts any unbiased estimate of the batch's ELBO whose noise comes
+  from ``seed``: z from ``vae_prac.reparameterize`` or ``q.sample(seed=...)`` (or any
+  other seeded draw), the KL in closed form or by Monte Carlo. It must be a scalar,
+  give the same value for the same seed (a tuple or a tensor) and different values for
+  different seeds, let gradients reach every weight of both networks, and work inside
+  ``tf.function`` with a seed tensor, as the training step uses it. Then, over 300
+  seeds, its values and its gradients must agree on average with the library's
+  (paired on the same seeds, so a student drawing the same z differs only by the KL's
+  Monte Carlo noise). A slip is named only after its formula has been verified: on the
+  same seed exactly, or on average over the seeds.
+* ``decode_midpoint`` is compared with the decoded midpoint of the posterior means;
+  the usual slips (logits, a batch of one, a binary sample, averaged images, samples of
+  z, one image only, sigma) are each verified before they are named.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import math
+
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from vae_prac.checks import Hint, check, choice
-from vae_prac.elbo import batch_elbo as _batch_elbo, elbo as _elbo
-from vae_prac.model import VAE
+from vae_prac.model import VAE, posterior, stateless_seed
+
+tfd = tfp.distributions
 
 __all__ = ["batch_elbo", "rmsprop_scale", "decode_midpoint", "decode_midpoint_reference"]
 
 
-def _small_vae(seed: int = 0, scale: float = 1.5, latent_dim: int = 8,
+def _small_vae(seed: int = 0, scale=1.5, latent_dim: int = 8,
                hidden_size: int = 32) -> VAE:
     """A small untrained VAE whose q(z|x) is far enough from the prior for the KL to matter.
 
     Its weights are drawn from a numpy generator with ``seed``, so every check run sees
-    the same model; ``scale`` sets their size (a smaller one gives a smoother decoder).
+    the same model; ``scale`` sets their size, one number or (encoder, decoder): a
+    smaller one gives a smoother network.
     """
     model = VAE(latent_dim, hidden_size)
     rng = np.random.default_rng(seed)
-    for network in (model.encoder, model.decoder):
+    scales = scale if isinstance(scale, tuple) else (scale, scale)
+    for network, size in zip((model.encoder, model.decoder), scales):
         for layer in network.layers:
             weights = layer.get_weights()
             if weights:
                 kernel, bias = weights
                 fan_in = kernel.shape[0]
                 layer.set_weights([
-                    rng.normal(0, scale / np.sqrt(fan_in), kernel.shape).astype(np.float32),
+                    rng.normal(0, size / np.sqrt(fan_in), kernel.shape).astype(np.float32),
                     rng.normal(0, 0.5, bias.shape).astype(np.float32)])
     return model
 
@@ -48,67 +71,375 @@ def _images(n: int, seed: int = 0) -> tf.Tensor:
     return tf.constant((rng.random((n, 28, 28, 1)) < 0.2).astype(np.float32))
 
 
-def _scalar(value, what: str) -> float:
+def _fmt(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` printed with just enough digits to tell them apart."""
+    for digits in (2, 3, 4, 6, 8):
+        sa, sb = f"{a:.{digits}f}", f"{b:.{digits}f}"
+        if sa != sb:
+            return sa, sb
+    return repr(a), repr(b)
+
+
+# ---------------------------------------------------------------------------------------
+# The batch ELBO.
+
+ELBO_BATCH, ELBO_LATENT = 8, 5          # unequal, so a KL summed over the wrong axis shows
+ELBO_SEED = (7, 11)
+ELBO_OTHER_SEED = (12, 5)
+ELBO_N_SEEDS = 300                      # the averages over seeds
+ELBO_N_SAMPLES = 2000                   # the library's expectations
+SIGMAS = 6.0                            # how far an average may stray, in standard errors
+
+
+def _elbo_model() -> VAE:
+    # A strong encoder (a KL of about 90 nats over the batch) and a smooth decoder (the
+    # log-likelihood varies by a few nats between samples of z): the KL's slips stand
+    # far out of the Monte Carlo noise.
+    return _small_vae(seed=0, scale=(1.5, 0.5), latent_dim=ELBO_LATENT)
+
+
+def _elbo_seeds():
+    return [tf.constant([i, 101], tf.int32) for i in range(ELBO_N_SEEDS)]
+
+
+def _log_likelihood(model, z, x, logits_fn=None):
+    """log p(x|z) per image (summed over pixels); ``logits_fn`` alters the logits."""
+    logits = model.decoder(z)
+    if logits_fn is not None:
+        logits = logits_fn(logits)
+    return tfd.Independent(tfd.Bernoulli(logits=logits), 3).log_prob(x)
+
+
+def _elbo_slips(model, x, eps):
+    """The batch ELBO and its usual slips, each computed the slip's way on the noise ``eps``.
+
+    ``eps`` is [batch, d] (one draw) or [L, batch, d] (then the log-likelihoods are
+    averaged over the L draws: expectations). Returns (the ELBO, {slip: (value, hint)}).
+    """
+    mu, sigma = model.encoder(x)
+    q, p = posterior(mu, sigma), model.prior()
+    kl = tfd.kl_divergence(q, p).numpy().astype(np.float64)
+    kl_sq = tfd.kl_divergence(posterior(mu, sigma ** 2), p).numpy().astype(np.float64)
+
+    def ell(z, logits_fn=None):
+        flat = tf.reshape(z, [-1, ELBO_LATENT])
+        values = _log_likelihood(model, flat, tf.tile(x, [len(flat) // len(x), 1, 1, 1]),
+                                 logits_fn)
+        return tf.reduce_mean(tf.reshape(values, [-1, len(x)]), axis=0).numpy().astype(
+            np.float64)
+
+    z = mu + sigma * eps
+    ll, ll_sq = ell(z), ell(mu + sigma ** 2 * eps)
+    ll_mu = ell(mu)
+    ll_sigmoid = ell(z, tf.sigmoid)
+    # The Monte Carlo KL on the same z; its expectation is the closed form.
+    if eps.shape.rank == 2:
+        mc = (q.log_prob(z) - p.log_prob(z)).numpy().astype(np.float64)
+    else:
+        mc = kl
+    right = np.sum(ll - kl)
+    kl_hint = ("the KL has the wrong sign: the ELBO is the expected log-likelihood minus "
+               "KL(q(z|x) || p(z)), and a KL is never negative.")
+    sq_hint = ("sigma squared is used where the standard deviation belongs: the encoder's "
+               "sigma is already the standard deviation (the scale) of q(z|x).")
+    return right, {
+        "sign": (-right, "it has the wrong sign: return the ELBO itself, which is "
+                         "negative; the loss that training minimizes, -ELBO, comes later."),
+        "batch mean": (right / ELBO_BATCH,
+                       f"that is the average over the {ELBO_BATCH} images; the task asks "
+                       f"for the sum over the batch, as the original practical did."),
+        "kl sign": (np.sum(ll + kl), kl_hint),
+        "kl sign mc": (np.sum(ll + mc), kl_hint),
+        "kl missing": (np.sum(ll), "the KL term is missing: the ELBO is the expected "
+                                   "log-likelihood minus KL(q(z|x) || p(z))."),
+        "ll missing": (-np.sum(kl), "the log-likelihood term is missing: the ELBO is "
+                                    "log p(x|z), with z drawn from q(z|x), minus the KL."),
+        "ll missing mc": (-np.sum(mc), "the log-likelihood term is missing: the ELBO is "
+                                       "log p(x|z), with z drawn from q(z|x), minus the KL."),
+        "pixel mean": (np.sum(ll / 784 - kl),
+                       "the log-likelihood is averaged over the pixels: log p(x|z) of an "
+                       "image is the sum over its 784 pixels (a mean would weigh the KL "
+                       "784 times too much)."),
+        "latent mean": (np.sum(ll - kl / ELBO_LATENT),
+                        "the KL is averaged over the latent dimensions: the KL of an image "
+                        "is the sum over its latent dimensions."),
+        "kl not summed": (np.sum(ELBO_LATENT * ll - kl),
+                          "the KL of each image was left as one value per latent "
+                          "dimension, so each image's log-likelihood was counted once per "
+                          "latent dimension: the KL of an image is one number, summed over "
+                          "the latent dimensions."),
+        "sigmoid": (np.sum(ll_sigmoid - kl),
+                    "the likelihood was given probabilities (a sigmoid of the decoder's "
+                    "output) where it expects logits: the decoder's outputs are already "
+                    "logits."),
+        "sigma squared": (np.sum(ll_sq - kl_sq), sq_hint),
+        "sigma squared in z": (np.sum(ll_sq - kl), sq_hint),
+        "sigma squared in kl": (np.sum(ll - kl_sq), sq_hint),
+        "z = mu": (np.sum(ll_mu - kl),
+                   "z is the posterior mean mu, not a sample: the expectation over q(z|x) "
+                   "needs z drawn from q(z|x), with its noise taken from seed."),
+    }
+
+
+def _ell_direction(model, x, variables):
+    """A unit direction in ``variables``: the library's gradient of E[log p(x|z)]."""
+    with tf.GradientTape() as tape:
+        mu, sigma = model.encoder(x)
+        eps = tf.random.stateless_normal([ELBO_N_SAMPLES // 4, *mu.shape], seed=[5, 5])
+        ell = tf.reduce_sum(tf.reduce_mean(
+            model.likelihood(mu + sigma * eps).log_prob(x), axis=0))
+    grads = tape.gradient(ell, variables)
+    norm = tf.sqrt(tf.add_n([tf.reduce_sum(g ** 2) for g in grads]))
+    return [g / norm for g in grads]
+
+
+def _elbo_probe(fn, model, x, directions):
+    """A compiled seed -> [value, d value along the encoder, along the decoder].
+
+    The seed is a symbolic int32 tensor of shape [2], as in the training step;
+    ``directions`` are (encoder, decoder) lists of arrays shaped like the weights.
+    """
+    encoder, decoder = model.encoder.trainable_variables, model.decoder.trainable_variables
+    to_encoder, to_decoder = ([tf.constant(v) for v in d] for d in directions)
+
+    def along(grads, direction):
+        return tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32) * v)
+                         for g, v in zip(grads, direction) if g is not None] + [0.0])
+
+    @tf.function(input_signature=[tf.TensorSpec([2], tf.int32)])
+    def probe(seed):
+        with tf.GradientTape() as tape:
+            value = tf.cast(fn(model, x, seed=seed), tf.float32)
+        g_enc, g_dec = tape.gradient(value, [encoder, decoder])
+        return tf.stack([value, along(g_enc, to_encoder), along(g_dec, to_decoder)])
+    return probe
+
+
+def _library_batch_elbo(model, x, seed):
+    mu, sigma = model.encoder(x)
+    z = mu + sigma * tf.random.stateless_normal(tf.shape(mu), seed=seed)
+    return tf.reduce_sum(model.likelihood(z).log_prob(x)
+                         - tfd.kl_divergence(posterior(mu, sigma), model.prior()))
+
+
+@functools.lru_cache(maxsize=1)
+def _elbo_reference():
+    """Everything the check compares with; the same numbers on every run."""
+    model, x = _elbo_model(), _images(ELBO_BATCH)
+    mu, _ = model.encoder(x)
+    eps = tf.random.stateless_normal(tf.shape(mu), seed=stateless_seed(ELBO_SEED))
+    right, same_seed = _elbo_slips(model, x, eps)
+    eps = tf.random.stateless_normal(tf.shape(mu), seed=stateless_seed(ELBO_OTHER_SEED))
+    _, other_seed = _elbo_slips(model, x, eps)
+    many = tf.random.stateless_normal([ELBO_N_SAMPLES, *mu.shape], seed=[3, 3])
+    expected, on_average = _elbo_slips(model, x, many)
+    encoder, decoder = model.encoder.trainable_variables, model.decoder.trainable_variables
+    directions = tuple([v.numpy() for v in _ell_direction(model, x, variables)]
+                       for variables in (encoder, decoder))
+    probe = _elbo_probe(_library_batch_elbo, model, x, directions)
+    per_seed = np.array([probe(s).numpy() for s in _elbo_seeds()], np.float64)
+    # d KL / d phi along the encoder direction: what the gradient is when z is cut off.
+    with tf.GradientTape() as tape:
+        kl = tf.reduce_sum(tfd.kl_divergence(model.posterior(x), model.prior()))
+    kl_along = float(tf.add_n([tf.reduce_sum(g * v) for g, v in zip(
+        tape.gradient(kl, encoder), directions[0])]))
+    return dict(right=right, same_seed=same_seed, other_seed=other_seed, expected=expected,
+                on_average=on_average, per_seed=per_seed, kl_along=kl_along,
+                directions=directions)
+
+
+def _close(a, b) -> bool:
+    return bool(np.isclose(a, b, rtol=1e-5, atol=1e-2))
+
+
+def _same(a, b) -> bool:
+    """Equal up to float32 rounding (sums of ~5000 nats): tighter than ``_close``."""
+    return bool(np.isclose(a, b, rtol=1e-6, atol=5e-3))
+
+
+def _call_elbo(fn, model, x, seed, where=""):
+    """``fn(model, x, seed=seed)`` as a float, or a hint saying what came back instead."""
+    try:
+        value = fn(model, x, seed=seed)
+    except TypeError as err:
+        if "seed" in str(err) and "argument" in str(err):
+            raise Hint("keep the signature my_batch_elbo(model, x, seed): later cells "
+                       "call it with the keyword seed=.")
+        raise
+    except (tf.errors.InvalidArgumentError, ValueError) as err:
+        text = str(err)
+        if "ncompatible shapes" in text or "not compatible" in text or "broadcast" in text:
+            raise Hint(f"the shapes of your terms do not line up ({type(err).__name__}). "
+                       f"The log-likelihood of an image is a sum over its pixels and its KL "
+                       f"a sum over its latent dimensions: each term has one value per "
+                       f"image, shape [batch], before the sum over the batch.")
+        raise
     if value is None:
-        raise Hint(f"{what} returned None: did you forget the `return`?")
-    array = np.asarray(value, dtype=np.float64)
+        raise Hint("my_batch_elbo returned None: did you forget the `return`?")
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise Hint(f"it returned a {type(value).__name__}, not a number.")
+    if array.shape == (ELBO_BATCH,):
+        raise Hint(f"it returned one ELBO per image, shape [{ELBO_BATCH}]; the task asks "
+                   f"for their sum over the batch, one number.")
     if array.shape != ():
-        raise Hint(f"{what} returned shape {array.shape}; expected a single number.")
+        raise Hint(f"it returned shape {list(array.shape)}{where}; expected one number, "
+                   f"the ELBO summed over the batch.")
     return float(array)
 
 
 @check("batch_elbo")
 def batch_elbo(fn) -> None:
-    """``fn(model, x, seed)`` must equal ``vae_prac.batch_elbo(model, x, seed=seed)``.
+    """``fn(model, x, seed)``: an unbiased estimate of the ELBO summed over the batch.
 
-    That is the ELBO of each image (expected log-likelihood, one sample of z, minus the
-    analytic KL) summed over the batch, with the noise drawn from ``seed``; and
-    gradients must reach both networks.
+    The noise must come from ``seed``; gradients must reach both networks; it must work
+    inside ``tf.function``. See the module's docstring for how it is judged.
     """
-    model = _small_vae()
-    x = _images(8)
-    seed = tf.constant([7, 11], tf.int32)
-    expected = float(_batch_elbo(model, x, seed=seed))
-    terms = _elbo(model, x, seed=seed)
-    value = fn(model, x, seed)
-    if value is not None and np.shape(value) == (8,):
-        raise Hint("it returned one ELBO per image, shape [8]. Sum them over the batch "
-                   "(tf.reduce_sum), as the original practical did.")
-    got = _scalar(value, "my_batch_elbo")
+    ref = _elbo_reference()
+    model, x = _elbo_model(), _images(ELBO_BATCH)
+    got = _call_elbo(fn, model, x, tf.constant(ELBO_SEED, tf.int32))
     if not np.isfinite(got):
-        raise Hint(f"it returned {got}.")
+        if not np.isfinite(_probs_from_logits(model, x)):
+            raise Hint(f"it returned {got}: the decoder's outputs were used as pixel "
+                       f"probabilities, but they are logits (any real number); a "
+                       f"probability must lie in [0, 1].")
+        raise Hint(f"it returned {got}: look for a log of 0 or of a negative number, or "
+                   f"a division by 0.")
 
-    close = lambda a, b: np.isclose(a, b, rtol=1e-5, atol=1e-2)  # noqa: E731
-    if not close(got, expected):
-        ell = float(tf.reduce_sum(terms.expected_log_likelihood))
-        kl = float(tf.reduce_sum(terms.kl))
-        if close(got, -expected):
-            raise Hint("it has the wrong sign: return the ELBO itself; the loss to "
-                       "minimize, -ELBO, comes later.")
-        if close(got, expected / 8):
-            raise Hint("it averaged over the batch; here, as in the original, sum over it.")
-        if close(got, ell + kl):
-            raise Hint("the KL has the wrong sign: ELBO = E[log p(x|z)] - KL(q || p).")
-        if close(got, ell):
-            raise Hint("the KL term is missing: ELBO = E[log p(x|z)] - KL(q(z|x) || p(z)).")
-        if close(got, -kl):
-            raise Hint("the expected log-likelihood term is missing: "
-                       "model.likelihood(z).log_prob(x).")
-        again = _scalar(fn(model, x, seed), "my_batch_elbo")
-        if got != again:
-            raise Hint("two calls with the same seed gave different values. Draw z with "
-                       "vae_prac.reparameterize(mu, sigma, seed=seed) so the noise comes "
-                       "from the seed.")
-        raise Hint(f"with this seed the batch ELBO is {expected:.2f}, yours is {got:.2f}. "
-                   f"Check each part: z from vae_prac.reparameterize(mu, sigma, seed=seed), "
-                   f"the log-likelihood of x, the KL, the sum over the batch.")
+    # The noise comes from the seed: the same seed (as a tuple, as cell 9 passes it)
+    # gives the same value, another seed another value.
+    again = _call_elbo(fn, model, x, ELBO_SEED)
+    if not _close(got, again):
+        a, b = _fmt(got, again)
+        raise Hint(f"two calls with the same seed gave different values ({a} and {b}): "
+                   f"the noise must come from seed (stateless), so that the same seed "
+                   f"gives the same z.")
+    other = _call_elbo(fn, model, x, tf.constant(ELBO_OTHER_SEED, tf.int32))
 
+    # Slips on the same noise as the library's (z from the seed, as the task suggests):
+    # named only when the slip's formula gives the student's value on both seeds.
+    if not _close(got, ref["right"]):
+        for (value, hint), (value_other, _) in zip(ref["same_seed"].values(),
+                                                   ref["other_seed"].values()):
+            if _same(got, value) and _same(other, value_other):
+                raise Hint(hint)
+    if got == other:
+        raise Hint("two different seeds gave exactly the same value: z must be a random "
+                   "draw from q(z|x), with its noise taken from seed.")
+
+    # Gradients reach every weight of both networks (training updates them all).
     with tf.GradientTape() as tape:
-        value = fn(model, x, seed)
-    encoder_grads = tape.gradient(value, model.encoder.trainable_variables)
-    if any(g is None for g in encoder_grads):
-        raise Hint("the value is right, but no gradient reaches the encoder: build z from "
-                   "mu and sigma with TensorFlow ops (no numpy, no .numpy()).")
+        value = fn(model, x, seed=tf.constant(ELBO_SEED, tf.int32))
+    g_enc, g_dec = tape.gradient(value, [model.encoder.trainable_variables,
+                                         model.decoder.trainable_variables])
+    cut = ("(NumPy, .numpy(), float() or tf.stop_gradient cut the path)")
+    if all(g is None for g in g_enc + g_dec):
+        raise Hint(f"no gradient reaches the weights: the value was not computed with "
+                   f"TensorFlow operations all the way {cut}, so training could not learn "
+                   f"from it.")
+    if any(g is None for g in g_enc):
+        raise Hint(f"no gradient reaches the encoder's weights phi {cut}: both the "
+                   f"sample z and the KL must be TensorFlow computations of mu and sigma.")
+    if any(g is None for g in g_dec):
+        raise Hint(f"no gradient reaches the decoder's weights theta {cut}: the "
+                   f"log-likelihood must be a TensorFlow computation of the decoder's "
+                   f"output.")
+
+    # Inside tf.function with a seed tensor, as the training step compiles it.
+    try:
+        with _quiet_tensorflow():
+            probe = _elbo_probe(fn, model, x, ref["directions"])
+            first = probe(tf.constant(ELBO_SEED, tf.int32)).numpy()
+    except Hint:
+        raise
+    except Exception as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise Hint(f"it works eagerly but fails inside tf.function, which the training step "
+                   f"compiles it into: {type(err).__name__}: {lines[-1][:200] if lines else ''}"
+                   f" (inside tf.function tensors have no values yet: no NumPy, .numpy() "
+                   f"or Python int() on them)")
+    if not _close(first[0], got):
+        a, b = _fmt(float(first[0]), got)
+        raise Hint(f"inside tf.function it gives {a} for the seed that gives {b} eagerly: "
+                   f"draw the noise with TensorFlow from seed (NumPy or Python random "
+                   f"numbers are frozen when the function is traced).")
+    mine = np.array([probe(s).numpy() for s in _elbo_seeds()], np.float64)
+    if np.ptp(mine[:, 0]) == 0:
+        raise Hint("inside tf.function it gives the same value for every seed: the noise "
+                   "was drawn once, when the function was traced (NumPy or Python random "
+                   "numbers become constants of the graph). Draw it with TensorFlow from "
+                   "seed.")
+    _judge_on_average(mine, ref)
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow():
+    """Silence TensorFlow's Python warnings (AutoGraph, retracing) while tracing."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _biased(diff: np.ndarray, scale: float) -> bool:
+    """Whether paired differences are too far from 0 on average to be Monte Carlo noise."""
+    error = diff.std() / math.sqrt(len(diff))
+    return abs(diff.mean()) > SIGMAS * error + 0.01 + 1e-5 * abs(scale)
+
+
+def _judge_on_average(mine: np.ndarray, ref: dict) -> None:
+    """Compare ``mine`` [seeds, 3] with the library's on the same seeds (see probe)."""
+    lib = ref["per_seed"]
+    diff = mine - lib
+    n = len(diff)
+    if _biased(diff[:, 0], ref["expected"]):
+        average = mine[:, 0].mean()
+        error = mine[:, 0].std() / math.sqrt(n)
+        # The slip whose expectation the average matches, if one clearly apart from the
+        # ELBO does (0.5 and 2%: the error of the library's own expectations).
+        matches = []
+        for value, hint in ref["on_average"].values():
+            apart = abs(value - ref["expected"])
+            if (abs(average - value) < SIGMAS * error + 0.5 + 0.02 * apart
+                    and apart > 4 * (SIGMAS * error + 0.5)):
+                matches.append((abs(average - value), hint))
+        if matches:
+            raise Hint(min(matches)[1])
+        a, b = _fmt(float(average), float(lib[:, 0].mean()))
+        raise Hint(f"over {n} seeds its average is {a}, while the library's ELBO of the "
+                   f"same batch averages {b} on the same seeds: the estimate is biased. "
+                   f"Check each part: z drawn from q(z|x) with the noise from seed, the "
+                   f"log-likelihood summed over pixels, the KL summed over latent "
+                   f"dimensions, the sum over the batch.")
+    if _biased(diff[:, 1], lib[:, 1].mean()):
+        average = mine[:, 1].mean()
+        error = mine[:, 1].std() / math.sqrt(n)
+        for cut_off in (-ref["kl_along"], 0.0):   # closed-form KL; Monte Carlo KL
+            if abs(average - cut_off) < SIGMAS * error + 0.01 + 1e-3 * abs(cut_off):
+                raise Hint("the value is right, but its gradient does not flow through z "
+                           "back to mu and sigma (is z built with tf.stop_gradient, or "
+                           "from values taken out of TensorFlow?), so the encoder would "
+                           "learn only from the KL.")
+        raise Hint("the value is right on average, but its gradient with respect to the "
+                   "encoder's weights phi is not: check how z is built from mu and sigma "
+                   "(a draw from q(z|x) = N(mu, sigma^2), computed with TensorFlow "
+                   "operations so that gradients flow through it).")
+    if _biased(diff[:, 2], lib[:, 2].mean()):
+        raise Hint("the value is right on average, but its gradient with respect to the "
+                   "decoder's weights theta is not: compute the log-likelihood from the "
+                   "decoder's output with TensorFlow operations all the way.")
+
+
+def _probs_from_logits(model, x) -> float:
+    """The batch ELBO with the decoder's logits taken for probabilities (the slip)."""
+    mu, sigma = model.encoder(x)
+    z = mu + sigma * tf.random.stateless_normal(tf.shape(mu), seed=stateless_seed(ELBO_SEED))
+    ell = tfd.Independent(tfd.Bernoulli(probs=model.decoder(z)), 3).log_prob(x)
+    return float(tf.reduce_sum(ell - tfd.kl_divergence(posterior(mu, sigma), model.prior())))
 
 
 def rmsprop_scale(answer) -> bool:
@@ -128,38 +459,112 @@ def decode_midpoint_reference(model, x_a, x_b):
     return model.decode(z)[0]
 
 
+MIDPOINT_SEED = 1
+
+
+def _midpoint_inputs():
+    """A small VAE and two unequal images x_a, x_b (numpy [28, 28, 1], as cell 44 passes)."""
+    model = _small_vae(seed=MIDPOINT_SEED)
+    x = _images(2, seed=MIDPOINT_SEED).numpy()
+    return model, x[0], x[1]
+
+
+def _midpoint_slips(model, x_a, x_b):
+    """{hint: image [28, 28, 1]} for the usual slips, each computed the slip's way."""
+    x = tf.constant(np.stack([x_a, x_b]))
+    mu, sigma = model.encoder(x)
+    probs = lambda z: tf.sigmoid(model.decoder(z)).numpy()   # noqa: E731
+    logits_of = lambda z: model.decoder(z).numpy()[0]         # noqa: E731
+    mid = tf.reduce_mean(mu, axis=0, keepdims=True)
+    averaged = ("it averaged the two decoded images; average the two codes first, then "
+                "decode that one code.")
+    one = ("it decodes the code of one image only; the task asks for the point halfway "
+           "between the codes of x_a and x_b.")
+    return {
+        "logits": (logits_of(mid),
+                   "those are logits (any real number), not pixel probabilities: the "
+                   "decoder's raw output still needs to become probabilities."),
+        "averaged images": (probs(mu).mean(axis=0), averaged),
+        "averaged logits": (tf.sigmoid(tf.reduce_mean(model.decoder(mu), axis=0)).numpy(),
+                            averaged),
+        "x_a only": (probs(mu[:1])[0], one),
+        "x_b only": (probs(mu[1:])[0], one),
+        "sum": (probs(tf.reduce_sum(mu, axis=0, keepdims=True))[0],
+                "it decodes the sum of the two codes; the midpoint is their average."),
+        "difference": (probs((mu[:1] - mu[1:]) / 2)[0],
+                       "it decodes half the difference of the two codes; the midpoint is "
+                       "their average."),
+        "sigma": (probs(tf.reduce_mean(sigma, axis=0, keepdims=True))[0],
+                  "it decodes the average of the two sigmas (the posterior standard "
+                  "deviations); the codes to average are the posterior means."),
+        "mu + sigma": (probs(tf.reduce_mean(mu + sigma, axis=0, keepdims=True))[0],
+                       "sigma was added to the codes; the codes to average are the "
+                       "posterior means mu alone."),
+        "images averaged": (probs(model.encoder(tf.reduce_mean(x, 0, keepdims=True))[0])[0],
+                            "it averaged the two images and encoded that; encode each "
+                            "image, then average their codes."),
+    }
+
+
+def _as_image(value, what="decode_midpoint"):
+    if value is None:
+        raise Hint(f"{what} returned None: did you forget the `return`?")
+    try:
+        got = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise Hint(f"it returned a {type(value).__name__}, not an image.")
+    if got.shape == (1, 28, 28, 1):
+        raise Hint("it returned a batch of one image, shape [1, 28, 28, 1]; return the "
+                   "image itself, shape [28, 28, 1].")
+    if got.shape == (2, 28, 28, 1):
+        raise Hint("it returned two images, shape [2, 28, 28, 1]; return one image, the "
+                   "decoded midpoint, shape [28, 28, 1].")
+    if got.shape in ((28, 28), (784,), (1, 784)):
+        raise Hint(f"it returned shape {list(got.shape)}; return the image with its "
+                   f"channel axis, shape [28, 28, 1].")
+    if got.shape != (28, 28, 1):
+        raise Hint(f"it returned shape {list(got.shape)}; expected one image, [28, 28, 1].")
+    if not np.all(np.isfinite(got)):
+        raise Hint("it returned NaN or Inf.")
+    return got
+
+
 @check("decode_midpoint")
 def decode_midpoint(fn) -> None:
     """``fn(model, x_a, x_b)``: pixel probabilities [28, 28, 1] decoded from the average of
-    the posterior means of the two images."""
-    model = _small_vae(seed=1)
-    x = _images(2, seed=1)
-    expected = decode_midpoint_reference(model, x[0], x[1]).numpy()
-    value = fn(model, x[0], x[1])
-    if value is None:
-        raise Hint("decode_midpoint returned None: did you forget the `return`?")
-    got = np.asarray(value, dtype=np.float64)
-    if got.shape == (1, 28, 28, 1):
-        raise Hint("it returned a batch of one image, shape [1, 28, 28, 1]; return the "
-                   "image itself, shape [28, 28, 1] (index [0]).")
-    if got.shape != (28, 28, 1):
-        raise Hint(f"it returned shape {got.shape}; expected one image, [28, 28, 1].")
-    if got.min() < 0 or got.max() > 1:
-        raise Hint("some values lie outside [0, 1]: those are logits. model.decode(z) "
-                   "gives pixel probabilities.")
-    if np.allclose(got, expected, atol=1e-5):
+    the posterior means of the two images.
+
+    The images come as numpy arrays [28, 28, 1], as cell 44 passes them; the result may be
+    a tensor or an array. A slip is named only after its own image has been computed and
+    found equal to the student's.
+    """
+    model, x_a, x_b = _midpoint_inputs()
+    expected = decode_midpoint_reference(model, x_a, x_b).numpy().astype(np.float64)
+    got = _as_image(fn(model, x_a.copy(), x_b.copy()))
+    close = lambda a, b: np.allclose(a, b, rtol=1e-4, atol=1e-5)  # noqa: E731
+    if close(got, expected):
+        again = _as_image(fn(model, x_a.copy(), x_b.copy()))
+        if not close(again, expected):
+            raise Hint("a second call gave a different image: use the posterior means, "
+                       "nothing random.")
+        # The same in the other order: the midpoint is symmetric.
+        swapped = _as_image(fn(model, x_b.copy(), x_a.copy()))
+        if not close(swapped, expected):
+            raise Hint("swapping x_a and x_b changed the image; the midpoint of two codes "
+                       "does not depend on their order.")
         return
+    for image, hint in _midpoint_slips(model, x_a, x_b).values():
+        if close(got, image):
+            raise Hint(hint)
     if np.all((got == 0) | (got == 1)):
-        raise Hint("it returned a binary sample; return pixel probabilities: "
-                   "model.decode(z) with the default sample=False.")
-    mu, _ = model.encoder(x)
-    averaged_images = model.decode(mu).numpy().mean(axis=0)
-    if np.allclose(got, averaged_images, atol=1e-5):
-        raise Hint("it averaged the two decoded images. Average the two codes z first, "
-                   "then decode that one z.")
-    again = np.asarray(fn(model, x[0], x[1]), dtype=np.float64)
+        raise Hint("it returned only 0s and 1s, a binary sample; return the pixel "
+                   "probabilities of the decoded midpoint, nothing random.")
+    again = _as_image(fn(model, x_a.copy(), x_b.copy()))
     if not np.array_equal(got, again):
-        raise Hint("two calls gave different images: use the posterior means mu from "
-                   "model.encoder(x), not random samples of z.")
-    raise Hint("it differs from decoding the midpoint (mu_a + mu_b) / 2 of the two "
-               "posterior means. Encode both images, average their means, decode.")
+        raise Hint("two calls gave different images: something in it is random. Use the "
+                   "posterior means from the encoder, not samples of z.")
+    if got.min() < 0 or got.max() > 1:
+        raise Hint("some values lie outside [0, 1], so they are not pixel probabilities.")
+    raise Hint("it differs from the decoded midpoint of the two posterior means: encode "
+               "both images, average their means, and decode that code to pixel "
+               "probabilities.")

@@ -1,0 +1,519 @@
+"""Notebook 05 (training): the batch ELBO and decoding the midpoint of two codes."""
+
+from __future__ import annotations
+
+import keras
+import matplotlib
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+import vae_prac
+from vae_prac import plotting
+from vae_prac.checks import training
+from vae_prac.model import VAE
+
+from catalog import Exercise, Mistake
+
+matplotlib.use("Agg")
+tfd = tfp.distributions
+
+
+# ---------------------------------------------------------------------------------------
+# my_batch_elbo(model, x, seed): the ELBO of the batch, summed over its images.
+
+def _terms(model, x, seed):
+    """The solution's pieces, for writing mistakes that change one of them."""
+    mu, sigma = model.encoder(x)
+    z = vae_prac.reparameterize(mu, sigma, seed=seed)
+    ell = model.likelihood(z).log_prob(x)
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
+    return mu, sigma, z, ell, kl
+
+
+def _solution_elbo(model, x, seed):
+    _, _, _, ell, kl = _terms(model, x, seed)
+    return tf.reduce_sum(ell - kl)
+
+
+# Correct answers, in styles other than the solution's.
+
+def elbo_monte_carlo_kl(model, x, seed):
+    """Notebook 04's Monte Carlo KL, log q(z|x) - log p(z), at the same z."""
+    q = model.posterior(x)
+    z = q.sample(seed=seed)
+    log_likelihood = model.likelihood(z).log_prob(x)
+    kl = q.log_prob(z) - model.prior().log_prob(z)
+    return tf.reduce_sum(log_likelihood - kl)
+
+
+def elbo_by_hand_tf(model, x, seed):
+    """Noise, KL and Bernoulli log-likelihood written out with tf ops."""
+    mu, sigma = model.encoder(x)
+    eps = tf.random.stateless_normal(tf.shape(mu), seed=seed)
+    z = mu + sigma * eps
+    logits = model.decoder(z)
+    log_px = -tf.reduce_sum(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits), axis=[1, 2, 3])
+    kl = 0.5 * tf.reduce_sum(mu**2 + sigma**2 - 1.0 - 2.0 * tf.math.log(sigma), axis=1)
+    return tf.reduce_sum(log_px - kl)
+
+
+def elbo_keras_ops(model, x, seed):
+    """keras.ops throughout; log p(x|z) = sum x*l - softplus(l)."""
+    ops = keras.ops
+    mu, sigma = model.encoder(x)
+    z = vae_prac.reparameterize(mu, sigma, seed=seed)
+    logits = model.decoder(z)
+    log_px = ops.sum(x * logits - ops.softplus(logits), axis=(1, 2, 3))
+    kl = ops.sum(0.5 * (ops.square(mu) + ops.square(sigma) - 1.0)
+                 - ops.log(sigma), axis=-1)
+    return ops.sum(log_px - kl)
+
+
+def elbo_mvn_diag(model, x, seed):
+    """tfd.MultivariateNormalDiag: its samples come from the seed in another way."""
+    mu, sigma = model.encoder(x)
+    q = tfd.MultivariateNormalDiag(loc=mu, scale_diag=sigma)
+    p = tfd.MultivariateNormalDiag(loc=tf.zeros_like(mu), scale_diag=tf.ones_like(sigma))
+    z = q.sample(seed=seed)
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - tfd.kl_divergence(q, p))
+
+
+def elbo_original_style(model, x, seed):
+    """The original's elementwise distributions with explicit sums over axes."""
+    mu, sigma = model.encoder(x)
+    q = tfd.Normal(loc=mu, scale=sigma)
+    z = q.sample(seed=seed)
+    p_x = tfd.Bernoulli(logits=model.decoder(z))
+    kl = tf.reduce_sum(tfd.kl_divergence(q, tfd.Normal(0.0, 1.0)), 1)
+    expected_ll = tf.reduce_sum(p_x.log_prob(x), [1, 2, 3])
+    return tf.reduce_sum(expected_ll - kl, 0)
+
+
+def elbo_keras_bce(model, x, seed):
+    """Keras' binary cross-entropy on logits, summed (not averaged) over the pixels."""
+    mu, sigma = model.encoder(x)
+    z = vae_prac.reparameterize(mu, sigma, seed=seed)
+    bce = keras.losses.binary_crossentropy(x, model.decoder(z), from_logits=True)
+    log_px = -tf.reduce_sum(bce, axis=[1, 2])        # bce: [batch, 28, 28]
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
+    return tf.reduce_sum(log_px - kl)
+
+
+def elbo_two_samples(model, x, seed):
+    """Two samples of z per image, averaged: also unbiased."""
+    mu, sigma = model.encoder(x)
+    z = vae_prac.reparameterize(mu, sigma, n_samples=2, seed=seed)     # [2, batch, d]
+    ell = tf.reduce_mean(model.likelihood(z).log_prob(x), axis=0)
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
+    return tf.reduce_sum(ell - kl)
+
+
+def elbo_folded_seed(model, x, seed):
+    """Its own stateless noise, from a seed derived from the given one."""
+    mu, sigma = model.encoder(x)
+    noise_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+    z = mu + sigma * tf.random.stateless_normal(tf.shape(mu), seed=noise_seed)
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
+# Mistakes.
+
+def elbo_wrong_sign(model, x, seed):
+    return -_solution_elbo(model, x, seed)
+
+
+def elbo_batch_mean(model, x, seed):
+    _, _, _, ell, kl = _terms(model, x, seed)
+    return tf.reduce_mean(ell - kl)
+
+
+def elbo_kl_sign(model, x, seed):
+    _, _, _, ell, kl = _terms(model, x, seed)
+    return tf.reduce_sum(ell + kl)
+
+
+def elbo_kl_sign_monte_carlo(model, x, seed):
+    q = model.posterior(x)
+    z = q.sample(seed=seed)
+    kl = model.prior().log_prob(z) - q.log_prob(z)          # log p - log q: upside down
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
+def elbo_kl_missing(model, x, seed):
+    _, _, _, ell, _ = _terms(model, x, seed)
+    return tf.reduce_sum(ell)
+
+
+def elbo_likelihood_missing(model, x, seed):
+    _, _, _, _, kl = _terms(model, x, seed)
+    return -tf.reduce_sum(kl)
+
+
+def elbo_probs_for_logits(model, x, seed):
+    mu, sigma, z, _, kl = _terms(model, x, seed)
+    p_x = tfd.Independent(tfd.Bernoulli(probs=model.decoder(z)), 3)
+    return tf.reduce_sum(p_x.log_prob(x) - kl)
+
+
+def elbo_sigmoid_as_logits(model, x, seed):
+    mu, sigma, z, _, kl = _terms(model, x, seed)
+    p_x = tfd.Independent(tfd.Bernoulli(logits=tf.sigmoid(model.decoder(z))), 3)
+    return tf.reduce_sum(p_x.log_prob(x) - kl)
+
+
+def elbo_kl_over_batch_axis(model, x, seed):
+    mu, sigma, _, ell, _ = _terms(model, x, seed)
+    kl = tf.reduce_sum(tfd.kl_divergence(tfd.Normal(mu, sigma), tfd.Normal(0.0, 1.0)), axis=0)
+    return tf.reduce_sum(ell - kl)
+
+
+def elbo_kl_not_summed(model, x, seed):
+    mu, sigma, _, ell, _ = _terms(model, x, seed)
+    kl = tfd.kl_divergence(tfd.Normal(mu, sigma), tfd.Normal(0.0, 1.0))     # [batch, d]
+    return tf.reduce_sum(ell[:, None] - kl)
+
+
+def elbo_pixel_mean(model, x, seed):
+    mu, sigma, z, _, kl = _terms(model, x, seed)
+    bce = keras.losses.binary_crossentropy(
+        tf.reshape(x, [-1, 784]), tf.reshape(model.decoder(z), [-1, 784]), from_logits=True)
+    return tf.reduce_sum(-bce - kl)                   # bce is a mean over the 784 pixels
+
+
+def elbo_kl_latent_mean(model, x, seed):
+    mu, sigma, _, ell, _ = _terms(model, x, seed)
+    kl = tf.reduce_mean(tfd.kl_divergence(tfd.Normal(mu, sigma), tfd.Normal(0.0, 1.0)), -1)
+    return tf.reduce_sum(ell - kl)
+
+
+def elbo_z_is_mu(model, x, seed):
+    mu, _, _, _, kl = _terms(model, x, seed)
+    return tf.reduce_sum(model.likelihood(mu).log_prob(x) - kl)
+
+
+def elbo_unseeded_noise(model, x, seed):
+    mu, sigma, _, _, kl = _terms(model, x, seed)
+    z = mu + sigma * tf.random.normal(tf.shape(mu))
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
+def elbo_numpy_noise(model, x, seed):
+    mu, sigma, _, _, kl = _terms(model, x, seed)
+    z = mu + sigma * np.random.standard_normal(mu.shape).astype(np.float32)
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
+def elbo_numpy_noise_from_seed(model, x, seed):
+    """NumPy noise seeded by seed: reproducible eagerly, but not inside tf.function."""
+    mu, sigma, _, _, kl = _terms(model, x, seed)
+    rng = np.random.default_rng(np.asarray(seed))
+    z = mu + sigma * rng.standard_normal(mu.shape).astype(np.float32)
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
+def elbo_fixed_seed(model, x, seed):
+    mu, sigma, _, _, kl = _terms(model, x, seed)
+    z = vae_prac.reparameterize(mu, sigma, seed=(1, 2))
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
+def elbo_stop_gradient(model, x, seed):
+    mu, sigma, z, _, kl = _terms(model, x, seed)
+    return tf.reduce_sum(model.likelihood(tf.stop_gradient(z)).log_prob(x) - kl)
+
+
+def elbo_sigma_squared(model, x, seed):
+    mu, sigma = model.encoder(x)
+    z = vae_prac.reparameterize(mu, sigma**2, seed=seed)
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma**2), model.prior())
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
+def elbo_sigma_squared_own_noise(model, x, seed):
+    mu, sigma = model.encoder(x)
+    q = tfd.MultivariateNormalDiag(mu, sigma**2)
+    z = q.sample(seed=seed)
+    p = tfd.MultivariateNormalDiag(tf.zeros_like(mu), tf.ones_like(mu))
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - tfd.kl_divergence(q, p))
+
+
+def elbo_numpy_value(model, x, seed):
+    return tf.constant(_solution_elbo(model, x, seed).numpy())
+
+
+def elbo_numpy_encoder(model, x, seed):
+    """mu and sigma taken out of TensorFlow: the encoder gets no gradient."""
+    mu, sigma = (t.numpy() for t in model.encoder(x))
+    z = vae_prac.reparameterize(mu, sigma, seed=seed)
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
+def elbo_per_image(model, x, seed):
+    _, _, _, ell, kl = _terms(model, x, seed)
+    return ell - kl
+
+
+def elbo_mean_over_batch_own_noise(model, x, seed):
+    """Averaged over the batch, with samples the check cannot reproduce exactly."""
+    return elbo_mvn_diag(model, x, seed) / x.shape[0]
+
+
+def elbo_no_return(model, x, seed):
+    _solution_elbo(model, x, seed)
+
+
+ELBO_GIVE_AWAY = ("reduce_sum(", "kl_divergence(", "log_prob(x)", "reparameterize(mu",
+                  "expected_log_likelihood - kl")
+
+
+def _elbo_downstream(fn):
+    """Cell 9 (eagerly, seed=(0, 0)) and a few compiled RMSProp steps on -ELBO with a seed
+    tensor per step, as vae_prac.train's step does; both networks must change."""
+    keras.utils.set_random_seed(0)
+    model = VAE(latent_dim=4, hidden_size=16)
+    x = tf.constant((np.random.default_rng(0).random((16, 28, 28, 1)) < 0.3)
+                    .astype(np.float32))
+    value = float(fn(model, x, seed=(0, 0)))
+    assert np.isfinite(value) and value < 0, value
+    optimizer = keras.optimizers.RMSprop(1e-3, rho=0.9, epsilon=1e-10)
+    variables = model.trainable_variables
+    before = [v.numpy().copy() for v in variables]
+
+    @tf.function
+    def step(x, seed):
+        with tf.GradientTape() as tape:
+            loss = -fn(model, x, seed)
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    losses = [float(step(x, tf.stack([tf.constant(0, tf.int32), tf.constant(i, tf.int32)])))
+              for i in range(3)]
+    assert np.all(np.isfinite(losses)), losses
+    for v, old in zip(variables, before):
+        assert not np.array_equal(v.numpy(), old), f"{v.name} did not change"
+
+
+BATCH_ELBO = Exercise(
+    name="batch_elbo",
+    check=training.batch_elbo,
+    correct={
+        "monte_carlo_kl_same_z": elbo_monte_carlo_kl,
+        "by_hand_tf": elbo_by_hand_tf,
+        "keras_ops": elbo_keras_ops,
+        "mvn_diag_other_noise": elbo_mvn_diag,
+        "original_style_axes": elbo_original_style,
+        "keras_bce_summed": elbo_keras_bce,
+        "two_samples": elbo_two_samples,
+        "folded_seed_other_noise": elbo_folded_seed,
+    },
+    mistakes={
+        "wrong_sign": Mistake(elbo_wrong_sign, r"wrong sign"),
+        "mean_over_batch": Mistake(elbo_batch_mean, r"average over the 8 images"),
+        "mean_over_batch_other_noise": Mistake(elbo_mean_over_batch_own_noise,
+                                               r"average over the 8 images"),
+        "kl_sign": Mistake(elbo_kl_sign, r"KL has the wrong sign"),
+        "kl_sign_monte_carlo": Mistake(elbo_kl_sign_monte_carlo, r"KL has the wrong sign"),
+        "kl_missing": Mistake(elbo_kl_missing, r"KL term is missing"),
+        "likelihood_missing": Mistake(elbo_likelihood_missing, r"log-likelihood term is missing"),
+        "probs_for_logits": Mistake(elbo_probs_for_logits, r"logits.*probabilit"),
+        "sigmoid_as_logits": Mistake(elbo_sigmoid_as_logits, r"probabilities.*expects logits"),
+        "kl_summed_over_batch_axis": Mistake(elbo_kl_over_batch_axis, r"shapes.*latent"),
+        "kl_not_summed": Mistake(elbo_kl_not_summed, r"one value per latent dimension"),
+        "likelihood_mean_over_pixels": Mistake(elbo_pixel_mean, r"averaged over the pixels"),
+        "kl_mean_over_latents": Mistake(elbo_kl_latent_mean, r"averaged over the latent"),
+        "z_is_mu": Mistake(elbo_z_is_mu, r"posterior mean mu, not a sample"),
+        "unseeded_noise": Mistake(elbo_unseeded_noise, r"same seed gave different values"),
+        "numpy_noise": Mistake(elbo_numpy_noise, r"same seed gave different values"),
+        "numpy_noise_from_seed": Mistake(elbo_numpy_noise_from_seed, r"inside tf\.function"),
+        "seed_ignored": Mistake(elbo_fixed_seed, r"different seeds gave exactly the same"),
+        "stop_gradient_on_z": Mistake(elbo_stop_gradient, r"does not flow through z"),
+        "sigma_squared": Mistake(elbo_sigma_squared, r"sigma squared"),
+        "sigma_squared_other_noise": Mistake(elbo_sigma_squared_own_noise, r"sigma squared"),
+        "numpy_value": Mistake(elbo_numpy_value, r"no gradient reaches the weights"),
+        "numpy_encoder": Mistake(elbo_numpy_encoder, r"no gradient reaches the encoder"),
+        "per_image": Mistake(elbo_per_image, r"one ELBO per image"),
+        "no_return": Mistake(elbo_no_return, r"forget the `return`"),
+    },
+    give_away=ELBO_GIVE_AWAY,
+    downstream=_elbo_downstream,
+)
+
+
+# ---------------------------------------------------------------------------------------
+# decode_midpoint(model, x_a, x_b): pixel probabilities of the midpoint of the two means.
+
+def _means(model, x_a, x_b):
+    mu, _ = model.encoder(tf.stack([x_a, x_b]))
+    return mu
+
+
+# Correct answers, in styles other than the solution's.
+
+def midpoint_keras_ops(model, x_a, x_b):
+    ops = keras.ops
+    mu, _ = model.encoder(ops.stack([x_a, x_b]))
+    z = ops.mean(mu, axis=0, keepdims=True)
+    return ops.sigmoid(model.decoder(z))[0]
+
+
+def midpoint_concat_likelihood_mean(model, x_a, x_b):
+    x = tf.concat([x_a[None], x_b[None]], axis=0)
+    mu, _ = model.encoder(x)
+    z = 0.5 * (mu[0:1] + mu[1:2])
+    return model.likelihood(z).mean()[0]
+
+
+def midpoint_separately(model, x_a, x_b):
+    mu_a, _ = model.encoder(x_a[np.newaxis])
+    mu_b, _ = model.encoder(x_b[np.newaxis])
+    return model.decode((mu_a + mu_b) / 2)[0]
+
+
+def midpoint_decode_path_then_index(model, x_a, x_b):
+    """Decode x_a's code, the midpoint and x_b's code together; keep the middle one."""
+    mu = model.posterior(tf.stack([x_a, x_b])).mean()
+    path = tf.stack([mu[0], (mu[0] + mu[1]) / 2, mu[1]])
+    return model.decode(path)[1]
+
+
+def midpoint_numpy(model, x_a, x_b):
+    mu = model.encoder(np.stack([x_a, x_b]))[0].numpy()
+    z = mu.mean(axis=0, keepdims=True)
+    logits = model.decoder(z).numpy()[0]
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def midpoint_tfd_probs(model, x_a, x_b):
+    mu, _ = model.encoder(tf.stack([x_a, x_b]))
+    z = tf.reduce_mean(mu, axis=0)[tf.newaxis]
+    return tf.reshape(tfd.Bernoulli(logits=model.decoder(z)).probs_parameter(), [28, 28, 1])
+
+
+def midpoint_squeeze(model, x_a, x_b):
+    return tf.squeeze(tf.sigmoid(model.decoder(
+        tf.reduce_mean(_means(model, x_a, x_b), axis=0, keepdims=True))), axis=0)
+
+
+# Mistakes.
+
+def midpoint_averaged_images(model, x_a, x_b):
+    return tf.reduce_mean(model.decode(_means(model, x_a, x_b)), axis=0)
+
+
+def midpoint_averaged_logits(model, x_a, x_b):
+    return tf.sigmoid(tf.reduce_mean(model.decoder(_means(model, x_a, x_b)), axis=0))
+
+
+def midpoint_samples_of_z(model, x_a, x_b):
+    z = model.posterior(tf.stack([x_a, x_b])).sample()
+    return model.decode(tf.reduce_mean(z, axis=0, keepdims=True))[0]
+
+
+def midpoint_seeded_samples_of_z(model, x_a, x_b):
+    z = model.posterior(tf.stack([x_a, x_b])).sample(seed=(1, 2))
+    return model.decode(tf.reduce_mean(z, axis=0, keepdims=True))[0]
+
+
+def midpoint_logits(model, x_a, x_b):
+    return model.decoder(tf.reduce_mean(_means(model, x_a, x_b), axis=0, keepdims=True))[0]
+
+
+def midpoint_batch_of_one(model, x_a, x_b):
+    return model.decode(tf.reduce_mean(_means(model, x_a, x_b), axis=0, keepdims=True))
+
+
+def midpoint_both_images(model, x_a, x_b):
+    return model.decode(_means(model, x_a, x_b))
+
+
+def midpoint_no_channel(model, x_a, x_b):
+    return model.decode(tf.reduce_mean(_means(model, x_a, x_b), 0, keepdims=True))[0, ..., 0]
+
+
+def midpoint_sigma(model, x_a, x_b):
+    _, sigma = model.encoder(tf.stack([x_a, x_b]))
+    return model.decode(tf.reduce_mean(sigma, axis=0, keepdims=True))[0]
+
+
+def midpoint_images_then_encode(model, x_a, x_b):
+    mu, _ = model.encoder(((x_a + x_b) / 2)[None])
+    return model.decode(mu)[0]
+
+
+def midpoint_binary_sample(model, x_a, x_b):
+    z = tf.reduce_mean(_means(model, x_a, x_b), axis=0, keepdims=True)
+    return model.decode(z, sample=True)[0]
+
+
+def midpoint_one_image(model, x_a, x_b):
+    mu, _ = model.encoder(tf.stack([x_a, x_a]))
+    return model.decode(tf.reduce_mean(mu, axis=0, keepdims=True))[0]
+
+
+def midpoint_sum(model, x_a, x_b):
+    return model.decode(tf.reduce_sum(_means(model, x_a, x_b), axis=0, keepdims=True))[0]
+
+
+def midpoint_no_return(model, x_a, x_b):
+    model.decode(tf.reduce_mean(_means(model, x_a, x_b), axis=0, keepdims=True))[0]
+
+
+def _midpoint_downstream(fn):
+    """Cell 44: the midpoint of two digits under a (briefly) trained model, plotted."""
+    import matplotlib.pyplot as plt
+    keras.utils.set_random_seed(1)
+    model = VAE(latent_dim=4, hidden_size=16)
+    x = (np.random.default_rng(1).random((8, 28, 28, 1)) < 0.3).astype(np.float32)
+    optimizer = keras.optimizers.RMSprop(1e-3)
+    for i in range(2):
+        with tf.GradientTape() as tape:
+            loss = -vae_prac.batch_elbo(model, x, seed=(0, i))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+    x_a, x_b = x[0], x[1]
+    image = fn(model, x_a, x_b)
+    assert np.asarray(image).shape == (28, 28, 1)
+    fig = plotting.image_grid([x_a, image, x_b], ncols=3, scale=1.5,
+                              titles=["x_a", "decoded midpoint", "x_b"])
+    plt.close(fig)
+
+
+DECODE_MIDPOINT = Exercise(
+    name="decode_midpoint",
+    check=training.decode_midpoint,
+    correct={
+        "keras_ops": midpoint_keras_ops,
+        "concat_likelihood_mean": midpoint_concat_likelihood_mean,
+        "means_separately": midpoint_separately,
+        "decode_path_then_index": midpoint_decode_path_then_index,
+        "numpy": midpoint_numpy,
+        "tfd_probs_parameter": midpoint_tfd_probs,
+        "squeeze_sigmoid": midpoint_squeeze,
+    },
+    mistakes={
+        "averaged_decoded_images": Mistake(midpoint_averaged_images, r"averaged the two decoded"),
+        "averaged_decoded_logits": Mistake(midpoint_averaged_logits, r"averaged the two decoded"),
+        "samples_of_z": Mistake(midpoint_samples_of_z, r"random.*not samples"),
+        "seeded_samples_of_z": Mistake(midpoint_seeded_samples_of_z, r"posterior means"),
+        "returns_logits": Mistake(midpoint_logits, r"logits"),
+        "batch_of_one": Mistake(midpoint_batch_of_one, r"batch of one"),
+        "both_images": Mistake(midpoint_both_images, r"two images"),
+        "channel_dropped": Mistake(midpoint_no_channel, r"channel axis"),
+        "uses_sigma": Mistake(midpoint_sigma, r"sigma"),
+        "images_averaged_then_encoded": Mistake(midpoint_images_then_encode,
+                                                r"averaged the two images and encoded"),
+        "binary_sample": Mistake(midpoint_binary_sample, r"binary sample"),
+        "one_image_twice": Mistake(midpoint_one_image, r"one image only"),
+        "sum_of_codes": Mistake(midpoint_sum, r"sum of the two codes"),
+        "no_return": Mistake(midpoint_no_return, r"forget the `return`"),
+    },
+    give_away=("reduce_mean(mu", "decode(z)[0]", "stack([x_a, x_b])", "(mu_a + mu_b) / 2"),
+    downstream=_midpoint_downstream,
+)
+
+
+EXERCISES = [BATCH_ELBO, DECODE_MIDPOINT]
