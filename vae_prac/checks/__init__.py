@@ -81,6 +81,22 @@ def outcome(check_fn, *args, **kwargs) -> tuple[str, str]:
     return status, detail
 
 
+@contextlib.contextmanager
+def quiet_tensorflow():
+    """Silence TensorFlow's Python warnings (AutoGraph, retracing) while a check traces
+    a student's function: they are noise in a check cell's one line."""
+    import logging
+
+    import tensorflow as tf
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _library_function(value) -> bool:
     """Whether ``value`` is one of vae_prac's own functions (handed in as an answer)."""
     module = getattr(value, "__module__", None) or ""

@@ -15,15 +15,13 @@ values: exactly on the same samples, or on average over the seeds.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import logging
 import math
 
 import numpy as np
 import tensorflow as tf
 
-from vae_prac.checks import Hint, check, choice
+from vae_prac.checks import Hint, check, choice, quiet_tensorflow
 from vae_prac.checks.training import _images, _small_vae
 
 __all__ = ["iw_bound", "iw_order"]
@@ -202,7 +200,7 @@ def iw_bound(fn) -> None:
 def _on_seeds(fn, model, x, seeds) -> list[np.ndarray]:
     """``fn``'s L_k on each seed: compiled if it can be (fast), else eagerly."""
     try:
-        with _quiet_tensorflow():
+        with quiet_tensorflow():
             traced = tf.function(lambda seed: fn(model, x, IW_K, seed))
             first = traced(tf.constant(seeds[0], tf.int32))
         if _close(_per_image(first, IW_BATCH, IW_K),
@@ -215,17 +213,6 @@ def _on_seeds(fn, model, x, seeds) -> list[np.ndarray]:
         pass
     return [_call(fn, model, x, IW_K, seed) for seed in seeds]
 
-
-@contextlib.contextmanager
-def _quiet_tensorflow():
-    """Silence TensorFlow's Python warnings (AutoGraph, retracing) for a while."""
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _judge_on_average(fn, model, x, ref) -> None:

@@ -21,13 +21,11 @@ Both checks judge what the student's function computes, never its source text.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 
 import numpy as np
 import tensorflow as tf
 
-from vae_prac.checks import Hint, check, choice
+from vae_prac.checks import Hint, check, choice, quiet_tensorflow
 
 __all__ = ["kl_formula", "kl_closed_form", "reparameterize"]
 
@@ -192,17 +190,6 @@ N_ROWS, N_DIMS = 4000, 5                 # the statistical test: 20,000 draws
 SAMPLES_SHAPE = (8, 500, 5)              # [samples, batch, latent_dim], as cell 33 uses
 
 
-@contextlib.contextmanager
-def _quiet_tensorflow():
-    """Silence TensorFlow's Python warnings (AutoGraph on lambdas, retracing) for a while."""
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
 
 def _sample(fn, mu, sigma, where: str = ""):
     """Call ``fn``; return its z as float64 numpy, after checking type, shape and dtype."""
@@ -294,7 +281,7 @@ def reparameterize(fn) -> None:
     standard deviation (normal noise); and the pathwise gradients, dz/dmu = 1 and
     dz/dsigma = eps, for every entry.
     """
-    with _quiet_tensorflow():
+    with quiet_tensorflow():
         _reparameterize(fn)
 
 

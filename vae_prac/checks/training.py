@@ -25,16 +25,14 @@ dimensions, unequal values) and judge what the student's function computes.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import logging
 import math
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import Hint, check, choice
+from vae_prac.checks import Hint, check, choice, quiet_tensorflow
 from vae_prac.model import VAE, posterior, stateless_seed
 
 tfd = tfp.distributions
@@ -348,7 +346,7 @@ def batch_elbo(fn) -> None:
 
     # Inside tf.function with a seed tensor, as the training step compiles it.
     try:
-        with _quiet_tensorflow():
+        with quiet_tensorflow():
             probe = _elbo_probe(fn, model, x, ref["directions"])
             first = probe(tf.constant(ELBO_SEED, tf.int32)).numpy()
     except Hint:
@@ -372,17 +370,6 @@ def batch_elbo(fn) -> None:
                    "seed.")
     _judge_on_average(mine, ref)
 
-
-@contextlib.contextmanager
-def _quiet_tensorflow():
-    """Silence TensorFlow's Python warnings (AutoGraph, retracing) while tracing."""
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _biased(diff: np.ndarray, scale: float) -> bool:
