@@ -240,6 +240,31 @@ def elbo_sigma_squared_own_noise(model, x, seed):
     return tf.reduce_sum(model.likelihood(z).log_prob(x) - tfd.kl_divergence(q, p))
 
 
+def _elbo_with_noise(model, x, eps):
+    mu, sigma = model.encoder(x)
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
+    return tf.reduce_sum(model.likelihood(mu + sigma * eps).log_prob(x) - kl)
+
+
+def elbo_noise_shared_across_dimensions(model, x, seed):
+    """One noise value per image, broadcast over the latent dimensions."""
+    mu, _ = model.encoder(x)
+    return _elbo_with_noise(model, x, tf.random.stateless_normal([tf.shape(mu)[0], 1], seed))
+
+
+def elbo_noise_shared_across_images(model, x, seed):
+    """One noise vector for the whole batch."""
+    mu, _ = model.encoder(x)
+    return _elbo_with_noise(model, x, tf.random.stateless_normal([1, tf.shape(mu)[1]], seed))
+
+
+def elbo_uniform_noise_unit_variance(model, x, seed):
+    """Uniform noise scaled to mean 0 and variance 1: right moments, wrong distribution."""
+    mu, _ = model.encoder(x)
+    u = tf.random.stateless_uniform(tf.shape(mu), seed, minval=-3**0.5, maxval=3**0.5)
+    return _elbo_with_noise(model, x, u)
+
+
 def elbo_numpy_value(model, x, seed):
     return tf.constant(_solution_elbo(model, x, seed).numpy())
 
@@ -331,6 +356,12 @@ BATCH_ELBO = Exercise(
         "numpy_noise_from_seed": Mistake(elbo_numpy_noise_from_seed, r"inside tf\.function"),
         "seed_ignored": Mistake(elbo_fixed_seed, r"different seeds gave exactly the same"),
         "stop_gradient_on_z": Mistake(elbo_stop_gradient, r"does not flow through z"),
+        "noise_shared_across_dimensions": Mistake(elbo_noise_shared_across_dimensions,
+                                                  r"every latent dimension .* same noise"),
+        "noise_shared_across_images": Mistake(elbo_noise_shared_across_images,
+                                              r"every image .* same noise"),
+        "uniform_noise_unit_variance": Mistake(elbo_uniform_noise_unit_variance,
+                                               r"standard normal"),
         "sigma_squared": Mistake(elbo_sigma_squared, r"sigma squared"),
         "sigma_squared_other_noise": Mistake(elbo_sigma_squared_own_noise, r"sigma squared"),
         "numpy_value": Mistake(elbo_numpy_value, r"no gradient reaches the weights"),

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -344,6 +345,8 @@ def batch_elbo(fn) -> None:
                    f"log-likelihood must be a TensorFlow computation of the decoder's "
                    f"output.")
 
+    _judge_noise(fn, model, x)
+
     # Inside tf.function with a seed tensor, as the training step compiles it.
     try:
         with quiet_tensorflow():
@@ -370,6 +373,66 @@ def batch_elbo(fn) -> None:
                    "seed.")
     _judge_on_average(mine, ref)
 
+
+
+class _Watched(keras.Model):
+    """A decoder that remembers every z it is given (eagerly), then decodes it."""
+
+    def __init__(self, decoder):
+        super().__init__()
+        self.decoder, self.seen = decoder, []
+
+    def call(self, z):
+        self.seen.append(np.asarray(z, np.float64))
+        return self.decoder(z)
+
+
+NOISE_SEEDS = 60        # x 8 images x 5 dimensions: 2400 draws of the noise
+
+
+def _judge_noise(fn, model, x) -> None:
+    """The noise behind the z the student decodes: eps = (z - mu) / sigma must be standard
+    normal, independent across images and latent dimensions.
+
+    A biased or shared noise can hide in the average of a smooth decoder's
+    log-likelihood, so the check looks at z itself, as the decoder receives it.
+    """
+    watched = VAE(ELBO_LATENT, encoder=model.encoder, decoder=_Watched(model.decoder))
+    mu, sigma = (np.asarray(t, np.float64) for t in model.encoder(x))
+    draws = []
+    for i in range(NOISE_SEEDS):
+        watched.decoder.seen.clear()
+        fn(watched, x, seed=tf.constant([i, 202], tf.int32))
+        draws += [z.reshape(-1, *mu.shape) for z in watched.decoder.seen
+                  if z.shape[-1] == mu.shape[-1] and z.size % mu.size == 0]
+    if not draws:
+        return   # it never decoded a z of q(z|x)'s shape: the value checks judge it
+    eps = (np.concatenate(draws) - mu) / sigma            # [draws, batch, latent]
+    if np.allclose(eps, eps[..., :1], atol=1e-4):
+        raise Hint("every latent dimension of an image got the same noise: draw the "
+                   "noise with the full shape of mu, [batch, latent_dim], so that each "
+                   "dimension gets its own.")
+    if np.allclose(eps, eps[:, :1], atol=1e-4):
+        raise Hint("every image of the batch got the same noise: draw the noise with the "
+                   "full shape of mu, [batch, latent_dim], so that each image gets its own.")
+
+    def standard_normal(e):
+        within = np.mean(np.abs(e) < 1.0)
+        return abs(e.mean()) < 0.1 and abs(e.std() - 1.0) < 0.1 and abs(within - 0.6827) < 0.04
+
+    if standard_normal(eps):
+        return
+    offset = eps * sigma                                    # z - mu
+    for scale, name in ((sigma ** 2, "sigma squared, the variance"),
+                        (np.sqrt(sigma), "the square root of sigma")):
+        if standard_normal(offset / scale):
+            raise Hint(f"z's noise is scaled by {name}: sigma is already the standard "
+                       f"deviation of q(z|x); scale the standard normal noise by sigma itself.")
+    within = np.mean(np.abs(eps) < 1.0)
+    raise Hint(f"the noise behind z, (z - mu) / sigma, has mean {eps.mean():.2f} and "
+               f"standard deviation {eps.std():.2f}, with {within:.0%} of it within 1 of 0: "
+               f"standard normal noise has mean 0, standard deviation 1 and 68% within 1. "
+               f"Draw it from a standard normal distribution.")
 
 
 def _biased(diff: np.ndarray, scale: float) -> bool:
