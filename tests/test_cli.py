@@ -249,6 +249,8 @@ def test_grade_delegates_to_the_grading_module(tmp_path):
     assert csv_path.is_file() and "not a notebook of this series" in csv_path.read_text()
     status, _, err = run_cli("grade", path, "--memory-limit", "0")
     assert status == 2 and "memory-limit" in err
+    status, _, err = run_cli("grade", path, "--solutions", tmp_path / "nowhere")
+    assert status == 2 and "no solution notebooks" in err and "--solutions" in err
 
 
 def test_train_may_change_network_sizes_before_any_checkpoint(tmp_path):

@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-limit", type=_positive_int, default=8, metavar="GIB",
                    help="address-space limit of each notebook's kernel, in GiB, on Linux "
                         "(default: 8)")
+    p.add_argument("--solutions", metavar="DIR",
+                   help="the solution notebooks, which say what each notebook must pass "
+                        "(default: notebooks/solutions of this repository)")
     p.add_argument("--csv", help="also write the grades to this CSV file")
     p.set_defaults(func=cmd_grade)
     return parser
@@ -415,7 +418,12 @@ def cmd_grade(args) -> int:
     missing = [p for p in args.notebooks if not os.path.isfile(p)]
     if missing:
         raise UsageError(f"no such notebook: {', '.join(missing)}")
-    grades = grading.grade_notebooks(args.notebooks, timeout=args.timeout,
+    solutions = args.solutions or grading.SOLUTIONS_DIR
+    if not os.path.isdir(solutions):
+        raise UsageError(f"no solution notebooks at {solutions}: grading reads what each "
+                         f"notebook must pass from them. Grade from a clone of the "
+                         f"repository, or pass --solutions DIR.")
+    grades = grading.grade_notebooks(args.notebooks, timeout=args.timeout, solutions=solutions,
                                      memory_limit_gib=args.memory_limit)
     print(grading.format_table(grades))
     if args.csv:
