@@ -291,3 +291,73 @@ def test_weights_without_a_gradient_are_named():
     with pytest.raises(ValueError, match="get no gradient"):
         train(Config(latent_dim=2, hidden_size=8, n_iterations=1, print_every=1,
                      log_every=1, n_eval=10), model=model, progress=False, verbose=False)
+
+
+# --- a student's own parts (notebooks 03 and 05) -----------------------------------------
+
+def student_encoder(latent_dim, hidden_size):
+    """Notebook 03's inference network, written as a student would (functional)."""
+    x = keras.Input(shape=(28, 28, 1))
+    h = keras.layers.Flatten()(x)
+    h = keras.layers.Dense(hidden_size, activation="relu")(h)
+    h = keras.layers.Dense(hidden_size, activation="relu")(h)
+    params = keras.layers.Dense(2 * latent_dim)(h)
+    return keras.Model(x, [params[:, :latent_dim],
+                           1e-6 + keras.ops.softplus(params[:, latent_dim:])])
+
+
+def student_decoder(latent_dim, hidden_size):
+    z = keras.Input(shape=(latent_dim,))
+    h = keras.layers.Dense(hidden_size, activation="relu")(z)
+    h = keras.layers.Dense(hidden_size, activation="relu")(h)
+    return keras.Model(z, keras.layers.Reshape((28, 28, 1))(keras.layers.Dense(784)(h)))
+
+
+def student_batch_elbo(model, x, seed):
+    """Notebook 05's ELBO: the KL written out, z from the same stateless draw."""
+    mu, sigma = model.encoder(x)
+    z = vae_prac.reparameterize(mu, sigma, seed=seed)
+    kl = 0.5 * tf.reduce_sum(mu**2 + sigma**2 - 1.0 - tf.math.log(sigma**2), axis=-1)
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
+def student_step(model, optimizer, batch_elbo, x, seed):
+    """Notebook 05's training step, with apply_gradients instead of apply."""
+    with tf.GradientTape() as tape:
+        value = batch_elbo(model, x, seed)
+        loss = -value
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return value
+
+
+def test_train_runs_a_students_own_parts_like_the_library():
+    config = Config(latent_dim=8, hidden_size=64, n_iterations=300, print_every=100,
+                    log_every=100, n_eval=300)
+    reference = train(config, progress=False, verbose=False)
+    keras.utils.set_random_seed(config.seed)   # as train() does before it builds a model
+    model = VAE(config.latent_dim, config.hidden_size,
+                encoder=student_encoder(config.latent_dim, config.hidden_size),
+                decoder=student_decoder(config.latent_dim, config.hidden_size))
+    mine = train(config, model=model, batch_elbo=student_batch_elbo, train_step=student_step,
+                 progress=False, verbose=False)
+    assert mine.iteration == reference.iteration == 300
+    # Same initial weights, same noise, same data order: the same numbers, up to
+    # float32 round-off (the KL written out differs from TFP's in the last bits).
+    np.testing.assert_allclose(mine.history.train_elbo, reference.history.train_elbo, rtol=1e-4)
+    np.testing.assert_allclose(mine.history.test_elbo, reference.history.test_elbo, rtol=1e-4)
+    assert reference.history.test_elbo[-1] > reference.history.test_elbo[0] + 20   # it learned
+
+
+def test_train_with_a_step_that_updates_nothing_learns_nothing():
+    def lazy_step(model, optimizer, batch_elbo, x, seed):
+        return batch_elbo(model, x, seed)
+
+    config = Config(latent_dim=4, hidden_size=16, n_iterations=100, print_every=100,
+                    log_every=100, n_eval=100)
+    keras.utils.set_random_seed(0)
+    model = VAE(config.latent_dim, config.hidden_size)
+    before = weights_of(model)
+    result = train(config, model=model, train_step=lazy_step, progress=False, verbose=False)
+    assert result.iteration == 100
+    assert_same_weights(weights_of(model), before)

@@ -34,7 +34,8 @@ from vae_prac.elbo import ElboTerms, batch_elbo, elbo, kl_analytic, kl_monte_car
 from vae_prac.evaluate import evaluate_elbo, iw_bound, log_px  # noqa: E402
 from vae_prac.model import (VAE, generative_network, inference_network,  # noqa: E402
                             likelihood, posterior, prior, reparameterize)
-from vae_prac.training import History, NonFiniteLossError, TrainResult, restore, train  # noqa: E402
+from vae_prac.training import (History, NonFiniteLossError, TrainResult,  # noqa: E402
+                               gradient_step, restore, train)
 
 __version__ = "0.1.0"
 #: Where the course lives; the notebooks' Colab badges and install cell point here.

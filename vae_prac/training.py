@@ -132,10 +132,26 @@ def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
                                     epsilon=1e-10)
 
 
+def gradient_step(model, optimizer, batch_elbo, x, seed):
+    """One step of RMSProp (or any optimizer) on -ELBO of the batch x; returns the ELBO.
+
+    ``batch_elbo(model, x, seed)`` is the ELBO summed over the batch. This is the
+    reference for notebook 05's Code Task, and ``train(..., train_step=...)`` runs a
+    function of this signature (compiled) in place of its own step.
+    """
+    with tf.GradientTape() as tape:
+        elbo_value = batch_elbo(model, x, seed)
+        loss = -elbo_value                   # optimizers minimize: minimize -ELBO
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply(grads, model.trainable_variables)
+    return elbo_value
+
+
 def train(config: Config = Config(), model: Optional[VAE] = None,
           hooks: Iterable[Hook] = (), strategy: Optional[tf.distribute.Strategy] = None,
           progress: bool = True, verbose: bool = True, train_images=None,
-          eval_x=None) -> TrainResult:
+          eval_x=None, batch_elbo: Optional[Callable] = None,
+          train_step: Optional[Callable] = None) -> TrainResult:
     """Train a VAE with ``config``; returns a ``TrainResult``.
 
     Args:
@@ -149,6 +165,12 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
       train_images: uint8 images [N, 28, 28] to train on (default: MNIST's training set).
       eval_x: Binary images [n, 28, 28, 1] for the test ELBO (default: the first
         ``config.n_eval`` test digits).
+      batch_elbo: Your ELBO, ``batch_elbo(model, x, seed)`` -> the ELBO summed over the
+        batch (default: ``vae_prac.elbo`` with ``config.n_samples``, summed).
+      train_step: Your step, ``train_step(model, optimizer, batch_elbo, x, seed)`` ->
+        the batch ELBO, as ``gradient_step`` (default: the library's step, which also
+        refuses to apply a NaN or Inf update). Both are compiled with the loop; pass
+        your own networks as ``model=VAE(encoder=..., decoder=...)``.
 
     If ``config.logdir`` holds a checkpoint, training resumes from it at the right
     iteration, with the same data order and noise as an uninterrupted run.
@@ -185,7 +207,8 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
                                  config.seed).skip(start)
     iterator = iter(strategy.experimental_distribute_dataset(dataset)
                     if strategy else dataset)
-    run_steps = _compile_train_loop(model, optimizer, step, strategy, config)
+    run_steps = _compile_train_loop(model, optimizer, step, strategy, config,
+                                    batch_elbo, train_step)
 
     writer = tf.summary.create_file_writer(config.logdir) if config.logdir else None
     history = History()
@@ -291,22 +314,34 @@ def restore(logdir: str, config: Optional[Config] = None) -> tuple[VAE, int]:
     return model, int(step)
 
 
-def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] = None):
+def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] = None,
+                  batch_elbo: Optional[Callable] = None, train_step: Optional[Callable] = None):
     """One training step on a batch x: returns the batch ELBO and whether it was finite.
 
     A step whose loss is NaN or Inf applies zero gradients, so the weights stay as they
-    were. ``seed`` is a stateless seed: fresh noise every step, yet reproducible.
+    were. ``seed`` is a stateless seed: fresh noise every step, yet reproducible. With
+    ``batch_elbo`` and ``train_step`` (see ``train``) the step is yours, compiled the
+    same way; a step of your own applies whatever update it computes.
     """
     jit = config.jit_compile if jit_compile is None else jit_compile
     if jit is None:   # XLA pays off on a GPU; on a CPU this small step runs faster without
         jit = bool(tf.config.list_physical_devices("GPU"))
+    if batch_elbo is None:
+        def batch_elbo(model, x, seed):
+            return tf.reduce_sum(elbo(model, x, n_samples=config.n_samples, seed=seed).elbo)
+
+    if train_step is not None:
+        @tf.function(jit_compile=jit)
+        def own_step(x, seed):
+            value = tf.cast(train_step(model, optimizer, batch_elbo, x, seed), tf.float32)
+            return value, tf.math.is_finite(value)
+        return own_step
 
     @tf.function(jit_compile=jit)
-    def train_step(x, seed):
+    def default_step(x, seed):
         with tf.GradientTape() as tape:
-            batch_elbo = tf.reduce_sum(
-                elbo(model, x, n_samples=config.n_samples, seed=seed).elbo)
-            loss = -batch_elbo
+            batch_elbo_value = batch_elbo(model, x, seed)
+            loss = -batch_elbo_value
         grads = tape.gradient(loss, model.trainable_variables)
         unused = [v.path for v, g in zip(model.trainable_variables, grads) if g is None]
         if unused:
@@ -318,14 +353,16 @@ def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] 
         finite = tf.math.is_finite(loss)
         grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
         optimizer.apply(grads, model.trainable_variables)
-        return batch_elbo, finite
+        return batch_elbo_value, finite
 
-    return train_step
+    return default_step
 
 
-def _compile_train_loop(model, optimizer, step, strategy, config):
+def _compile_train_loop(model, optimizer, step, strategy, config, batch_elbo=None,
+                        own_step=None):
     """A compiled loop running up to n steps; returns (ELBO summed, steps done)."""
-    train_step = train_step_fn(model, optimizer, config)
+    train_step = train_step_fn(model, optimizer, config, batch_elbo=batch_elbo,
+                               train_step=own_step)
     distributed = strategy is not None
     if distributed:
         # Under a strategy the optimizer all-reduces the gradients (a merge_call), which
