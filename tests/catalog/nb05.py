@@ -1,4 +1,4 @@
-"""Notebook 05 (training): the batch ELBO and decoding the midpoint of two codes."""
+"""Notebook 05 (training): the batch ELBO, the training step, decoding the midpoint of two codes."""
 
 from __future__ import annotations
 
@@ -547,4 +547,200 @@ DECODE_MIDPOINT = Exercise(
 )
 
 
-EXERCISES = [BATCH_ELBO, DECODE_MIDPOINT]
+# ---------------------------------------------------------------------------------------
+# my_train_step(model, optimizer, batch_elbo, x, seed): one step on -ELBO.
+
+def step_apply_gradients(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -elbo
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return elbo
+
+
+def step_trainable_weights_keras_ops(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = keras.ops.negative(elbo)
+    grads = tape.gradient(loss, model.trainable_weights)
+    optimizer.apply(grads, model.trainable_weights)
+    return elbo
+
+
+def step_two_networks(model, optimizer, batch_elbo, x, seed):
+    """phi and theta listed network by network."""
+    weights = model.encoder.trainable_variables + model.decoder.trainable_variables
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = tf.negative(elbo)
+    grads = tape.gradient(loss, weights)
+    optimizer.apply_gradients(list(zip(grads, weights)))
+    return elbo
+
+
+def step_negated_outside_the_tape(model, optimizer, batch_elbo, x, seed):
+    """The minus sign after the tape closed: the tape never saw it."""
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+    grads = tape.gradient(-elbo, model.trainable_variables)
+    optimizer.apply(grads, model.trainable_variables)
+    return elbo
+
+
+def step_persistent_tape(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape(persistent=True) as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -1.0 * elbo
+    grads = tape.gradient(loss, model.trainable_variables)
+    del tape
+    optimizer.apply(grads, model.trainable_variables)
+    return tf.identity(elbo)
+
+
+def step_compiled(model, optimizer, batch_elbo, x, seed):
+    """A student who decorates an inner function with tf.function."""
+    @tf.function
+    def inner(x, seed):
+        return step_apply_gradients(model, optimizer, batch_elbo, x, seed)
+    return inner(x, seed)
+
+
+def step_maximizes_loss(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = elbo                       # minimizes the ELBO
+    optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    return elbo
+
+
+def step_gradient_of_plus_elbo(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -elbo
+    grads = tape.gradient(elbo, model.trainable_variables)   # of +ELBO, not of the loss
+    optimizer.apply(grads, model.trainable_variables)
+    return elbo
+
+
+def step_decoder_only(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -elbo
+    grads = tape.gradient(loss, model.decoder.trainable_variables)
+    optimizer.apply(grads, model.decoder.trainable_variables)
+    return elbo
+
+
+def step_encoder_only(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        loss = -batch_elbo(model, x, seed)
+    grads = tape.gradient(loss, model.encoder.trainable_variables)
+    optimizer.apply(grads, model.encoder.trainable_variables)
+    return -loss
+
+
+def step_mean_over_batch(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -elbo / tf.cast(tf.shape(x)[0], tf.float32)
+    optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    return elbo
+
+
+def step_loss_outside_the_tape(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        pass
+    elbo = batch_elbo(model, x, seed)
+    grads = tape.gradient(-elbo, model.trainable_variables)
+    optimizer.apply(grads, model.trainable_variables)
+    return elbo
+
+
+def step_no_update(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -elbo
+    tape.gradient(loss, model.trainable_variables)
+    return elbo
+
+
+def step_applied_twice(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -elbo
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply(grads, model.trainable_variables)
+    optimizer.apply(grads, model.trainable_variables)
+    return elbo
+
+
+def step_returns_loss(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        loss = -batch_elbo(model, x, seed)
+    optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    return loss
+
+
+def step_no_return(model, optimizer, batch_elbo, x, seed):
+    step_apply_gradients(model, optimizer, batch_elbo, x, seed)
+
+
+def step_numpy_value(model, optimizer, batch_elbo, x, seed):
+    """Works eagerly; .numpy() has no value inside tf.function."""
+    return step_apply_gradients(model, optimizer, batch_elbo, x, seed).numpy()
+
+
+def step_new_optimizer(model, optimizer, batch_elbo, x, seed):
+    """Ignores the optimizer it was given."""
+    mine = keras.optimizers.Adam(1e-3)
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -elbo
+    mine.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    return elbo
+
+
+def _step_downstream(fn):
+    """Cell 28's run, short: vae_prac.train with the step (compiled), learning something."""
+    config = vae_prac.Config(latent_dim=4, hidden_size=32, n_iterations=200, print_every=100,
+                             log_every=100, n_eval=200)
+    keras.utils.set_random_seed(config.seed)
+    model = VAE(config.latent_dim, config.hidden_size)
+    result = vae_prac.train(config, model=model, train_step=fn, progress=False, verbose=False)
+    assert result.iteration == 200
+    first, last = result.history.test_elbo[0], result.history.test_elbo[-1]
+    assert np.isfinite(last) and last > first, (first, last)
+
+
+TRAIN_STEP = Exercise(
+    name="train_step",
+    check=training.train_step,
+    correct={
+        "apply_gradients_zip": step_apply_gradients,
+        "trainable_weights_keras_ops": step_trainable_weights_keras_ops,
+        "two_networks_loss_at_gradient": step_two_networks,
+        "persistent_tape": step_persistent_tape,
+        "inner_tf_function": step_compiled,
+    },
+    mistakes={
+        "maximizes_the_loss": Mistake(step_maximizes_loss, r"wrong way"),
+        "gradient_of_plus_elbo": Mistake(step_gradient_of_plus_elbo, r"wrong way.*gradients"),
+        "decoder_only": Mistake(step_decoder_only, r"encoder's weights phi were not updated"),
+        "encoder_only": Mistake(step_encoder_only, r"decoder's weights theta were not updated"),
+        "mean_over_batch": Mistake(step_mean_over_batch, r"averaged over the 8 images"),
+        "loss_outside_the_tape": Mistake(step_loss_outside_the_tape, r"gradients came back"),
+        "negated_outside_the_tape": Mistake(step_negated_outside_the_tape,
+                                            r"gradients came back"),
+        "no_update": Mistake(step_no_update, r"did not change.*apply"),
+        "applied_twice": Mistake(step_applied_twice, r"twice"),
+        "returns_the_loss": Mistake(step_returns_loss, r"returned the loss"),
+        "no_return": Mistake(step_no_return, r"returned None"),
+        "numpy_value": Mistake(step_numpy_value, r"inside tf\.function"),
+        "new_optimizer": Mistake(step_new_optimizer, r"optimizer you were given|optimizer passed in"),
+    },
+    give_away=("tape.gradient(loss", "optimizer.apply(grads", "loss = -elbo", "with tf.GradientTape() as tape:\n"),
+    downstream=_step_downstream,
+)
+
+EXERCISES = [BATCH_ELBO, TRAIN_STEP, DECODE_MIDPOINT]

@@ -3,6 +3,7 @@
     from vae_prac.checks import training as check
     check.batch_elbo(my_batch_elbo)         # Code Task: the ELBO summed over a batch
     check.rmsprop_scale(answer_rmsprop)     # Math Task: sum or mean over the batch?
+    check.train_step(my_train_step)         # Code Task: one step of RMSProp on -ELBO
     check.decode_midpoint(decode_midpoint)  # Code Task: decode a z of your choice
 
 The code checks build a small VAE of their own (fixed weights, several latent
@@ -34,11 +35,16 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from vae_prac.checks import Hint, check, choice, quiet_tensorflow
+from vae_prac.elbo import elbo as _elbo_terms
 from vae_prac.model import VAE, posterior, stateless_seed
 
 tfd = tfp.distributions
 
-__all__ = ["batch_elbo", "rmsprop_scale", "decode_midpoint", "decode_midpoint_reference"]
+__all__ = ["batch_elbo", "rmsprop_scale", "train_step", "decode_midpoint",
+           "decode_midpoint_reference", "inference_network", "generative_network"]
+
+# Notebook 05 trains the student's own networks: their checks (notebook 03's) run here too.
+from vae_prac.checks.networks import generative_network, inference_network  # noqa: E402,F401
 
 
 def _small_vae(seed: int = 0, scale=1.5, latent_dim: int = 8,
@@ -499,6 +505,152 @@ def rmsprop_scale(answer) -> bool:
         "write out one RMSProp step: the update is lr * g / sqrt(v + eps), where v is a "
         "running average of g^2. What happens to it when every gradient g is divided by "
         "the batch size?")
+
+
+# ---------------------------------------------------------------------------------------
+# The training step.
+
+STEP_LR = 0.01
+STEP_SEED = (5, 9)
+
+
+def _library_batch_elbo_sum(model, x, seed):
+    """The ELBO function handed to the student's step: the library's, summed."""
+    return tf.reduce_sum(_elbo_terms(model, x, seed=seed).elbo)
+
+
+def _run_step(fn, optimizer: str, compiled: bool = False):
+    """Run one step on a fresh small VAE; (returned value, weight changes, n encoder vars).
+
+    With plain gradient descent (``"sgd"``) the change of each weight is exactly
+    -learning rate x its gradient, so the step's gradients can be read off the change.
+    """
+    model = _small_vae(seed=3, latent_dim=ELBO_LATENT)
+    opt = (keras.optimizers.SGD(STEP_LR) if optimizer == "sgd" else
+           keras.optimizers.RMSprop(STEP_LR, rho=0.9, epsilon=1e-10))
+    opt.build(model.trainable_variables)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    x = _images(ELBO_BATCH, seed=3)
+
+    def call(x, seed):
+        return fn(model, opt, _library_batch_elbo_sum, x, seed)
+
+    if compiled:
+        call = tf.function(call)
+    value = call(x, tf.constant(STEP_SEED, tf.int32))
+    deltas = [v.numpy() - b for v, b in zip(model.trainable_variables, before)]
+    return value, deltas, len(model.encoder.trainable_variables)
+
+
+def _flat(arrays, part=slice(None)):
+    return np.concatenate([a.ravel() for a in arrays[part]]).astype(np.float64)
+
+
+def _same_update(mine, ref) -> bool:
+    return np.allclose(_flat(mine), _flat(ref), rtol=1e-3, atol=1e-7)
+
+
+def _step_or_hint(fn, optimizer: str, compiled: bool = False):
+    import warnings
+
+    try:
+        with warnings.catch_warnings(), quiet_tensorflow():
+            warnings.simplefilter("ignore")   # Keras warns about missing gradients
+            return _run_step(fn, optimizer, compiled)
+    except (Hint, NotImplementedError):
+        raise
+    except Exception as err:
+        text = str(err)
+        last = [line.strip() for line in text.splitlines() if line.strip()]
+        if "no gradients provided" in text.lower() or "'NoneType'" in text:
+            raise Hint("no gradients came back (they are None): compute the loss inside the "
+                       "`with tf.GradientTape() as tape:` block, from TensorFlow operations, "
+                       "and ask the tape for the gradient of that same loss.")
+        if compiled:
+            raise Hint(f"it works eagerly but fails inside tf.function, which train() "
+                       f"compiles it into: {type(err).__name__}: {last[-1][:200] if last else ''}"
+                       f" (no .numpy(), float() or NumPy on tensors inside the step)")
+        raise
+
+
+@check("train_step")
+def train_step(fn) -> None:
+    """``fn(model, optimizer, batch_elbo, x, seed)``: one optimizer step on -ELBO; returns
+    the batch ELBO.
+
+    It is run once with plain gradient descent, where each weight's change is the
+    learning rate times its gradient, so the update tells which loss was differentiated
+    with respect to which weights; then with RMSProp, as training uses it, eagerly and
+    inside ``tf.function``, as ``train()`` compiles it. Every change must match the
+    library's step (``vae_prac.gradient_step``) on the same weights, batch and seed.
+    """
+    from vae_prac.training import gradient_step
+
+    _, ref, n_enc = _run_step(gradient_step, "sgd")
+    value, mine, _ = _step_or_hint(fn, "sgd")
+    encoder, decoder = slice(0, n_enc), slice(n_enc, None)
+    if not np.any(_flat(mine)):
+        raise Hint("the weights did not change: after taking the gradients, apply them "
+                   "with the optimizer (optimizer.apply or optimizer.apply_gradients).")
+    for part, name, other in ((encoder, "encoder's weights phi", "decoder"),
+                              (decoder, "decoder's weights theta", "encoder")):
+        if not np.any(_flat(mine, part)):
+            raise Hint(f"the {name} were not updated, only the {other}'s: take the gradient "
+                       f"with respect to model.trainable_variables, which holds both "
+                       f"networks' weights.")
+    if not _same_update(mine, ref):
+        flat_mine, flat_ref = _flat(mine), _flat(ref)
+        ratio = float(flat_mine @ flat_ref / (flat_ref @ flat_ref))
+        if np.allclose(flat_mine, ratio * flat_ref, rtol=1e-3, atol=1e-7):
+            if ratio < 0:
+                raise Hint("the weights moved the wrong way: the step lowered the ELBO. "
+                           "Optimizers minimize, so the loss is -ELBO, and the gradients "
+                           "are those of that loss (not of the ELBO itself).")
+            if np.isclose(ratio, 1 / ELBO_BATCH, rtol=1e-2):
+                raise Hint(f"the update is {ELBO_BATCH} times smaller than the gradient of "
+                           f"-ELBO summed over the batch: the loss was averaged over the "
+                           f"{ELBO_BATCH} images. Here, as in the original, it is the sum "
+                           f"(with RMSProp the factor nearly cancels, as the Math Task "
+                           f"showed; with other optimizers it does not).")
+            if np.isclose(ratio, 2.0, rtol=1e-2):
+                raise Hint("the update is twice the gradient step: the gradients were "
+                           "applied twice (or the loss counted twice).")
+        raise Hint("with plain gradient descent one step should move each weight by the "
+                   "learning rate times the gradient of -ELBO; this step moves them "
+                   "differently. Compute the loss -ELBO from batch_elbo(model, x, seed) "
+                   "inside the tape, differentiate it with respect to "
+                   "model.trainable_variables, and apply those gradients once with the "
+                   "optimizer you were given.")
+
+    # What it returns: the batch ELBO of this step (train() logs it).
+    if value is None:
+        raise Hint("the step returned None: return the batch ELBO it computed (train() "
+                   "prints and records it).")
+    expected = float(_library_batch_elbo_sum(_small_vae(seed=3, latent_dim=ELBO_LATENT),
+                                             _images(ELBO_BATCH, seed=3),
+                                             tf.constant(STEP_SEED, tf.int32)))
+    got = np.asarray(value, np.float64)
+    if got.shape != ():
+        raise Hint(f"the step returned shape {got.shape}; return the batch ELBO, one number.")
+    got = float(got)
+    if not np.isclose(got, expected, rtol=1e-4, atol=1e-3):
+        if np.isclose(got, -expected, rtol=1e-4, atol=1e-3):
+            raise Hint("the update is right, but the step returned the loss -ELBO; return "
+                       "the ELBO itself (train() reports the ELBO).")
+        a, b = _fmt(got, expected)
+        raise Hint(f"the update is right, but the step returned {a} where the batch ELBO, "
+                   f"computed before the update, is {b}: return the value batch_elbo gave "
+                   f"inside the tape.")
+
+    # With RMSProp, eagerly and compiled, as train() runs it.
+    _, ref_rms, _ = _run_step(gradient_step, "rmsprop")
+    for compiled in (False, True):
+        _, mine_rms, _ = _step_or_hint(fn, "rmsprop", compiled)
+        if not _same_update(mine_rms, ref_rms):
+            where = "inside tf.function" if compiled else "with RMSProp"
+            raise Hint(f"{where} the step's update differs from the library's on the same "
+                       f"weights and batch: use the optimizer passed in (never a new one), "
+                       f"once per step, and TensorFlow operations only.")
 
 
 def decode_midpoint_reference(model, x_a, x_b):
