@@ -102,7 +102,8 @@ def prior_samples(model, n: int = 100, ncols: int = 10, seed=None, mean: bool = 
     z = model.prior().sample(n, seed=z_seed)
     images = model.decode(z, sample=not mean, seed=x_seed)
     return image_grid(images, ncols=ncols,
-                      title="Prior predictive " + ("means" if mean else "samples"))
+                      title=("Decoder means p(x=1|z) at prior draws z ~ N(0, I)" if mean else
+                             "Prior predictive samples: z ~ N(0, I), then x ~ p(x|z)"))
 
 
 def latent_manifold(model, n: int = 15, bound: float = 2.0):

@@ -152,3 +152,16 @@ def reference_if_needed(name: str, mine, reference):
     label = getattr(reference, "__qualname__", repr(reference))
     print(f"Using vae_prac's reference `{label}`: the check `{name}` has not passed yet.")
     return reference
+
+
+def whose(parts: dict[str, str]) -> str:
+    """One line saying which parts are the student's and which are vae_prac's.
+
+    ``parts`` maps a label ("encoder") to the name of the check that decides it; a part
+    is the student's where that check passed in this session.
+    """
+    mine = [label for label, name in parts.items() if RESULTS.get(name)]
+    library = [label for label in parts if label not in mine]
+    said = ([f"yours: {', '.join(mine)}"] if mine else []) + \
+           ([f"vae_prac's: {', '.join(library)}"] if library else [])
+    return "Training with " + "; ".join(said) + "."
