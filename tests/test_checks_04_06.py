@@ -273,3 +273,11 @@ def test_iw_order(capsys):
     assert run(capsys, evaluation.iw_order, "d")[0]
     assert "not yet" in run(capsys, evaluation.iw_order, "a")[1]
     assert "not done yet" in run(capsys, evaluation.iw_order, None)[1]
+
+
+def test_whose_says_which_parts_are_the_students(monkeypatch):
+    monkeypatch.setattr(checks, "RESULTS", {"a": True, "b": False})
+    assert checks.whose({"encoder": "a", "decoder": "b", "step": "c"}) == \
+        "Training with yours: encoder; vae_prac's: decoder, step."
+    monkeypatch.setattr(checks, "RESULTS", {"a": True})
+    assert checks.whose({"encoder": "a"}) == "Training with yours: encoder."
