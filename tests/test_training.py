@@ -361,3 +361,13 @@ def test_train_with_a_step_that_updates_nothing_learns_nothing():
     result = train(config, model=model, train_step=lazy_step, progress=False, verbose=False)
     assert result.iteration == 100
     assert_same_weights(weights_of(model), before)
+
+
+def test_the_library_parts_stand_in_for_the_students():
+    # Notebook 05 falls back on these where a check has not passed: same signatures.
+    config = Config(latent_dim=4, hidden_size=16, n_iterations=100, print_every=100,
+                    log_every=100, n_eval=100)
+    result = train(config, batch_elbo=vae_prac.batch_elbo, train_step=vae_prac.gradient_step,
+                   progress=False, verbose=False)
+    reference = train(config, progress=False, verbose=False)
+    np.testing.assert_allclose(result.history.test_elbo, reference.history.test_elbo, rtol=1e-5)

@@ -74,6 +74,10 @@ def elbo(model, x, n_samples: int = 1, kl: str = "analytic", seed=None) -> ElboT
     return ElboTerms(log_likelihood - kl_term, log_likelihood, kl_term)
 
 
-def batch_elbo(model, x, n_samples: int = 1, seed=None):
-    """The original practical's objective: the ELBO summed over the batch (a scalar)."""
+def batch_elbo(model, x, seed=None, n_samples: int = 1):
+    """The original practical's objective: the ELBO summed over the batch (a scalar).
+
+    The signature is notebook 05's Code Task's, ``(model, x, seed)``, so the two can
+    stand in for each other (``train(..., batch_elbo=...)``, the training step).
+    """
     return tf.reduce_sum(elbo(model, x, n_samples=n_samples, seed=seed).elbo)
