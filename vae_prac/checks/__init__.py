@@ -97,6 +97,16 @@ def quiet_tensorflow():
         logger.setLevel(level)
 
 
+def apart(a: float, b: float, style: str = "g", start: int = 4) -> tuple[str, str]:
+    """``a`` and ``b`` printed with just enough digits to tell them apart, so a hint never
+    reads "it should be 0.5, yours gives 0.5". ``style`` is a format type ("g" or "f")."""
+    for digits in range(start, start + 9, 2):
+        sa, sb = f"{a:.{digits}{style}}", f"{b:.{digits}{style}}"
+        if sa != sb:
+            return sa, sb
+    return repr(a), repr(b)
+
+
 def _library_function(value) -> bool:
     """Whether ``value`` is one of vae_prac's own functions (handed in as an answer)."""
     module = getattr(value, "__module__", None) or ""

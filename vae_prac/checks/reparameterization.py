@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from vae_prac.checks import Hint, check, choice, quiet_tensorflow
+from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow
 
 __all__ = ["kl_formula", "kl_closed_form", "reparameterize"]
 
@@ -48,14 +48,6 @@ def _numpy(value, what: str) -> np.ndarray:
     except (TypeError, ValueError):
         raise Hint(f"{what} returned a {type(value).__name__}, not a tensor of numbers.")
 
-
-def _fmt(a: float, b: float) -> tuple[str, str]:
-    """``a`` and ``b`` printed with just enough digits to tell them apart."""
-    for digits in (4, 6, 8, 10, 12):
-        sa, sb = f"{a:.{digits}g}", f"{b:.{digits}g}"
-        if sa != sb:
-            return sa, sb
-    return repr(a), repr(b)
 
 
 # ---------------------------------------------------------------------------------------
@@ -166,12 +158,12 @@ def kl_closed_form(fn) -> None:
     same = float(got[KL_SAME_ROW])
     if not np.isclose(same, 0.0, atol=1e-4):
         raise Hint(f"in the row where mu = 0 and sigma = 1 (q = p, so the KL must be 0) "
-                   f"yours gives {_fmt(0.0, same)[1]}. Check the constant term.")
+                   f"yours gives {apart(0.0, same)[1]}. Check the constant term.")
     if np.any(got < -1e-4):
         raise Hint("it returned a negative KL for some examples; a KL divergence is never "
                    "negative. Check the signs.")
     row = int(np.argmax(np.abs(got - expected)))
-    want, have = _fmt(float(expected[row]), float(got[row]))
+    want, have = apart(float(expected[row]), float(got[row]))
     close = abs(got[row] - expected[row]) < 0.1 * abs(expected[row])
     shown = lambda values: np.round(values.astype(np.float64), 3).tolist()  # noqa: E731
     raise Hint(f"for mu = {shown(mu_np[row])} and sigma = {shown(sigma_np[row])} the KL "

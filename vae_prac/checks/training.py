@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import Hint, check, choice, quiet_tensorflow
+from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow
 from vae_prac.elbo import elbo as _elbo_terms
 from vae_prac.model import VAE, posterior, stateless_seed
 
@@ -75,14 +75,6 @@ def _images(n: int, seed: int = 0) -> tf.Tensor:
     rng = np.random.default_rng(seed)
     return tf.constant((rng.random((n, 28, 28, 1)) < 0.2).astype(np.float32))
 
-
-def _fmt(a: float, b: float) -> tuple[str, str]:
-    """``a`` and ``b`` printed with just enough digits to tell them apart."""
-    for digits in (2, 3, 4, 6, 8):
-        sa, sb = f"{a:.{digits}f}", f"{b:.{digits}f}"
-        if sa != sb:
-            return sa, sb
-    return repr(a), repr(b)
 
 
 # ---------------------------------------------------------------------------------------
@@ -316,7 +308,7 @@ def batch_elbo(fn) -> None:
     # gives the same value, another seed another value.
     again = _call_elbo(fn, model, x, ELBO_SEED)
     if not _close(got, again):
-        a, b = _fmt(got, again)
+        a, b = apart(got, again, "f", 2)
         raise Hint(f"two calls with the same seed gave different values ({a} and {b}): "
                    f"the noise must come from seed (stateless), so that the same seed "
                    f"gives the same z.")
@@ -367,7 +359,7 @@ def batch_elbo(fn) -> None:
                    f" (inside tf.function tensors have no values yet: no NumPy, .numpy() "
                    f"or Python int() on them)")
     if not _close(first[0], got):
-        a, b = _fmt(float(first[0]), got)
+        a, b = apart(float(first[0]), got, "f", 2)
         raise Hint(f"inside tf.function it gives {a} for the seed that gives {b} eagerly: "
                    f"draw the noise with TensorFlow from seed (NumPy or Python random "
                    f"numbers are frozen when the function is traced).")
@@ -465,7 +457,7 @@ def _judge_on_average(mine: np.ndarray, ref: dict) -> None:
                 matches.append((abs(average - value), hint))
         if matches:
             raise Hint(min(matches)[1])
-        a, b = _fmt(float(average), float(lib[:, 0].mean()))
+        a, b = apart(float(average), float(lib[:, 0].mean()), "f", 2)
         raise Hint(f"over {n} seeds its average is {a}, while the library's ELBO of the "
                    f"same batch averages {b} on the same seeds: the estimate is biased. "
                    f"Check each part: z drawn from q(z|x) with the noise from seed, the "
@@ -637,7 +629,7 @@ def train_step(fn) -> None:
         if np.isclose(got, -expected, rtol=1e-4, atol=1e-3):
             raise Hint("the update is right, but the step returned the loss -ELBO; return "
                        "the ELBO itself (train() reports the ELBO).")
-        a, b = _fmt(got, expected)
+        a, b = apart(got, expected, "f", 2)
         raise Hint(f"the update is right, but the step returned {a} where the batch ELBO, "
                    f"computed before the update, is {b}: return the value batch_elbo gave "
                    f"inside the tape.")
