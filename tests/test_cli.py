@@ -12,6 +12,7 @@ import json
 import math
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -265,3 +266,34 @@ def test_train_may_change_network_sizes_before_any_checkpoint(tmp_path):
                                "--n-eval", "100", "--eval-k", "0", "--no-progress")
     assert status == 0, err
     assert json.loads((run_dir / "config.json").read_text())["latent_dim"] == 4
+
+
+def test_history_survives_a_hard_kill(tmp_path):
+    # A run killed outright (SIGKILL: no cleanup at all) right after its checkpoint at
+    # iteration 200, then resumed from the command line: one continuous history.
+    run_dir = tmp_path / "run"
+    script = (
+        "import os, signal\n"
+        "from vae_prac import Config, train\n"
+        "def kill(model, iteration, history):\n"
+        "    if iteration == 200:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "train(Config(latent_dim=4, hidden_size=16, n_iterations=400, print_every=100,\n"
+        f"             log_every=50, n_eval=100, logdir={str(run_dir)!r}),\n"
+        "      hooks=[kill], progress=False, verbose=False)\n")
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert history_iterations(run_dir) == [50, 100, 150, 200]
+    before = training.History.from_csv(run_dir / "history.csv").rows()
+    assert not list(run_dir.glob("*.partial"))
+
+    status, out, err = run_cli("train", "--out", run_dir, "--n-iterations", "400",
+                               "--eval-k", "0", "--no-progress")
+    assert status == 0, err
+    assert "Resuming" in out
+    assert history_iterations(run_dir) == [50, 100, 150, 200, 250, 300, 350, 400]
+    after = training.History.from_csv(run_dir / "history.csv").rows()[:4]
+    assert [(r["iteration"], r["train_elbo"]) for r in after] == \
+        [(r["iteration"], r["train_elbo"]) for r in before]   # kept, not measured again
+    assert json.loads((run_dir / "history.json").read_text())["iteration"][-1] == 400

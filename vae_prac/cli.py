@@ -272,16 +272,7 @@ def _checkpoint_iteration(out):
 
 def _save_history(out, history, resume_from):
     """Write history.csv and history.json, continuing the saved history when resuming."""
-    path = os.path.join(out, "history.csv")
-    if resume_from is not None and os.path.exists(path):
-        merged = training.History()
-        for row in training.History.from_csv(path).rows():
-            if row["iteration"] <= resume_from:   # rows after the checkpoint were redone
-                merged.append(**row)
-        for row in history.rows():
-            merged.append(**row)
-        history = merged
-    history.to_csv(path)
+    history = training.save_history_beside_checkpoints(out, history, resume_from or 0)
     history.to_json(os.path.join(out, "history.json"))
     return history
 

@@ -6,8 +6,8 @@ is compiled (``tf.function``, with XLA when ``config.jit_compile``), and ``log_e
 steps run inside one compiled loop so Python is not on the hot path.
 
 Every ``print_every`` iterations ``train`` measures the ELBO of the fixed evaluation set
-(the original's 5000 test digits), writes TensorBoard summaries and a checkpoint to
-``config.logdir`` and calls the hooks (e.g. to plot a posterior sample beside a prior
+(the original's 5000 test digits), writes TensorBoard summaries, a checkpoint and the
+history so far (``history.csv``) to ``config.logdir`` and calls the hooks (e.g. to plot a posterior sample beside a prior
 sample). It stops cleanly on KeyboardInterrupt, keeping the model and history so far,
 and stops on a NaN or Inf loss without updating the weights or the checkpoint.
 """
@@ -244,6 +244,7 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
             if not math.isnan(test_elbo):
                 if manager:
                     manager.save(checkpoint_number=it)
+                    save_history_beside_checkpoints(config.logdir, history, start)
                 if verbose:
                     _write(bar, f"Iteration {it:>6d}  train ELBO {train_elbo:9.3f}  "
                                 f"test ELBO {test_elbo:9.3f}  "
@@ -261,6 +262,28 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
             writer.flush()
     result.iteration = int(step.numpy())
     return result
+
+
+def save_history_beside_checkpoints(logdir: str, history: History, start: int) -> History:
+    """Write ``logdir/history.csv``: the rows up to ``start`` it already held, then ``history``.
+
+    ``train`` calls this with every checkpoint, so a run killed outright (``kill -9``,
+    out of memory, a power cut) keeps every row up to its last checkpoint, and a resumed
+    run's history continues it with no row lost or repeated (rows after the checkpoint
+    are measured again). The file is replaced atomically: never half-written.
+    """
+    path = os.path.join(logdir, "history.csv")
+    merged = History()
+    if start and os.path.exists(path):
+        for row in History.from_csv(path).rows():
+            if row["iteration"] <= start:
+                merged.append(**row)
+    for row in history.rows():
+        merged.append(**row)
+    partial = path + ".partial"
+    merged.to_csv(partial)
+    os.replace(partial, path)
+    return merged
 
 
 #: Settings a checkpoint fixes: its weights only fit networks of these sizes.
