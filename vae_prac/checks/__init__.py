@@ -97,6 +97,19 @@ def quiet_tensorflow():
         logger.setLevel(level)
 
 
+def returned_array(value, what: str, kind: str = "a tensor of numbers", dtype="float64"):
+    """What a student's function returned, as a NumPy array (``dtype``; None keeps its own),
+    or a hint when it returned nothing (a forgotten ``return``) or no numbers at all."""
+    import numpy as np
+
+    if value is None:
+        raise Hint(f"{what} returned None: did you forget the `return`?")
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        raise Hint(f"{what} returned a {type(value).__name__}, not {kind}.")
+
+
 def apart(a: float, b: float, style: str = "g", start: int = 4) -> tuple[str, str]:
     """``a`` and ``b`` printed with just enough digits to tell them apart, so a hint never
     reads "it should be 0.5, yours gives 0.5". ``style`` is a format type ("g" or "f")."""

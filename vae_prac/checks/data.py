@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from vae_prac import data
-from vae_prac.checks import Hint, check, choice
+from vae_prac.checks import Hint, check, choice, returned_array
 
 
 @check("binarize_threshold")
@@ -26,7 +26,7 @@ def binarize_threshold(fn):
     for k, images in enumerate(batches):
         given = np.array(images)            # a writable copy: an in-place slip must show
         try:
-            out = _as_array(fn(given))
+            out = returned_array(fn(given), "your function", "an array of images", dtype=None)
         except Hint:
             raise
         except Exception as err:
@@ -58,15 +58,6 @@ def _raise_if_size_dependent(fn, err, images, other):
     raise Hint(f"your code runs on {len(other)} images but raises {type(err).__name__} on "
                f"{len(images)} images ({err}): does it assume a fixed number of images? "
                "It should work for any N.")
-
-
-def _as_array(out):
-    if out is None:
-        raise Hint("your function returned None: is a `return` missing?")
-    try:
-        return np.asarray(out)
-    except Exception:
-        raise Hint(f"your function returned a {type(out).__name__}, not an array of images.")
 
 
 def _judge_binary_images(out, images):

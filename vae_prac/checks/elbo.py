@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import Hint, check, choice
+from vae_prac.checks import Hint, check, choice, returned_array
 
 tfd = tfp.distributions
 
@@ -173,12 +173,7 @@ def _call(fn, x, m, v, n, seed):
     """``fn``'s estimate as a Python float, or a hint when it is not one finite number."""
     what = f"toy_elbo({x}, {m}, {v}, n_samples={n}, seed={seed})"
     value = fn(x, m, v, n_samples=n, seed=seed)
-    if value is None:
-        raise Hint(f"{what} returned None: is a `return` missing?")
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except Exception:
-        raise Hint(f"{what} returned a {type(value).__name__}, not a number.")
+    arr = returned_array(value, what, "a number")
     if arr.ndim != 0:
         if arr.size == 1:
             raise Hint(f"{what} returned an array of shape {arr.shape}; return one number "

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from vae_prac.checks import Hint, check, choice, quiet_tensorflow
+from vae_prac.checks import Hint, check, choice, quiet_tensorflow, returned_array
 from vae_prac.checks.training import _images, _small_vae
 
 __all__ = ["iw_bound", "iw_order"]
@@ -91,12 +91,7 @@ def _iw_slips(terms, k):
 
 
 def _per_image(value, batch: int, k: int) -> np.ndarray:
-    if value is None:
-        raise Hint("my_iw_bound returned None: did you forget the `return`?")
-    try:
-        got = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise Hint(f"it returned a {type(value).__name__}, not a tensor of numbers.")
+    got = returned_array(value, "my_iw_bound")
     if got.shape == (batch,):
         return got
     if got.shape == (k,):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow
+from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow, returned_array
 
 __all__ = ["kl_formula", "kl_closed_form", "reparameterize"]
 
@@ -37,16 +37,6 @@ def kl_formula(answer) -> bool:
         "write log N(z; mu, s^2) - log N(z; 0, 1) out in full, then take its expectation "
         "under q using E_q[z] = mu and E_q[z^2] = mu^2 + s^2. A correct formula is 0 when "
         "q = p and never negative.")
-
-
-def _numpy(value, what: str) -> np.ndarray:
-    """``value`` as a float64 numpy array, or a hint saying what came back instead."""
-    if value is None:
-        raise Hint(f"{what} returned None: did you forget the `return`?")
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise Hint(f"{what} returned a {type(value).__name__}, not a tensor of numbers.")
 
 
 
@@ -118,7 +108,7 @@ def kl_closed_form(fn) -> None:
     mu, sigma = tf.constant(mu_np), tf.constant(sigma_np)
     mu64, sigma64 = mu_np.astype(np.float64), sigma_np.astype(np.float64)
     expected = (0.5 * (mu64**2 + sigma64**2 - 1 - np.log(sigma64**2))).sum(-1)
-    got = _numpy(fn(mu, sigma), "kl_closed_form")
+    got = returned_array(fn(mu, sigma), "kl_closed_form")
     batch, latent = KL_BATCH, KL_LATENT
 
     if got.shape == (batch, latent):
@@ -140,7 +130,7 @@ def kl_closed_form(fn) -> None:
         raise Hint(f"for mu and sigma of shape [{batch}, {latent}] it returned shape "
                    f"{got.shape}; expected one KL per example, shape [{batch}] (sum over "
                    f"the latent axis only, not over the batch).")
-    again = _numpy(fn(mu, sigma), "kl_closed_form")
+    again = returned_array(fn(mu, sigma), "kl_closed_form")
     if not np.array_equal(np.nan_to_num(got), np.nan_to_num(again)):
         raise Hint("two calls with the same mu and sigma gave different values: that is a "
                    "random (Monte Carlo) estimate. The task asks for the closed form, which "

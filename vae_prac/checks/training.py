@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow
+from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow, returned_array
 from vae_prac.elbo import elbo as _elbo_terms
 from vae_prac.model import VAE, posterior, stateless_seed
 
@@ -271,12 +271,7 @@ def _call_elbo(fn, model, x, seed, where=""):
                        f"a sum over its latent dimensions: each term has one value per "
                        f"image, shape [batch], before the sum over the batch.")
         raise
-    if value is None:
-        raise Hint("my_batch_elbo returned None: did you forget the `return`?")
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise Hint(f"it returned a {type(value).__name__}, not a number.")
+    array = returned_array(value, "my_batch_elbo", "a number")
     if array.shape == (ELBO_BATCH,):
         raise Hint(f"it returned one ELBO per image, shape [{ELBO_BATCH}]; the task asks "
                    f"for their sum over the batch, one number.")
@@ -701,12 +696,7 @@ def _midpoint_slips(model, x_a, x_b):
 
 
 def _as_image(value, what="decode_midpoint"):
-    if value is None:
-        raise Hint(f"{what} returned None: did you forget the `return`?")
-    try:
-        got = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise Hint(f"it returned a {type(value).__name__}, not an image.")
+    got = returned_array(value, what, "an image")
     if got.shape == (1, 28, 28, 1):
         raise Hint("it returned a batch of one image, shape [1, 28, 28, 1]; return the "
                    "image itself, shape [28, 28, 1].")
