@@ -28,7 +28,9 @@ import tensorflow as tf  # noqa: E402
 
 import vae_prac  # noqa: E402
 from vae_prac import data, training  # noqa: E402
-from vae_prac.config import BINARIZATIONS, Config  # noqa: E402
+from vae_prac.config import (ACTIVATIONS, BINARIZATIONS, LR_SCHEDULES,  # noqa: E402
+                             OBJECTIVES, OPTIMIZERS, Config)
+from vae_prac.presets import PRESETS  # noqa: E402
 from vae_prac.evaluate import evaluate_elbo, log_px  # noqa: E402
 
 class UsageError(Exception):
@@ -82,6 +84,14 @@ def _add_config_flags(parser):
     flag("--binarization", str, "how grey levels become bits", choices=BINARIZATIONS)
     flag("--n-eval", int, "size of the fixed test set for the test ELBO")
     flag("--data-dir", str, "directory holding the four MNIST files (default: searched)")
+    flag("--objective", str, "what training maximizes: the ELBO, or the IWAE bound L_k "
+         "with k = --n-samples", choices=OBJECTIVES)
+    flag("--activation", str, "hidden layers' nonlinearity", choices=ACTIVATIONS)
+    flag("--optimizer", str, "the optimizer", choices=OPTIMIZERS)
+    flag("--epsilon", float, "the optimizer's epsilon (default: 1e-10 RMSProp, 1e-4 Adam)")
+    flag("--lr-schedule", str, "constant, or Burda et al.'s eight stages 3^i long, "
+         "each 10^(1/7) times slower", choices=LR_SCHEDULES)
+    flag("--n-validation", int, "last training images held out, never trained on")
     flag("--seed", int, "seed for weights, data order and noise")
     group.add_argument("--jit", dest="jit_compile", action=argparse.BooleanOptionalAction,
                        default=argparse.SUPPRESS,
@@ -102,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Running it again with the same --out resumes.")
     p.add_argument("--out", default=os.path.join("runs", "vae"),
                    help="output directory (default: runs/vae)")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="named settings (vae_prac.presets): burda-* are Burda et al.'s "
+                        "(2015) protocol exactly; mnist-dynamic-* the shipped models' "
+                        "recipes. Flags given as well override the preset's values")
+    p.add_argument("--threads", type=_positive_int,
+                   help="CPU threads TensorFlow may use (default: all cores)")
     _add_config_flags(p)
     p.add_argument("--eval-k", type=_nonnegative_int, default=1000,
                    help="importance samples for the final log p(x) estimate; 0 skips it "
@@ -189,15 +205,22 @@ def cmd_train(args) -> int:
     out = args.out
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file; give a directory for the run's outputs.")
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
              if hasattr(args, f.name)}
+    if args.preset:
+        flags = {**PRESETS[args.preset], **flags}
     config = _train_config(out, flags)
     resume_from = _checkpoint_iteration(out)
 
     # Find (or download) the data before anything is written to --out.
     where = data.find_data_dir(config.data_dir)
     os.makedirs(out, exist_ok=True)
-    print(f"Training a VAE (latent_dim={config.latent_dim}, hidden_size={config.hidden_size}) "
+    what = (f"an IWAE (objective L_{config.n_samples})" if config.objective == "iwae"
+            else "a VAE")
+    print(f"Training {what} (latent_dim={config.latent_dim}, hidden_size={config.hidden_size}) "
           f"to iteration {config.n_iterations} on MNIST from {where} "
           f"({config.binarization} binarization); writing to {out}")
     if resume_from is not None and resume_from >= config.n_iterations:

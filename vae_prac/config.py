@@ -15,12 +15,22 @@ from dataclasses import dataclass
 from typing import Optional
 
 BINARIZATIONS = ("threshold", "stochastic")
+OBJECTIVES = ("elbo", "iwae")
+ACTIVATIONS = ("relu", "tanh")
+OPTIMIZERS = ("rmsprop", "adam")
+LR_SCHEDULES = ("constant", "burda")
 
 
 def is_positive_int(value) -> bool:
     """True for an integer >= 1 (Python or NumPy), False for anything else, bools included."""
     return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
             and value >= 1)
+
+
+def is_nonnegative_int(value) -> bool:
+    """True for an integer >= 0 (Python or NumPy), False for anything else, bools included."""
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            and value >= 0)
 
 
 @dataclass(frozen=True)
@@ -32,13 +42,14 @@ class Config:
       hidden_size: Width of each hidden layer of both networks.
       hidden_layers: Hidden layers in each network (the original had 2).
       batch_size: Minibatch size.
-      n_samples: Monte Carlo samples L of z ~ q_phi(z|x) per example in the ELBO.
+      n_samples: Samples of z ~ q_phi(z|x) per example: L, averaged in the ELBO, or
+        k, the importance samples of the bound L_k when ``objective="iwae"``.
       n_iterations: Training iterations (the original's ``N_ITERATIONS``).
       print_every: Evaluate on the fixed test set, checkpoint and call hooks every
         this many iterations.
       log_every: Record the training ELBO every this many iterations (the
         original printed every 100).
-      learning_rate: RMSProp learning rate.
+      learning_rate: The optimizer's learning rate (the first one, with a schedule).
       binarization: ``"threshold"`` (pixel > 0.5, the original's) or
         ``"stochastic"`` (each pixel ~ Bernoulli(intensity), resampled per batch).
       n_eval: Size of the fixed evaluation set (the original's 5000 test digits).
@@ -47,6 +58,20 @@ class Config:
       seed: Seeds weights, data order and noise: same seed, same machine, same numbers.
       jit_compile: Compile the training step with XLA; ``None`` chooses: XLA on a
         GPU, where it helps, and not on a CPU, where this small step runs faster without.
+      objective: ``"elbo"`` (the original's, a VAE) or ``"iwae"``: the importance-
+        weighted bound L_k with k = ``n_samples`` (Burda et al., 2015; L_1 is the ELBO).
+      activation: The hidden layers' nonlinearity, ``"relu"`` (the original's) or
+        ``"tanh"`` (Burda et al.'s).
+      optimizer: ``"rmsprop"`` (the original's, TF1's rho=0.9) or ``"adam"`` (beta1 0.9,
+        beta2 0.999, as Burda et al.).
+      epsilon: The optimizer's epsilon; ``None`` takes the defaults used here: 1e-10
+        for RMSProp (TF1's), 1e-4 for Adam (Burda et al.'s).
+      lr_schedule: ``"constant"``, or ``"burda"``: eight stages i = 0..7 whose lengths
+        are in the ratio 3^i (1 : 3 : ... : 2187 of ``n_iterations``), with learning rate
+        ``learning_rate * 10^(-i/7)`` in stage i; with Burda et al.'s 3280 passes over
+        the data this is exactly their schedule.
+      n_validation: Training images held out (the last ones of the training set), as
+        Burda et al.'s 400 validation images; the model never trains on them.
     """
 
     latent_dim: int = 100
@@ -64,23 +89,42 @@ class Config:
     logdir: Optional[str] = None
     seed: int = 0
     jit_compile: Optional[bool] = None
+    objective: str = "elbo"
+    activation: str = "relu"
+    optimizer: str = "rmsprop"
+    epsilon: Optional[float] = None
+    lr_schedule: str = "constant"
+    n_validation: int = 0
 
     def __post_init__(self):
         positive = ("latent_dim", "hidden_size", "hidden_layers", "batch_size", "n_samples",
                     "print_every", "log_every", "n_eval")
         for name in positive:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_positive_int(value):
                 raise ValueError(
                     f"Config.{name} must be a positive integer, got {value!r}.")
-        if (isinstance(self.n_iterations, bool) or not isinstance(self.n_iterations, int)
-                or self.n_iterations < 0):
-            raise ValueError(
-                f"Config.n_iterations must be an integer >= 0, got {self.n_iterations!r}.")
-        if not isinstance(self.learning_rate, (int, float)) or not (
-                0 < self.learning_rate < 1):
-            raise ValueError(
-                f"Config.learning_rate must be a number in (0, 1), got {self.learning_rate!r}.")
+        for name in ("n_iterations", "n_validation"):
+            value = getattr(self, name)
+            if not is_nonnegative_int(value):
+                raise ValueError(f"Config.{name} must be an integer >= 0, got {value!r}.")
+        for name in positive + ("n_iterations", "n_validation", "seed"):
+            # A NumPy integer is accepted and stored as a Python int, so the config
+            # saves to JSON and compares equal to the same config built from Python ints.
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                object.__setattr__(self, name, int(value))
+        for name in ("learning_rate", "epsilon"):
+            value = getattr(self, name)
+            if value is None and name == "epsilon":
+                continue
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                    or not 0 < value < 1):
+                raise ValueError(
+                    f"Config.{name} must be a number in (0, 1)"
+                    + (", or None for the optimizer's default here" if name == "epsilon"
+                       else "") + f"; got {value!r}.")
+            object.__setattr__(self, name, float(value))
         if self.binarization not in BINARIZATIONS:
             raise ValueError(
                 f"Config.binarization must be one of {BINARIZATIONS}, got {self.binarization!r}.")
@@ -89,8 +133,7 @@ class Config:
                 f"Config.n_eval must be at most 10000 (the size of MNIST's test set), "
                 f"got {self.n_eval}.")
         # Seeds become int32 stateless-RNG seeds, so they must fit in 31 bits.
-        if (isinstance(self.seed, bool) or not isinstance(self.seed, int)
-                or not 0 <= self.seed < 2**31):
+        if not is_nonnegative_int(self.seed) or not self.seed < 2**31:
             raise ValueError(
                 f"Config.seed must be an integer in [0, 2**31), got {self.seed!r}.")
         for name in ("data_dir", "logdir"):
@@ -102,6 +145,14 @@ class Config:
             raise ValueError(
                 f"Config.jit_compile must be True, False or None (choose automatically), "
                 f"got {self.jit_compile!r}.")
+        for name, allowed in (("objective", OBJECTIVES), ("activation", ACTIVATIONS),
+                              ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"Config.{name} must be one of {allowed}, "
+                                 f"got {getattr(self, name)!r}.")
+        if self.n_validation >= 60000:
+            raise ValueError(f"Config.n_validation must be less than 60000 (the size of "
+                             f"MNIST's training set), got {self.n_validation}.")
         if self.log_every > self.print_every or self.print_every % self.log_every:
             raise ValueError(
                 f"Config.print_every ({self.print_every}) must be a multiple of "

@@ -21,20 +21,10 @@ import tensorflow_probability as tfp
 
 from vae_prac.config import is_positive_int
 from vae_prac.data import validate_batch
-from vae_prac.elbo import elbo
-from vae_prac.model import posterior
+from vae_prac.elbo import elbo, log_importance_weights  # noqa: F401 (re-exported)
 
 # Keep one chunk's decoder outputs (chunk * batch * 784 floats) near 64 MB.
 _MAX_SAMPLES_PER_CHUNK = 20_000
-
-
-def log_importance_weights(model, x, k: int, seed=None):
-    """log w_i = log p_theta(x|z_i) + log p(z_i) - log q_phi(z_i|x); shape [k, batch]."""
-    mu, sigma = model.encoder(x)
-    q_z = posterior(mu, sigma)
-    z = q_z.sample(k, seed=seed)                                   # [k, batch, d]
-    return (model.likelihood(z).log_prob(x) + model.prior().log_prob(z)
-            - q_z.log_prob(z))
 
 
 def iw_bound(model, x, k: int, seed=None, chunk_size: int | None = None):
@@ -114,3 +104,27 @@ def _elbo_fn(model):
             return tf.reduce_sum(elbo(model, x, n_samples=n_samples, seed=seed).elbo)
         model._vae_prac_elbo_sum = fn
     return fn
+
+
+#: Burda et al.'s threshold: a latent unit is active if Cov_x(E_q[z_u]) > 10^-2.
+ACTIVE_UNIT_THRESHOLD = 1e-2
+
+
+def posterior_mean_variance(model, x, batch_size: int = 1000):
+    """The variance over the images x of each posterior mean E_{q_phi(z|x)}[z_u]; [d]."""
+    x = validate_batch(x).numpy()
+    mus = [model.encoder(x[start:start + batch_size])[0].numpy()
+           for start in range(0, len(x), batch_size)]
+    return np.var(np.concatenate(mus).astype(np.float64), axis=0)
+
+
+def active_units(model, x, threshold: float = ACTIVE_UNIT_THRESHOLD,
+                 batch_size: int = 1000) -> int:
+    """How many latent dimensions the model uses: Burda et al.'s (2015) criterion.
+
+    A unit u is active if A_u = Cov_x(E_{q_phi(z|x)}[z_u]) > ``threshold`` (10^-2):
+    its posterior mean moves with the image. An inactive unit's posterior is the same
+    for every x, so it carries no information about x (its KL term is near 0).
+    """
+    return int(np.sum(posterior_mean_variance(model, x, batch_size) > threshold))
+

@@ -29,11 +29,12 @@ N_PIXELS = 28 * 28
 
 
 def inference_network(latent_dim: int = 100, hidden_size: int = 200,
-                      hidden_layers: int = 2, name: str = "encoder") -> keras.Model:
+                      hidden_layers: int = 2, name: str = "encoder",
+                      activation: str = "relu") -> keras.Model:
     """The inference network x -> (mu, sigma) of q_phi(z|x); its weights are phi.
 
     flatten -> dense(hidden_size, ReLU) x hidden_layers (2, as in the original) ->
-    dense(2*latent_dim). The first ``latent_dim`` outputs are the means, which may be any
+    dense(2*latent_dim). ``activation="tanh"`` gives Burda et al.'s hidden layers. The first ``latent_dim`` outputs are the means, which may be any
     real number. The rest become standard deviations, which must be positive:
     softplus(a) = log(1 + e^a) is positive and smooth, and 1e-6 keeps sigma away from 0
     so log sigma stays finite.
@@ -41,7 +42,7 @@ def inference_network(latent_dim: int = 100, hidden_size: int = 200,
     x = keras.Input(shape=IMAGE_SHAPE, name="x")
     h = keras.layers.Flatten(name="flatten")(x)
     for i in range(1, hidden_layers + 1):
-        h = keras.layers.Dense(hidden_size, activation="relu", name=f"hidden_{i}")(h)
+        h = keras.layers.Dense(hidden_size, activation=activation, name=f"hidden_{i}")(h)
     gaussian_params = keras.layers.Dense(2 * latent_dim, name="gaussian_params")(h)
     mu = gaussian_params[:, :latent_dim]
     sigma = 1e-6 + keras.ops.softplus(gaussian_params[:, latent_dim:])
@@ -49,7 +50,8 @@ def inference_network(latent_dim: int = 100, hidden_size: int = 200,
 
 
 def generative_network(latent_dim: int = 100, hidden_size: int = 200,
-                       hidden_layers: int = 2, name: str = "decoder") -> keras.Model:
+                       hidden_layers: int = 2, name: str = "decoder",
+                       activation: str = "relu") -> keras.Model:
     """The generative network z -> logits of p_theta(x|z); its weights are theta.
 
     dense(hidden_size, ReLU) x hidden_layers -> dense(784) -> reshape to [28, 28, 1].
@@ -60,7 +62,7 @@ def generative_network(latent_dim: int = 100, hidden_size: int = 200,
     z = keras.Input(shape=(latent_dim,), name="z")
     h = z
     for i in range(1, hidden_layers + 1):
-        h = keras.layers.Dense(hidden_size, activation="relu", name=f"hidden_{i}")(h)
+        h = keras.layers.Dense(hidden_size, activation=activation, name=f"hidden_{i}")(h)
     logits = keras.layers.Dense(N_PIXELS, name="bernoulli_logits")(h)
     logits = keras.layers.Reshape(IMAGE_SHAPE, name="to_image")(logits)
     return keras.Model(z, logits, name=name)
@@ -134,7 +136,7 @@ class VAE(keras.Model):
 
     def __init__(self, latent_dim: int = 100, hidden_size: int = 200,
                  hidden_layers: int = 2, encoder: keras.Model | None = None,
-                 decoder: keras.Model | None = None, **kwargs):
+                 decoder: keras.Model | None = None, activation: str = "relu", **kwargs):
         """The original practical's networks, or your own ``encoder`` and ``decoder``.
 
         A custom ``encoder`` must map [batch, 28, 28, 1] to (mu, sigma), each
@@ -145,8 +147,11 @@ class VAE(keras.Model):
         self.latent_dim = latent_dim
         self.hidden_size = hidden_size
         self.hidden_layers = hidden_layers
-        self.encoder = encoder or inference_network(latent_dim, hidden_size, hidden_layers)
-        self.decoder = decoder or generative_network(latent_dim, hidden_size, hidden_layers)
+        self.activation = activation
+        self.encoder = encoder or inference_network(latent_dim, hidden_size, hidden_layers,
+                                                    activation=activation)
+        self.decoder = decoder or generative_network(latent_dim, hidden_size, hidden_layers,
+                                                     activation=activation)
         # A network of your own may make its weights on its first call (a subclassed
         # model, a Sequential without an Input): make them now, so that the optimizer,
         # which train() builds before the first step, and checkpoints see every weight.
@@ -159,12 +164,13 @@ class VAE(keras.Model):
     def from_config(cls, config):
         """Build from a ``vae_prac.Config`` (or a Keras config dict)."""
         if hasattr(config, "latent_dim") and hasattr(config, "hidden_size"):
-            return cls(config.latent_dim, config.hidden_size, config.hidden_layers)
+            return cls(config.latent_dim, config.hidden_size, config.hidden_layers,
+                       activation=config.activation)
         return cls(**config)
 
     def get_config(self):
         return {"latent_dim": self.latent_dim, "hidden_size": self.hidden_size,
-                "hidden_layers": self.hidden_layers}
+                "hidden_layers": self.hidden_layers, "activation": self.activation}
 
     def posterior(self, x) -> tfd.Distribution:
         """q_phi(z|x) for a batch of images x of shape [batch, 28, 28, 1]."""

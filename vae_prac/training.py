@@ -30,7 +30,7 @@ from tensorflow.core.framework import summary_pb2
 
 from vae_prac import data
 from vae_prac.config import Config
-from vae_prac.elbo import elbo
+from vae_prac.elbo import elbo, iwae_bound
 from vae_prac.evaluate import evaluate_elbo
 from vae_prac.model import VAE
 
@@ -123,13 +123,54 @@ class TrainResult:
 
 
 def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
-    """RMSProp with TF1's defaults (rho=0.9, epsilon=1e-10), which the original used.
+    """The optimizer ``config`` asks for, with its learning-rate schedule.
 
-    One difference remains: TF1 started the running average of squared gradients at 1,
-    Keras starts it at 0, so the very first steps are larger here.
+    RMSProp has TF1's defaults (rho=0.9, epsilon=1e-10), which the original used. One
+    difference remains: TF1 started the running average of squared gradients at 1, Keras
+    starts it at 0, so the very first steps are larger here. Adam has Burda et al.'s
+    settings (beta1 0.9, beta2 0.999, epsilon 1e-4).
     """
-    return keras.optimizers.RMSprop(learning_rate=config.learning_rate, rho=0.9,
-                                    epsilon=1e-10)
+    learning_rate = learning_rate_schedule(config)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999,
+                                     epsilon=config.epsilon or 1e-4)
+    return keras.optimizers.RMSprop(learning_rate=learning_rate, rho=0.9,
+                                    epsilon=config.epsilon or 1e-10)
+
+
+#: Burda et al.'s schedule: stage i (0..7) lasts 3^i passes at learning rate 1e-3 * 10^(-i/7).
+BURDA_STAGES = 8
+
+
+def learning_rate_schedule(config: Config):
+    """``config.learning_rate``, or a schedule of the optimizer's iteration count.
+
+    ``"burda"`` splits ``config.n_iterations`` into eight stages in the ratio
+    1 : 3 : 9 : ... : 2187 (sum 3280), with the rate divided by 10^(1/7) at each stage.
+    """
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    weights = [3 ** i for i in range(BURDA_STAGES)]
+    ends = np.cumsum(weights) / sum(weights) * config.n_iterations
+    boundaries = [int(round(e)) for e in ends[:-1]]
+    values = [config.learning_rate * 10 ** (-i / 7) for i in range(BURDA_STAGES)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def objective_fn(config: Config) -> Callable:
+    """``batch_objective(model, x, seed)``: what training maximizes, summed over the batch.
+
+    The ELBO averaged over ``n_samples`` samples (a VAE), or the importance-weighted bound
+    L_k with k = ``n_samples`` (an IWAE).
+    """
+    k = config.n_samples
+    if config.objective == "iwae":
+        def batch_objective(model, x, seed):
+            return tf.reduce_sum(iwae_bound(model, x, k, seed=seed))
+    else:
+        def batch_objective(model, x, seed):
+            return tf.reduce_sum(elbo(model, x, n_samples=k, seed=seed).elbo)
+    return batch_objective
 
 
 def gradient_step(model, optimizer, batch_elbo, x, seed):
@@ -166,7 +207,8 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
       eval_x: Binary images [n, 28, 28, 1] for the test ELBO (default: the first
         ``config.n_eval`` test digits).
       batch_elbo: Your ELBO, ``batch_elbo(model, x, seed)`` -> the ELBO summed over the
-        batch (default: ``vae_prac.elbo`` with ``config.n_samples``, summed).
+        batch (default: ``objective_fn(config)``, the ELBO or, with
+        ``config.objective="iwae"``, the bound L_k, summed).
       train_step: Your step, ``train_step(model, optimizer, batch_elbo, x, seed)`` ->
         the batch ELBO, as ``gradient_step`` (default: the library's step, which also
         refuses to apply a NaN or Inf update). Both are compiled with the loop; pass
@@ -178,6 +220,12 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
     keras.utils.set_random_seed(config.seed)
     if train_images is None:
         train_images, _ = data.load_mnist("train", config.data_dir)
+    if config.n_validation:
+        if config.n_validation >= len(train_images):
+            raise ValueError(
+                f"Config.n_validation ({config.n_validation}) leaves no training images "
+                f"out of {len(train_images)}.")
+        train_images = train_images[:len(train_images) - config.n_validation]
     if eval_x is None:
         eval_x = data.eval_set(config.n_eval, config.binarization, config.seed,
                                config.data_dir)
@@ -195,8 +243,10 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
             checkpoint, os.path.join(config.logdir, "checkpoints"), max_to_keep=3)
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            # The checkpoint restores the old learning rate; the config's is the one asked for.
-            optimizer.learning_rate.assign(config.learning_rate)
+            # The checkpoint restores the old learning rate; the config's is the one asked
+            # for. (A schedule is a function of the restored iteration count instead.)
+            if config.lr_schedule == "constant":
+                optimizer.learning_rate.assign(config.learning_rate)
             if verbose:
                 print(f"Resuming from {manager.latest_checkpoint} "
                       f"at iteration {int(step.numpy())}.")
@@ -287,7 +337,7 @@ def save_history_beside_checkpoints(logdir: str, history: History, start: int) -
 
 
 #: Settings a checkpoint fixes: its weights only fit networks of these sizes.
-NETWORK_SETTINGS = ("latent_dim", "hidden_size", "hidden_layers")
+NETWORK_SETTINGS = ("latent_dim", "hidden_size", "hidden_layers", "activation")
 
 
 def write_config(config: Config):
@@ -350,8 +400,7 @@ def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] 
     if jit is None:   # XLA pays off on a GPU; on a CPU this small step runs faster without
         jit = bool(tf.config.list_physical_devices("GPU"))
     if batch_elbo is None:
-        def batch_elbo(model, x, seed):
-            return tf.reduce_sum(elbo(model, x, n_samples=config.n_samples, seed=seed).elbo)
+        batch_elbo = objective_fn(config)
 
     if train_step is not None:
         @tf.function(jit_compile=jit)
