@@ -98,6 +98,14 @@ def _add_config_flags(parser):
                        help="compile the training step with XLA (default: on a GPU only)")
 
 
+def _add_model_source(parser):
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--out", help="a directory written by `vae-prac train`")
+    source.add_argument("--pretrained", metavar="NAME",
+                        help="a model shipped with vae_prac (vae_prac.pretrained), e.g. "
+                             "mnist-dynamic-vae or mnist-dynamic-iwae")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vae-prac",
@@ -127,10 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="test ELBO and log p(x) of a trained model",
-                       description="Restore the latest checkpoint in --out and measure the "
-                                   "test ELBO and an importance-sampled log p(x).")
-    p.add_argument("--out", required=True, help="a directory written by `vae-prac train`")
+    p = sub.add_parser("evaluate", help="test ELBO, log p(x) and active units of a trained model",
+                       description="Restore the latest checkpoint in --out (or a shipped "
+                                   "model, --pretrained) and measure the test ELBO, an "
+                                   "importance-sampled log p(x) and the active units. The "
+                                   "defaults are the standard protocol: k=5000 on all "
+                                   "10,000 test images.")
+    _add_model_source(p)
     p.add_argument("--k", type=_positive_int, default=5000,
                    help="importance samples per image (default: 5000, the standard)")
     p.add_argument("--n", type=_positive_int, default=10000,
@@ -139,14 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images per batch of the estimate (default: 100)")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the noise")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", metavar="FILE", help="also write the figures to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("sample", help="a PNG grid of digits generated from the prior",
                        description="Draw z ~ p(z), decode, and save a grid of digits.")
-    p.add_argument("--out", required=True, help="a directory written by `vae-prac train`")
+    _add_model_source(p)
     p.add_argument("--n", type=_positive_int, default=100, help="digits (default: 100)")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the noise")
-    p.add_argument("--png", help="where to write the PNG (default: OUT/samples.png)")
+    p.add_argument("--png", help="where to write the PNG (default: OUT/samples.png, or "
+                                 "NAME-samples.png with --pretrained)")
     p.add_argument("--mean", action="store_true",
                    help="show pixel probabilities instead of binary samples")
     p.set_defaults(func=cmd_sample)
@@ -368,20 +381,46 @@ def _restore(out):
     return model, iteration, config
 
 
-def cmd_evaluate(args) -> int:
+def _load_model(args):
+    """(model, iteration, config, description) from --out or --pretrained."""
+    if args.pretrained:
+        from vae_prac import pretrained
+        try:
+            model = pretrained.load(args.pretrained)
+            meta = pretrained.info(args.pretrained)
+        except pretrained.PretrainedError as e:
+            raise UsageError(str(e))
+        config = Config.from_dict(meta["config"])
+        return model, meta["iteration"], config, f"shipped model {args.pretrained}"
     model, iteration, config = _restore(args.out)
+    return model, iteration, config, f"model in {args.out}"
+
+
+def cmd_evaluate(args) -> int:
+    from vae_prac.evaluate import active_units
+
+    model, iteration, config, what = _load_model(args)
     n = args.n
     if n > data.SPLIT_SIZES["test"]:
         raise UsageError(f"MNIST has {data.SPLIT_SIZES['test']} test images; got --n {n}.")
     x = data.eval_set(n, config.binarization, config.seed, config.data_dir)
-    print(f"Model in {args.out} at iteration {iteration} "
-          f"(latent_dim={config.latent_dim}, hidden_size={config.hidden_size}); "
-          f"first {n} test images, {config.binarization} binarization")
+    print(f"The {what} at iteration {iteration} "
+          f"(latent_dim={config.latent_dim}, hidden_size={config.hidden_size}, "
+          f"{config.activation}); first {n} test images, {config.binarization} binarization")
     test_elbo = evaluate_elbo(model, x, seed=args.seed)
     print(f"test ELBO {test_elbo:.2f} nats per image")
+    units = active_units(model, x)
+    print(f"active units {units} of {config.latent_dim} (variance over the images of the "
+          f"posterior mean above 0.01, Burda et al.'s criterion)")
     mean, stderr = _log_px(model, config, args.k, n, seed=args.seed,
                            progress=not args.no_progress, batch_size=args.batch_size)
     _print_log_px(mean, stderr, args.k, n, config.binarization)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"iteration": iteration, "n": n, "k": args.k, "seed": args.seed,
+                       "binarization": config.binarization, "test_elbo": test_elbo,
+                       "log_px": mean, "log_px_stderr": stderr, "nll": -mean,
+                       "active_units": units}, f, indent=2)
     return 0
 
 
@@ -390,15 +429,17 @@ def cmd_sample(args) -> int:
 
     from vae_prac import plotting
 
-    model, iteration, _ = _restore(args.out)
-    path = args.png or os.path.join(args.out, "samples.png")
+    model, iteration, _, what = _load_model(args)
+    default = (f"{args.pretrained}-samples.png" if args.pretrained
+               else os.path.join(args.out, "samples.png"))
+    path = args.png or default
     fig = plotting.prior_samples(model, args.n, ncols=min(10, args.n),
                                  seed=(args.seed, 0), mean=args.mean)
     if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
-    print(f"Wrote {args.n} prior {'means' if args.mean else 'samples'} of the model at "
+    print(f"Wrote {args.n} prior {'means' if args.mean else 'samples'} of the {what} at "
           f"iteration {iteration} to {path}")
     return 0
 
