@@ -152,7 +152,9 @@ def learning_rate_schedule(config: Config):
         return config.learning_rate
     weights = [3 ** i for i in range(BURDA_STAGES)]
     ends = np.cumsum(weights) / sum(weights) * config.n_iterations
-    boundaries = [int(round(e)) for e in ends[:-1]]
+    # PiecewiseConstantDecay keeps values[i] while step <= boundaries[i]; the step of
+    # 0-based iteration t is t, so stage i ends at its last iteration, end_i - 1.
+    boundaries = [int(round(e)) - 1 for e in ends[:-1]]
     values = [config.learning_rate * 10 ** (-i / 7) for i in range(BURDA_STAGES)]
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
