@@ -80,6 +80,12 @@ def main(argv=None):
         f.write(raw)
     shutil.copyfile(os.path.join(args.run, "history.csv"),
                     os.path.join(folder, "history.csv"))
+    import matplotlib
+    matplotlib.use("Agg")
+    from vae_prac import plotting
+    fig = plotting.elbo_curve(history, objective=f"L_{config.n_samples}"
+                              if config.objective == "iwae" else "ELBO")
+    fig.savefig(os.path.join(folder, "curve.png"), dpi=80, bbox_inches="tight")
     train_s = training_seconds(history, config)
     preset = next((p for p, v in PRESETS.items() if args.name == p), None)
     metrics = {"test_nll": nll, "test_nll_stderr": stderr, "k": args.k, "n": args.n,
@@ -127,7 +133,7 @@ Test images are binarized once with seed {config.seed} (each pixel ~ Bernoulli(i
   standard deviation is softplus + 1e-6 (the paper's was exp).
 - Data: MNIST's 60,000 training images less the last {config.n_validation}; each pixel
   ~ Bernoulli(intensity), redrawn every time a batch is drawn.
-- Optimizer: {config.optimizer} (beta1 0.9, beta2 0.999, epsilon {config.epsilon:g}),
+- Optimizer: {"Adam" if config.optimizer == "adam" else "RMSProp"} (beta1 0.9, beta2 0.999, epsilon {config.epsilon:g}),
   learning rate {config.learning_rate:g} in Burda et al.'s eight stages (lengths in the
   ratio 3^i, rate times 10^(-i/7)), compressed into {config.n_iterations:,} iterations.
 
@@ -146,6 +152,7 @@ Test images are binarized once with seed {config.seed} (each pixel ~ Bernoulli(i
 - `weights.npz`: every weight, by network and Keras path. SHA-256
   `{meta["weights_sha256"]}`, checked by `load`.
 - `model.json`: the Config, the metrics above, the SHA-256.
+- `curve.png`: the training curve, drawn from `history.csv`.
 - `history.csv`: the training curve (training objective per image every
   {config.log_every:,} iterations, test ELBO on {config.n_eval:,} test images every
   {config.print_every:,}).

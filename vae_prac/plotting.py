@@ -75,13 +75,16 @@ def posterior_prior_hook(x, seed=None, show=True):
     return hook
 
 
-def elbo_curve(history, reference: float | None = None):
-    """Train and test ELBO (nats per image) against iteration."""
+def elbo_curve(history, reference: float | None = None, objective: str = "ELBO"):
+    """Train and test ELBO (nats per image) against iteration.
+
+    ``objective`` names what the training column holds (e.g. "L_5" for an IWAE run).
+    """
     it = np.asarray(history.iteration)
     train = np.asarray(history.train_elbo)
     test = np.asarray(history.test_elbo)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(it, train, label="train ELBO (batch)", alpha=0.7)
+    ax.plot(it, train, label=f"train {objective} (batch)", alpha=0.7)
     has_test = ~np.isnan(test)
     ax.plot(it[has_test], test[has_test], "o-", label="test ELBO (fixed set)")
     if reference is not None:
