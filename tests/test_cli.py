@@ -7,9 +7,11 @@ The runs are small (latent 8, hidden 32, a few hundred iterations): what is chec
 """
 
 import contextlib
+import errno
 import io
 import json
 import math
+import os
 import re
 import shutil
 import signal
@@ -61,10 +63,19 @@ def test_train_writes_every_output(trained):
     run_dir, status, out, err = trained
     assert status == 0, err
     for name in ("config.json", "history.csv", "history.json", "posterior_prior.png",
-                 "prior_samples.png", "elbo_curve.png", "metrics.json"):
+                 "prior_means.png", "elbo_curve.png", "metrics.json"):
         assert (run_dir / name).is_file(), name
-    for name in ("posterior_prior.png", "prior_samples.png", "elbo_curve.png"):
+    for name in ("posterior_prior.png", "prior_means.png", "elbo_curve.png"):
         assert (run_dir / name).read_bytes()[:8] == PNG_MAGIC, name
+    # The last line lists what is really there, the metrics and the events included.
+    listed = out.strip().splitlines()[-1]
+    events = ", events.out.tfevents.* (TensorBoard summaries, 1 file)"
+    assert listed.startswith(f"Outputs in {run_dir}: config.json, checkpoints/, ")
+    assert listed.endswith(events)
+    for entry in listed[:-len(events)].split(": ", 1)[1].split(", "):
+        assert (run_dir / entry.rstrip("/")).exists(), entry
+    assert "metrics.json" in listed and "prior_means.png" in listed
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     assert list((run_dir / "checkpoints").glob("ckpt-200.index"))
 
     config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
@@ -137,6 +148,10 @@ def test_sample_writes_a_png(trained, tmp_path):
     status, out, err = run_cli("sample", "--out", run_dir, "--n", "4", "--mean", "--png", png)
     assert status == 0, err
     assert png.read_bytes()[:8] == PNG_MAGIC and "prior means" in out
+    # Binary draws and decoder means get different default names.
+    status, out, err = run_cli("sample", "--out", run_dir, "--n", "4", "--mean")
+    assert status == 0, err
+    assert (run_dir / "means.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_interrupted_training_keeps_outputs_and_resumes(tmp_path, monkeypatch):
@@ -297,3 +312,281 @@ def test_history_survives_a_hard_kill(tmp_path):
     assert [(r["iteration"], r["train_elbo"]) for r in after] == \
         [(r["iteration"], r["train_elbo"]) for r in before]   # kept, not measured again
     assert json.loads((run_dir / "history.json").read_text())["iteration"][-1] == 400
+
+
+
+# --- the file system refusing: one line, exit 2, nothing half-written ---------------
+
+
+def _is_root():
+    return sys.platform.startswith("linux") and os.geteuid() == 0
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """``folder`` made read-only: by its mode, or for root (whom modes do not stop) by a
+    read-only bind mount of it onto itself."""
+    if not _is_root():
+        mode = folder.stat().st_mode
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(mode)
+        return
+    if subprocess.run(["mount", "--bind", folder, folder], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here, so no read-only folder for root")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", folder, folder], check=True,
+                       capture_output=True)
+        yield
+    finally:
+        subprocess.run(["umount", "-l", folder], capture_output=True)
+
+
+@contextlib.contextmanager
+def small_disk(folder, size_kib):
+    """A real file system of ``size_kib`` KiB at ``folder`` (a tmpfs: Linux, as root)."""
+    if not _is_root():
+        pytest.skip("a full disk is a small tmpfs here, which only root may mount")
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs",
+                              folder], capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", folder], capture_output=True)
+
+
+def one_line(err):
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vae-prac "), err
+    return lines[0]
+
+
+def no_debris(run_dir):
+    assert not list(run_dir.rglob("*_temp")), list(run_dir.rglob("*_temp"))
+    assert not list(run_dir.rglob("*.partial")) and not list(run_dir.rglob("*.tmp*"))
+
+
+def test_out_below_a_file_exits_2_naming_it(tmp_path, trained):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    status, _, err = run_cli("train", "--out", blocker / "run", *SMALL)
+    assert status == 2
+    line = one_line(err)
+    assert f"is below {blocker}, which is a file, not a folder" in line
+    assert blocker.read_text() == "not a folder"
+    # evaluate --json and sample --png are checked before any work is done.
+    status, _, err = run_cli("evaluate", "--out", trained[0], "--json", blocker / "m.json")
+    assert status == 2 and str(blocker) in one_line(err) and "--json" in err
+    status, _, err = run_cli("sample", "--out", trained[0], "--png", blocker / "s.png")
+    assert status == 2 and str(blocker) in one_line(err) and "--png" in err
+
+
+def test_a_read_only_out_exits_2_naming_it(tmp_path, trained):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    shutil.copytree(trained[0], folder / "run")
+    with read_only(folder):
+        status, _, err = run_cli("train", "--out", folder / "new", *SMALL)
+        assert status == 2
+        assert f"{folder} is read-only" in one_line(err) and "--out" in err
+        status, _, err = run_cli("train", "--out", folder / "run", "--n-iterations", "300",
+                                 *SMALL)
+        assert status == 2 and f"{folder / 'run'} is read-only" in one_line(err)
+        status, _, err = run_cli("sample", "--out", folder / "run")
+        assert status == 2 and "read-only" in one_line(err) and "--png" in err
+    assert not (folder / "new").exists()
+    assert sorted(p.name for p in (folder / "run").iterdir()) == \
+        sorted(p.name for p in trained[0].iterdir())
+
+
+def test_a_write_refused_during_the_run_exits_2_and_removes_the_empty_out(tmp_path,
+                                                                          monkeypatch):
+    # What the check beforehand cannot foresee (permissions changed meanwhile, a network
+    # file system's own rules): the OSError itself becomes the one line.
+    run_dir = tmp_path / "run"
+
+    def refuse(config):
+        path = os.path.join(config.logdir, "config.json")
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(training, "write_config", refuse)
+    status, _, err = run_cli("train", "--out", run_dir, *SMALL)
+    assert status == 2
+    line = one_line(err)
+    assert f"cannot write {run_dir / 'config.json'} (Permission denied)" in line
+    assert "No checkpoint was written" in line
+    assert not run_dir.exists()   # created by this command, left empty: removed
+
+
+def test_a_full_disk_exits_2_keeping_the_last_checkpoint_whole(tmp_path, trained):
+    # Room for two checkpoints of this network and not for a third.
+    size = sum(p.stat().st_size for p in (trained[0] / "checkpoints").glob("ckpt-200.*"))
+    with small_disk(tmp_path / "disk", size_kib=size * 5 // 2 // 1024 + 64) as disk:
+        run_dir = disk / "run"
+        status, out, err = run_cli("train", "--out", run_dir, "--n-iterations", "600", *SMALL)
+        assert status == 2, err
+        line = one_line(err)
+        assert "No space left on device" in line and "Free some space" in line
+        no_debris(run_dir)
+        last = cli._checkpoint_iteration(str(run_dir))
+        assert last in (100, 200, 300, 400, 500)
+        assert f"The run in {run_dir} is intact up to its checkpoint at iteration {last}" \
+            in line
+        kept = {p.name.split(".")[0] for p in (run_dir / "checkpoints").glob("ckpt-*")}
+        assert kept == {f"ckpt-{i}" for i in range(100, last + 1, 100)}
+        assert history_iterations(run_dir) == list(range(100, last + 1, 100))
+
+
+def test_a_failed_checkpoint_save_leaves_nothing_half_written(tmp_path, monkeypatch):
+    # Anywhere (no root needed): a save that fails as TensorFlow's does on a full disk,
+    # after writing part of its temporary folder and of its index.
+    import tensorflow as tf
+
+    real_save = tf.train.CheckpointManager.save
+
+    def save(self, checkpoint_number=None, **kwargs):
+        if checkpoint_number != 200:
+            return real_save(self, checkpoint_number=checkpoint_number, **kwargs)
+        temp = os.path.join(self.directory, "ckpt-200_temp")
+        os.makedirs(temp)
+        with open(os.path.join(temp, "part-00000-of-00001.data-00000-of-00001"), "wb") as f:
+            f.write(b"half")
+        with open(os.path.join(self.directory, "ckpt-200.index"), "wb") as f:
+            f.write(b"half")
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{temp}/part-00000-of-00001.data-00000-of-00001.tempstate1; "
+                        f"No space left on device [Op:SaveV2]")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
+    run_dir = tmp_path / "run"
+    status, _, err = run_cli("train", "--out", run_dir, "--n-iterations", "300", *SMALL)
+    assert status == 2
+    line = one_line(err)
+    assert f"no space left to write {run_dir}" in line
+    assert "intact up to its checkpoint at iteration 100" in line
+    no_debris(run_dir)
+    assert not list(run_dir.glob("checkpoints/ckpt-200*"))
+    assert cli._checkpoint_iteration(str(run_dir)) == 100
+
+
+def test_a_figure_that_cannot_be_written_is_left_as_it_was(trained, tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained[0], run_dir)
+    (run_dir / "metrics.json").unlink()   # so that `train` writes the figures again
+    before = {p.name: p.read_bytes() for p in run_dir.glob("*.png")}
+
+    def half_then_full(self, target, **kwargs):
+        with open(target, "wb") as f:
+            f.write(PNG_MAGIC)
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", half_then_full)
+    status, _, err = run_cli("train", "--out", run_dir, "--n-iterations", "200", *SMALL)
+    assert status == 2 and "No space left on device" in one_line(err)
+    assert {p.name: p.read_bytes() for p in run_dir.glob("*.png")} == before
+    no_debris(run_dir)
+
+
+def test_a_data_error_leaves_no_out_folder(tmp_path):
+    from vae_prac import data
+
+    damaged = tmp_path / "mnist"
+    shutil.copytree(data.REPO_DATA_DIR, damaged)
+    name = "train-labels-idx1-ubyte.gz"
+    whole = (damaged / name).read_bytes()
+    (damaged / name).write_bytes(whole[:len(whole) // 2])   # truncated
+    status, _, err = run_cli("train", "--out", tmp_path / "run", "--data-dir", damaged, *SMALL)
+    assert status == 2
+    assert str(damaged / name) in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+# --- running train again on a finished run ------------------------------------------
+
+
+def test_train_on_a_finished_run_says_so_and_prints_the_saved_figures(trained, tmp_path,
+                                                                      monkeypatch):
+    import vae_prac.evaluate
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained[0], run_dir)
+    events = sorted(run_dir.glob("events.out.tfevents.*"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished run was trained or estimated again")
+
+    monkeypatch.setattr(training, "train", must_not_run)
+    monkeypatch.setattr(vae_prac.evaluate, "log_px", must_not_run)
+    status, out, err = run_cli("train", "--out", run_dir, "--n-iterations", "200", *SMALL)
+    assert status == 0, err
+    assert out.startswith(f"The run in {run_dir} is finished: its checkpoint is at "
+                          f"iteration 200")
+    assert "Resuming" not in out and "Training" not in out
+    assert f"test ELBO {metrics['test_elbo']:.2f}" in out
+    assert f"log p(x) {metrics['log_px']:.2f} ± {metrics['log_px_stderr']:.2f}" in out
+    assert "metrics.json" in out.strip().splitlines()[-1]
+    assert sorted(run_dir.glob("events.out.tfevents.*")) == events   # no empty one added
+
+    # The library's train() on it: says so, and adds no empty events file either.
+    monkeypatch.undo()
+    config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        result = training.train(config, progress=False, verbose=True)
+    assert result.iteration == 200 and len(result.history) == 0
+    assert "at iteration 200: nothing to train (n_iterations is 200)." in buffer.getvalue()
+    assert sorted(run_dir.glob("events.out.tfevents.*")) == events
+
+
+def test_train_on_a_finished_run_without_its_metrics_measures_them(trained, tmp_path):
+    # E.g. stopped during the final log p(x) estimate: the figures are measured, once.
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained[0], run_dir)
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").unlink()
+    status, out, err = run_cli("train", "--out", run_dir, "--n-iterations", "200", *SMALL)
+    assert status == 0, err
+    assert "is finished" in out and "Resuming" not in out
+    assert out.count("log p(x)") == 1
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # The same weights, seeds and images: the same figures.
+    assert metrics.keys() == saved.keys()
+    for key, value in saved.items():
+        assert metrics[key] == (value if isinstance(value, str) else
+                                pytest.approx(value, rel=1e-6)), key
+
+
+# --- small frictions ----------------------------------------------------------------
+
+
+def test_help_does_not_import_tensorflow():
+    # TensorFlow takes seconds to import; --help must not wait for it.
+    code = ("import sys\n"
+            "from vae_prac import cli\n"
+            "for argv in (['--help'], ['train', '--help'], ['evaluate', '--help']):\n"
+            "    try:\n"
+            "        cli.main(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print('imported:', [m for m in ('tensorflow', 'matplotlib', 'numpy')\n"
+            "                    if m in sys.modules], file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "imported: []" in result.stderr
+    assert "--log-every" in result.stdout and "examples/s" in result.stdout
+
+
+def test_seeds_out_of_range_are_refused_by_the_commands(trained):
+    for command in ("evaluate", "sample"):
+        status, _, err = run_cli(command, "--out", trained[0], "--seed", str(2**40))
+        assert status == 2 and "[0, 2**31)" in err, command

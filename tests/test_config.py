@@ -86,3 +86,44 @@ def test_from_dict_rejects_unknown_keys_and_lists_the_known_ones():
     assert "latent_dim" in str(err.value)            # the fix is in the message
     with pytest.raises(ValueError, match=r"Config\.batch_size"):
         Config.from_dict({"batch_size": 0})          # known keys are still validated
+
+
+# --- the library's argument checks (one module, the same rules everywhere) ----------
+
+
+def test_the_argument_checks_name_the_argument_and_the_allowed_range():
+    import numpy as np
+
+    from vae_prac.config import (check_nonnegative_int, check_positive_int, check_seed,
+                                 check_stateless_seed)
+
+    for good in (1, np.int64(7), np.uint8(3)):
+        value = check_positive_int(good, "batch_size")
+        assert value == good and type(value) is int
+    for bad in (0, -1, 2.0, 2.5, "3", True, None, np.float32(2)):
+        with pytest.raises(ValueError, match=r"^batch_size must be a positive integer, got"):
+            check_positive_int(bad, "batch_size")
+    assert check_nonnegative_int(np.int16(0), "n") == 0
+    with pytest.raises(ValueError, match=r"^n must be an integer >= 0, got -1"):
+        check_nonnegative_int(-1, "n")
+
+    assert check_seed(0) == 0 and check_seed(np.int64(2**31 - 1)) == 2**31 - 1
+    for bad in (-1, 2**31, 2**40, 1.0, "0", True, None):
+        with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 2\*\*31\)"):
+            check_seed(bad)
+
+    for good in (None, 0, (3, 4), [np.int64(1), 2], np.array([5, 6])):
+        assert check_stateless_seed(good) is good
+    for bad in (-1, 2**40, (1,), (1, 2, 3), (-1, 0), (0, 2**31), 1.5, "ab", True):
+        with pytest.raises(ValueError, match=r"^seed must be"):
+            check_stateless_seed(bad)
+
+
+def test_config_uses_the_same_checks_and_stores_numpy_integers_as_int():
+    import numpy as np
+
+    c = Config(latent_dim=np.int64(5), n_iterations=np.int32(0), seed=np.uint16(7))
+    assert (c.latent_dim, c.n_iterations, c.seed) == (5, 0, 7)
+    assert all(type(v) is int for v in (c.latent_dim, c.n_iterations, c.seed))
+    with pytest.raises(ValueError, match=r"^Config\.seed must be an integer in \[0, 2\*\*31\)"):
+        Config(seed=2**40)

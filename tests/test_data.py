@@ -6,7 +6,9 @@ cache) so the result does not depend on the machine it runs on.
 
 import gzip
 import hashlib
+import os
 import shutil
+import stat
 
 import numpy as np
 import pytest
@@ -352,3 +354,100 @@ def test_describe_data():
     text = data.describe_data()
     assert str(REPO_MNIST) in text
     assert text.count("OK") == 4
+
+
+# --- an explicit setting is never skipped; an installed package says what it has ----
+
+
+@pytest.mark.parametrize("state", ["empty", "incomplete", "absent"])
+def test_a_data_dir_variable_without_the_files_is_an_error_naming_it(monkeypatch, tmp_path,
+                                                                      state):
+    # The repository copy exists and is complete: it must not be used in its place.
+    assert not data._missing(REPO_MNIST)
+    monkeypatch.setenv("VAE_PRAC_MNIST_MIRROR", (tmp_path / "no-mirror").as_uri())
+    folder = tmp_path / "mine"
+    if state != "absent":
+        folder.mkdir()
+    if state == "incomplete":
+        shutil.copy(REPO_MNIST / ALL_FILES[0], folder / ALL_FILES[0])
+    monkeypatch.setenv("VAE_PRAC_DATA_DIR", str(folder))
+    for download in (False, True):
+        with pytest.raises(data.DataNotFoundError) as e:
+            data.find_data_dir(download=download)
+        message = str(e.value)
+        assert "VAE_PRAC_DATA_DIR" in message and str(folder) in message
+        assert {"empty": "none of the four", "incomplete": "lacks 3 of the four",
+                "absent": "does not exist"}[state] in message
+        assert "unset it" in message and "--download --data-dir" in message
+    # Nothing was downloaded into (or created at) a path that may be a typo.
+    if state == "absent":
+        assert not folder.exists()
+    else:
+        assert sorted(p.name for p in folder.iterdir()) == (
+            [ALL_FILES[0]] if state == "incomplete" else [])
+    with pytest.raises(data.DataNotFoundError, match="VAE_PRAC_DATA_DIR"):
+        data.load_mnist("test")
+    # An explicit data_dir still wins over the variable.
+    assert data.find_data_dir(REPO_MNIST, download=False) == REPO_MNIST
+
+
+def test_only_a_clone_of_the_repository_has_a_repository_copy(tmp_path):
+    assert data._is_checkout(REPO_MNIST.parents[1])   # these tests run from a clone
+    site = tmp_path / "site-packages"
+    (site / "vae_prac").mkdir(parents=True)
+    (site / "data" / "mnist").mkdir(parents=True)   # another package's folder, say
+    assert not data._is_checkout(site)
+
+
+def test_installed_search_report_says_what_is_there(monkeypatch, tmp_path):
+    # As installed from a wheel (e.g. in Colab): vae_prac sits in site-packages.
+    monkeypatch.setattr(data, "_FROM_CHECKOUT", False)
+    monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path / "site-packages" / "data" / "mnist")
+    monkeypatch.setenv("VAE_PRAC_MNIST_MIRROR", (tmp_path / "no-mirror").as_uri())
+    for call in (lambda: data.find_data_dir(download=False), data.find_data_dir):
+        with pytest.raises(data.DataNotFoundError) as e:
+            call()
+        message = str(e.value)
+        assert "- repository copy:" not in message and str(data.REPO_DATA_DIR) not in message
+        assert "copy the four files into" not in message   # not into site-packages
+        assert "no repository copy: vae_prac is installed" in message
+        assert "git clone" in message and str(data.cache_dir()) in message
+    # The search goes on to the cache: a complete cache is found.
+    data.cache_dir().mkdir(parents=True, exist_ok=True)
+    for name in ALL_FILES:
+        (data.cache_dir() / name).touch()
+    assert data.find_data_dir(download=False) == data.cache_dir()
+    assert data.describe_data().startswith(f"MNIST found in {data.cache_dir()} (download cache)")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_downloaded_files_have_the_usual_mode_and_progress_goes_to_stdout(
+        monkeypatch, tmp_path, no_repo_data, capsys, umask):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(REPO_MNIST, mirror)
+    monkeypatch.setenv("VAE_PRAC_MNIST_MIRROR", mirror.as_uri())
+    old = os.umask(umask)
+    try:
+        found = data.find_data_dir()
+    finally:
+        os.umask(old)
+    for name in ALL_FILES:
+        assert stat.S_IMODE((found / name).stat().st_mode) == 0o666 & ~umask, name
+    printed = capsys.readouterr()
+    assert printed.out.count("vae_prac: downloading") == 4 and printed.err == ""
+
+
+def test_data_functions_check_counts_and_seeds_by_the_common_rules(test_images):
+    x = test_images[:10]
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*31\)"):
+        data.binarize(x, "stochastic", seed=2**40)
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*31\)"):
+        data.train_dataset(x, batch_size=2, seed=-1)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 2.5"):
+        data.train_dataset(x, batch_size=2.5)
+    with pytest.raises(ValueError, match="n must be a positive integer, got 2.5"):
+        data.eval_set(2.5)
+    # NumPy integers are integers.
+    batch = next(iter(data.train_dataset(x, batch_size=np.int64(4), seed=np.int32(3))))
+    assert batch.shape == (4, 28, 28, 1)
+    assert data.eval_set(np.int64(3)).shape == (3, 28, 28, 1)

@@ -13,7 +13,8 @@ import tensorflow as tf
 from vae_prac import VAE, Config, train
 from vae_prac.data import load_mnist
 from vae_prac.elbo import elbo
-from vae_prac.evaluate import evaluate_elbo, iw_bound, log_importance_weights, log_px
+from vae_prac.evaluate import (active_units, evaluate_elbo, iw_bound,
+                               log_importance_weights, log_px)
 
 Z = 5.0   # tolerance in standard errors
 
@@ -203,3 +204,40 @@ def test_evaluation_rejects_grey_levels_and_wrong_shapes():
         evaluate_elbo(model, grey)
     with pytest.raises(ValueError, match="shape"):
         log_px(model, np.zeros([3, 27, 27], np.float32), k=2)
+
+
+# --- bad arguments: a ValueError naming the argument and its range ---------------------
+
+
+@pytest.mark.parametrize("call, argument", [
+    (lambda m, x: evaluate_elbo(m, x, batch_size=-1), "batch_size must be a positive integer"),
+    (lambda m, x: evaluate_elbo(m, x, batch_size=0), "batch_size must be a positive integer"),
+    (lambda m, x: evaluate_elbo(m, x, batch_size=2.5), "batch_size must be a positive integer"),
+    (lambda m, x: evaluate_elbo(m, x, n_samples=0), "n_samples must be a positive integer"),
+    (lambda m, x: evaluate_elbo(m, x, seed=2**40), r"seed must be an integer in \[0, 2\*\*31\)"),
+    (lambda m, x: evaluate_elbo(m, x, seed=-1), r"seed must be an integer in \[0, 2\*\*31\)"),
+    (lambda m, x: log_px(m, x, k=2, batch_size=-1), "batch_size must be a positive integer"),
+    (lambda m, x: log_px(m, x, k=2, batch_size=0), "batch_size must be a positive integer"),
+    (lambda m, x: log_px(m, x, k=0), "k must be a positive integer"),
+    (lambda m, x: log_px(m, x, k=2, seed=2**32), r"seed must be an integer in \[0, 2\*\*31\)"),
+    (lambda m, x: iw_bound(m, x, k=True), "k must be a positive integer"),
+    (lambda m, x: iw_bound(m, x, k=2, seed=2**40), r"seed must be"),
+    (lambda m, x: iw_bound(m, x, k=2, seed=(1, -1)), r"seed must be"),
+    (lambda m, x: active_units(m, x, batch_size=0), "batch_size must be a positive integer"),
+])
+def test_bad_arguments_raise_a_value_error_naming_them(call, argument, digits):
+    model = VAE(latent_dim=2, hidden_size=8)
+    with pytest.raises(ValueError, match=argument):
+        call(model, digits[:4])
+
+
+def test_numpy_integers_are_accepted_and_large_seeds_are_not_wrapped(digits):
+    model = VAE(latent_dim=2, hidden_size=8)
+    x = digits[:6]
+    a = evaluate_elbo(model, x, batch_size=np.int64(4), n_samples=np.int32(2),
+                      seed=np.int64(3))
+    assert a == evaluate_elbo(model, x, batch_size=4, n_samples=2, seed=3)
+    np.testing.assert_array_equal(log_px(model, x, k=np.int64(3), batch_size=np.int32(4)),
+                                  log_px(model, x, k=3, batch_size=4))
+    # 2**31 - 1 is the largest seed, and a seed of its own (not seed 0 wrapped round).
+    assert evaluate_elbo(model, x, seed=2**31 - 1) != evaluate_elbo(model, x, seed=0)

@@ -186,3 +186,24 @@ def test_bad_arguments():
         grading.grade_notebooks([], timeout=0)
     with pytest.raises(ValueError, match="memory_limit_gib"):
         grading.grade_notebooks([], memory_limit_gib=0)
+
+
+def test_a_timeout_keeps_its_row_and_the_kernels_console_out_of_the_graders(
+        tmp_path, solutions, capfd):
+    # What a kernel writes to its own stderr, such as the zmq traceback an older
+    # ipykernel prints when it is shut down after a timeout, stays off the grader's.
+    noisy = new_notebook(cells=[
+        new_code_cell("import os\n"
+                      "os.write(2, b'Traceback (most recent call last):\\n'\n"
+                      "            b'zmq.error.ZMQError: Socket operation on non-socket\\n')\n"
+                      "os.write(1, b'kernel stdout\\n')"),
+        new_code_cell("while True:\n    pass")])
+    noisy.metadata[grading.METADATA_KEY] = {"notebook": "quiz"}
+    path = write(tmp_path / "noisy.ipynb", noisy)
+    [g] = grade([path], solutions, timeout=20)
+    assert g.timed_out and g.problem == "timed out after 20 s at cell 1"
+    captured = capfd.readouterr()
+    assert "ZMQError" not in captured.err and "Traceback" not in captured.err
+    assert "kernel stdout" not in captured.out
+    table = grading.format_table([g])
+    assert "noisy.ipynb" in table and "timed out after 20 s" in table

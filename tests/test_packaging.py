@@ -1,13 +1,15 @@
 """The three ways of installing vae_prac agree with each other.
 
 pyproject.toml declares the dependencies (lower bounds, so Colab keeps its own
-TensorFlow); constraints.txt pins the exact versions CI tests with; environment.yml
-gives conda users the same pins. A dependency added to one and forgotten in another
-fails here, not on a student's machine.
+TensorFlow); constraints.txt pins the exact versions, for each supported Python (lines
+with a marker hold on some Pythons only); environment.yml gives conda users the pins of
+its Python. `python tools/lock.py` writes both from pyproject.toml. A dependency added to
+one and forgotten in another fails here, not on a student's machine.
 """
 
 import importlib
 import importlib.metadata
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,9 @@ except ImportError:   # Python 3.10
 yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("vae_prac_lock", ROOT / "tools" / "lock.py")
+lock = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lock)
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +45,22 @@ def declared(pyproject):
 
 
 @pytest.fixture(scope="module")
+def pinned_requirements(pyproject):
+    """{python: the requirements constraints.txt must pin for it}: runtime and the README's
+    extras for every Python; every extra too for the Python CI tests with."""
+    project = pyproject["project"]
+    extras = project.get("optional-dependencies", {})
+    return {python: [Requirement(r) for r in project["dependencies"] + [
+        r for extra, reqs in extras.items() for r in reqs
+        if extra in lock.README_EXTRAS or python == lock.CI_PYTHON]]
+        for python in lock.PYTHONS}
+
+
+@pytest.fixture(scope="module")
 def constraints():
-    """constraints.txt as {canonical name: Requirement}."""
-    pins = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            req = Requirement(line)
-            pins[canonicalize_name(req.name)] = req
-    return pins
+    """constraints.txt as {python: {canonical name: pinned version}}, for each Python."""
+    text = (ROOT / "constraints.txt").read_text()
+    return {python: lock.read_pins(text, python) for python in lock.PYTHONS}
 
 
 @pytest.fixture(scope="module")
@@ -82,43 +94,73 @@ def test_environment_installs_every_declared_dependency(declared, conda_pip):
             f"environment.yml installs {name} without the extras {sorted(req.extras)}")
 
 
-def test_environment_python_satisfies_requires_python(pyproject, environment):
+def _conda_python(environment):
     pythons = [d.split("=", 1)[1] for d in environment["dependencies"]
                if isinstance(d, str) and d.split("=")[0].strip() == "python"]
     assert len(pythons) == 1, "environment.yml must pin python once (python=3.X)"
+    return pythons[0]
+
+
+def test_environment_python_satisfies_requires_python(pyproject, environment):
+    python = _conda_python(environment)
     requires = SpecifierSet(pyproject["project"]["requires-python"])
-    assert requires.contains(pythons[0]), (
-        f"environment.yml's python={pythons[0]} does not satisfy requires-python {requires}")
+    assert requires.contains(python), (
+        f"environment.yml's python={python} does not satisfy requires-python {requires}")
     assert environment["channels"] == ["conda-forge"]
     assert "pip" in environment["dependencies"]
 
 
-def test_constraints_pin_every_dependency_within_its_range(declared, constraints):
-    for name, req in declared.items():
-        assert name in constraints, f"constraints.txt does not pin {name}"
-        version = _exact_version(constraints[name])
-        assert version, f"constraints.txt must pin {name} exactly (name==X), got {constraints[name]}"
-        assert req.specifier.contains(version, prereleases=True), (
-            f"constraints.txt pins {name}=={version}, outside pyproject's {req.specifier}")
+def test_constraints_pin_every_dependency_within_its_range(pinned_requirements, constraints):
+    for python, pins in constraints.items():
+        for req in pinned_requirements[python]:
+            if req.marker is not None and not req.marker.evaluate(
+                    lock.target_environment(python)):
+                continue
+            name = canonicalize_name(req.name)
+            assert name in pins, (
+                f"constraints.txt does not pin {name} for Python {python}: "
+                "run `python tools/lock.py`")
+            assert req.specifier.contains(pins[name], prereleases=True), (
+                f"constraints.txt pins {name}=={pins[name]} for Python {python}, outside "
+                f"pyproject's {req.specifier}: run `python tools/lock.py`")
 
 
 def test_constraints_pin_every_extra_requirement_too(constraints):
     # tensorflow-probability[tf] pulls in tf-keras, whose minor version must match
     # TensorFlow's: both must be pinned, and to the same minor version.
-    assert "tf-keras" in constraints
-    tf_version = _exact_version(constraints["tensorflow"])
-    tf_keras_version = _exact_version(constraints["tf-keras"])
-    assert tf_version.split(".")[:2] == tf_keras_version.split(".")[:2]
+    for python, pins in constraints.items():
+        assert "tf-keras" in pins, f"constraints.txt does not pin tf-keras for {python}"
+        assert pins["tensorflow"].split(".")[:2] == pins["tf-keras"].split(".")[:2], (
+            f"Python {python}: tensorflow {pins['tensorflow']} with tf-keras "
+            f"{pins['tf-keras']}")
 
 
-def test_environment_pins_agree_with_constraints(conda_pip, constraints):
+def test_environment_pins_agree_with_constraints(environment, conda_pip, constraints):
+    python = _conda_python(environment)
+    assert python == lock.CI_PYTHON, (
+        f"environment.yml has python={python}, tools/lock.py writes it for "
+        f"{lock.CI_PYTHON}: run `python tools/lock.py`")
+    pins = constraints[python]
     for name, req in conda_pip.items():
         version = _exact_version(req)
         assert version, f"environment.yml should pin {name} exactly, got {req}"
-        assert name in constraints, f"environment.yml pins {name}, constraints.txt does not"
-        assert version == _exact_version(constraints[name]), (
-            f"{name}: environment.yml pins {version}, constraints.txt "
-            f"{_exact_version(constraints[name])}")
+        assert name in pins, (
+            f"environment.yml pins {name}, constraints.txt does not for Python {python}")
+        assert version == pins[name], (
+            f"{name}: environment.yml pins {version}, constraints.txt {pins[name]} "
+            f"for Python {python}: run `python tools/lock.py`")
+
+
+def test_classifiers_name_the_supported_pythons(pyproject):
+    requires = SpecifierSet(pyproject["project"]["requires-python"])
+    listed = {c.rsplit(" :: ", 1)[1] for c in pyproject["project"]["classifiers"]
+              if c.startswith("Programming Language :: Python :: 3.")}
+    assert listed == set(lock.PYTHONS), (
+        f"pyproject's classifiers name Python {sorted(listed)}; constraints.txt is "
+        f"pinned and tested for {list(lock.PYTHONS)}")
+    for python in lock.PYTHONS:
+        assert requires.contains(python + ".0"), (
+            f"requires-python {requires} excludes Python {python}, which is supported")
 
 
 def test_installed_versions_satisfy_pyproject(declared):

@@ -105,6 +105,13 @@ def main(argv=None):
     passes = iteration * config.batch_size / (60000 - config.n_validation)
     objective = (f"IWAE bound L_{config.n_samples}" if config.objective == "iwae"
                  else f"ELBO ({config.n_samples} sample{'s' if config.n_samples > 1 else ''})")
+    stopped = ""
+    if iteration < config.n_iterations:
+        stopped = (f" Training was stopped at iteration {iteration:,} of the "
+                   f"{config.n_iterations:,} the schedule is laid out for, in its last "
+                   f"stage (learning rate {config.learning_rate * 0.1:g} from iteration "
+                   f"{int(config.n_iterations * 1093 / 3280):,} on), to fit the time "
+                   f"available.")
     card = f"""# {args.name}
 
 A VAE on dynamically binarized MNIST, trained with the {objective}: Burda et al.'s (2015)
@@ -140,7 +147,7 @@ Test images are binarized once with seed {config.seed} (each pixel ~ Bernoulli(i
 ## Recipe (faster than the paper's)
 
 - Batch {config.batch_size} (the paper: 20), {iteration:,} iterations: {passes:,.0f} passes over
-  the training images (the paper: 3,280).
+  the training images (the paper: 3,280).{stopped}
 - Command: `{args.command}`
 - Machine: {args.machine}. Training steps took {train_s / 60:.0f} minutes
   ({train_s / 3600:.2f} h; the test ELBO every {config.print_every:,} iterations is extra).

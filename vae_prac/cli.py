@@ -7,31 +7,30 @@
     vae-prac grade notebooks/student/*.ipynb # run notebooks and tabulate their checks
 
 Exit status: 0 done, 1 training diverged (NaN or Inf loss), 2 bad input (a setting, the
-data, a missing run), 130 interrupted with Ctrl-C.
+data, a missing run) or an output that cannot be written (a path below a file, a
+read-only folder, a full disk), 130 interrupted with Ctrl-C.
+
+TensorFlow (seconds to import) is imported only by the commands that need it, so
+``vae-prac --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import math
 import os
+import re
+import shutil
 import sys
 
-import matplotlib
+import vae_prac
+from vae_prac.config import (ACTIVATIONS, BINARIZATIONS, LR_SCHEDULES, OBJECTIVES,
+                             OPTIMIZERS, Config)
+from vae_prac.presets import PRESETS
 
-matplotlib.use("Agg")   # the CLI only writes PNG files; it never opens a window
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import vae_prac  # noqa: E402
-from vae_prac import data, training  # noqa: E402
-from vae_prac.config import (ACTIVATIONS, BINARIZATIONS, LR_SCHEDULES,  # noqa: E402
-                             OBJECTIVES, OPTIMIZERS, Config)
-from vae_prac.presets import PRESETS  # noqa: E402
-from vae_prac.evaluate import evaluate_elbo, log_px  # noqa: E402
 
 class UsageError(Exception):
     """Bad input from the user: printed without a traceback, exit status 2."""
@@ -58,6 +57,15 @@ _positive_int = _int_at_least(1, "a positive integer")
 _nonnegative_int = _int_at_least(0, "an integer >= 0")
 
 
+def _seed(text):
+    """An argparse type: a seed, by the library's rule (vae_prac.config.check_seed)."""
+    from vae_prac.config import check_seed
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**31), got {text!r}")
+
+
 def _add_config_flags(parser):
     """One flag per Config field. Absent flags stay absent (argparse.SUPPRESS), so a
     resumed run keeps the settings it was started with unless a flag changes them."""
@@ -78,8 +86,10 @@ def _add_config_flags(parser):
     flag("--batch-size", int, "minibatch size")
     flag("--n-samples", int, "samples of z ~ q_phi(z|x) per image in the ELBO")
     flag("--n-iterations", int, "train up to this iteration")
-    flag("--print-every", int, "test ELBO, checkpoint and one printed line every this many")
-    flag("--log-every", int, "one history row every this many iterations")
+    flag("--print-every", int, "test ELBO, checkpoint and one printed line every this "
+         "many (its examples/s is the speed over the last --log-every iterations)")
+    flag("--log-every", int, "one history row (train ELBO, examples/s) every this many "
+         "iterations")
     flag("--learning-rate", float, "RMSProp learning rate")
     flag("--binarization", str, "how grey levels become bits", choices=BINARIZATIONS)
     flag("--n-eval", int, "size of the fixed test set for the test ELBO")
@@ -148,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the first n test images (default: all 10000)")
     p.add_argument("--batch-size", type=_positive_int, default=100,
                    help="images per batch of the estimate (default: 100)")
-    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the noise")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the noise")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", metavar="FILE", help="also write the figures to this JSON file")
     p.set_defaults(func=cmd_evaluate)
@@ -157,9 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Draw z ~ p(z), decode, and save a grid of digits.")
     _add_model_source(p)
     p.add_argument("--n", type=_positive_int, default=100, help="digits (default: 100)")
-    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the noise")
-    p.add_argument("--png", help="where to write the PNG (default: OUT/samples.png, or "
-                                 "NAME-samples.png with --pretrained)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the noise")
+    p.add_argument("--png", help="where to write the PNG (default: OUT/samples.png, "
+                                 "OUT/means.png with --mean; NAME-samples.png or "
+                                 "NAME-means.png with --pretrained)")
     p.add_argument("--mean", action="store_true",
                    help="show pixel probabilities instead of binary samples")
     p.set_defaults(func=cmd_sample)
@@ -198,16 +209,174 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args)
-    except (UsageError, data.DataError) as e:
-        _error(args.command, e)
-        return 2
     except KeyboardInterrupt:
+        _remove_debris(args)
         print("\nInterrupted.", file=sys.stderr)
         return 130
+    except Exception as e:
+        known = isinstance(e, UsageError) or _is_data_error(e)
+        if not known and not _is_filesystem_error(e):
+            raise
+        message = str(e) if known else _filesystem_message(e, args)
+        _remove_debris(args)
+        _error(args.command, message)
+        return 2
 
 
 def _error(command, message):
     print(f"vae-prac {command}: error: {message}", file=sys.stderr)
+
+
+def _is_data_error(e) -> bool:
+    data = sys.modules.get("vae_prac.data")   # never imported yet: not a data error
+    return data is not None and isinstance(e, data.DataError)
+
+
+# --------------------------------------------------------------------------
+# Files: outputs checked before the work, written whole or not at all.
+
+# What a TensorFlow error says when the file system refused (it carries no errno).
+_TF_FILESYSTEM_ERRORS = {
+    "No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+    "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES,
+    "Not a directory": errno.ENOTDIR, "File too large": errno.EFBIG,
+}
+_OUTPUT_FLAG = {"train": "--out", "evaluate": "--json", "sample": "--png",
+                "data": "--data-dir", "grade": "--csv"}
+
+
+def _tf_filesystem_error(e):
+    """(reason, errno) of a TensorFlow error raised by the file system, else None."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(e, tf.errors.OpError):
+        return None
+    return next(((text, code) for text, code in _TF_FILESYSTEM_ERRORS.items()
+                 if text in e.message), None)
+
+
+def _is_filesystem_error(e) -> bool:
+    # Anything else (a GPU out of memory, a bug) keeps its traceback.
+    return (isinstance(e, OSError) and e.errno is not None) or bool(_tf_filesystem_error(e))
+
+
+def _filesystem_message(e, args) -> str:
+    """One line for an error of the file system (an OSError, or TensorFlow's): the path
+    and what to do."""
+    if isinstance(e, OSError):
+        code, path, reason = e.errno, e.filename, e.strerror
+    else:
+        (reason, code), path = _tf_filesystem_error(e), None
+    out = getattr(args, "out", None) if args.command in ("train", "sample") else None
+    path = path or out or "the output"
+    flag = _OUTPUT_FLAG.get(args.command, "the output path")
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        message = (f"no space left to write {path} ({reason}). Free some space on that "
+                   f"disk, or give a {flag} on another disk.")
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        message = (f"cannot write {path} ({reason}). Give a {flag} in a folder you can "
+                   f"write to, or make it writable.")
+    elif code == errno.ENOTDIR:
+        message = (f"cannot create {path}: a part of that path is a file, not a folder. "
+                   f"Give a {flag} whose parent folders are folders.")
+    else:
+        message = f"{path}: {reason}. Check that path, or give another {flag}."
+    if args.command == "train" and out and os.path.isdir(out):
+        last = _checkpoint_iteration(out)
+        message += (f" The run in {out} is intact up to its checkpoint at iteration "
+                    f"{last}: run the same command again to resume from there."
+                    if last is not None else " No checkpoint was written.")
+    return message
+
+
+def _check_output_path(path, flag, folder):
+    """Refuse, before any work, an output path that cannot be written: one below a file,
+    the wrong kind (a folder for a file or the reverse), or in a read-only folder."""
+    full = os.path.abspath(path)
+    if os.path.exists(full):
+        if os.path.isdir(full) != folder:
+            raise UsageError(f"{flag} {path} is {'a file' if folder else 'a folder'}; give "
+                             f"{'a folder for the outputs' if folder else 'a file name'}.")
+        # A file is replaced by renaming a new one beside it: its folder must be writable.
+        where = full if folder else os.path.dirname(full)
+    else:
+        where = os.path.dirname(full)
+        while not os.path.exists(where):
+            where = os.path.dirname(where)
+        if not os.path.isdir(where):
+            raise UsageError(f"{flag} {path} is below {where}, which is a file, not a "
+                             f"folder. Give a {flag} whose parent folders are folders.")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: {where} is read-only (or not yours to write). "
+                         f"Give a {flag} you can write to, or make it writable.")
+
+
+def _write_whole(path, write):
+    """Call ``write(temporary_path)``, then rename: ``path`` is whole, or untouched."""
+    partial = path + ".partial"
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except OSError as e:
+        if e.filename == partial:
+            e.filename = path   # the file the user knows of
+        raise
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _write_json(path, value):
+    def write(target):
+        with open(target, "w") as f:
+            json.dump(value, f, indent=2)
+    _write_whole(path, write)
+
+
+def _save_png(fig, path):
+    import matplotlib.pyplot as plt
+    try:
+        _write_whole(path, lambda target: fig.savefig(target, format="png", dpi=100,
+                                                      bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+
+
+def _remove_debris(args):
+    """After a failure: remove what a command left half-written, and an --out it created
+    and left empty. Only the files this program writes are touched."""
+    out = getattr(args, "out", None) if args.command == "train" else None
+    if not out or not os.path.isdir(out):
+        return
+    try:
+        for name in os.listdir(out):
+            if name.endswith(".partial"):
+                os.remove(os.path.join(out, name))
+        _remove_checkpoint_debris(os.path.join(out, "checkpoints"))
+        if getattr(args, "created_out", False) and not os.listdir(out):
+            os.rmdir(out)
+    except OSError:
+        pass   # cleaning up is a courtesy; the error being reported matters more
+
+
+def _remove_checkpoint_debris(folder):
+    """A save that failed half-way leaves ``ckpt-N_temp/`` (TensorFlow writes there
+    first), a temporary state file, or files of checkpoint N that the state file, which
+    is written last, never listed: remove those; the saved checkpoints stay."""
+    if not os.path.isdir(folder):
+        return
+    import tensorflow as tf
+    try:
+        state = tf.train.get_checkpoint_state(folder)
+        latest = (int(re.search(r"ckpt-(\d+)$", state.model_checkpoint_path).group(1))
+                  if state and state.model_checkpoint_path else -1)
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            number = re.match(r"ckpt-(\d+)(_temp|\.)", name)
+            if (name.startswith("checkpoint.tmp") or (number and (
+                    number.group(2) == "_temp" or int(number.group(1)) > latest))):
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    except (OSError, ValueError, AttributeError, tf.errors.OpError):
+        pass   # a courtesy: the saved checkpoints and the error being reported matter more
 
 
 # --------------------------------------------------------------------------
@@ -216,29 +385,38 @@ def _error(command, message):
 
 def cmd_train(args) -> int:
     out = args.out
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out {out} is a file; give a directory for the run's outputs.")
-    if args.threads:
+    _check_output_path(out, "--out", folder=True)
+    if args.threads:   # before anything else of TensorFlow's runs
+        import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    from vae_prac import data, training
+
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
              if hasattr(args, f.name)}
     if args.preset:
         flags = {**PRESETS[args.preset], **flags}
-    config = _train_config(out, flags)
+    config, changed = _train_config(out, flags)
     resume_from = _checkpoint_iteration(out)
 
-    # Find (or download) the data before anything is written to --out.
+    # Find and verify the data before anything is written to --out (load_mnist keeps
+    # what it read, so training does not read it again).
     where = data.find_data_dir(config.data_dir)
+    for split in data.MNIST_FILES:
+        data.load_mnist(split, config.data_dir)
+
+    if resume_from is not None and resume_from >= config.n_iterations:
+        return _finished_run(out, resume_from, config, args)
+
+    args.created_out = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
     what = (f"an IWAE (objective L_{config.n_samples})" if config.objective == "iwae"
             else "a VAE")
     print(f"Training {what} (latent_dim={config.latent_dim}, hidden_size={config.hidden_size}) "
           f"to iteration {config.n_iterations} on MNIST from {where} "
           f"({config.binarization} binarization); writing to {out}")
-    if resume_from is not None and resume_from >= config.n_iterations:
-        print(f"The checkpoint is already at iteration {resume_from}: nothing to train "
-              f"(raise --n-iterations to train further).")
+    if changed:
+        print("Resuming with changed settings: " + ", ".join(changed))
 
     try:
         result = training.train(config, progress=not args.no_progress, verbose=True)
@@ -246,6 +424,8 @@ def cmd_train(args) -> int:
         _save_history(out, e.result.history, resume_from)
         _error("train", e)
         return 1
+    finally:
+        _remove_checkpoint_debris(os.path.join(out, "checkpoints"))   # e.g. after Ctrl-C
 
     history = _save_history(out, result.history, resume_from)
     _save_figures(out, result.model, history, config)
@@ -257,18 +437,72 @@ def cmd_train(args) -> int:
                             else "no checkpoint was written yet."))
         return 130
 
-    print(f"Outputs in {out}: config.json, checkpoints/, history.csv, history.json, "
-          f"posterior_prior.png, prior_samples.png, elbo_curve.png")
     metrics = _final_evaluation(result.model, result.iteration, config, args)
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    _write_json(os.path.join(out, "metrics.json"), metrics)
+    print(_outputs_line(out))
     return 0
 
 
-def _train_config(out, flags) -> Config:
-    """The run's Config: the flags, on top of the saved config.json when resuming."""
+def _finished_run(out, iteration, config, args) -> int:
+    """``train`` on a run already at --n-iterations: nothing to train. Print its saved
+    figures, or measure them if the run stopped before its final evaluation."""
+    from vae_prac import training
+
+    print(f"The run in {out} is finished: its checkpoint is at iteration {iteration} and "
+          f"--n-iterations is {config.n_iterations}, so there is nothing to train. Raise "
+          f"--n-iterations to train further.")
+    metrics_path = os.path.join(out, "metrics.json")
+    try:
+        with open(metrics_path) as f:
+            metrics = json.load(f)
+    except (OSError, ValueError):
+        metrics = None
+    if metrics and metrics.get("iteration") == iteration:
+        print(f"Saved in {metrics_path}: test ELBO {metrics['test_elbo']:.2f} nats per "
+              f"image ({metrics['n_eval']} test images, {metrics['binarization']} "
+              f"binarization)")
+        if "log_px" in metrics:
+            _print_log_px(metrics["log_px"], metrics["log_px_stderr"], metrics["k"],
+                          metrics["n"], metrics["binarization"])
+        print(f"For another estimate: vae-prac evaluate --out {out} --k K --n N")
+    else:
+        # Training ended but its final figures were never written (e.g. stopped during
+        # the log p(x) estimate): write them now, from the checkpoint.
+        model, iteration = training.restore(out, config)
+        history_path = os.path.join(out, "history.csv")
+        history = (training.History.from_csv(history_path) if os.path.exists(history_path)
+                   else training.History())
+        _write_whole(os.path.join(out, "history.json"), history.to_json)
+        _save_figures(out, model, history, config)
+        metrics = _final_evaluation(model, iteration, config, args)
+        _write_json(metrics_path, metrics)
+    print(_outputs_line(out))
+    return 0
+
+
+def _outputs_line(out) -> str:
+    """'Outputs in OUT: ...': what is really there, the usual files first."""
+    first = ["config.json", "checkpoints", "history.csv", "history.json",
+             "posterior_prior.png", "prior_means.png", "elbo_curve.png", "metrics.json"]
+    names = os.listdir(out)
+    events = [n for n in names if n.startswith("events.out.tfevents.")]
+    listed = ([n for n in first if n in names]
+              + sorted(n for n in names if n not in first and n not in events))
+    shown = [n + "/" if os.path.isdir(os.path.join(out, n)) else n for n in listed]
+    if events:
+        shown.append(f"events.out.tfevents.* (TensorBoard summaries, {len(events)} "
+                     f"file{'s' if len(events) > 1 else ''})")
+    return f"Outputs in {out}: {', '.join(shown)}"
+
+
+def _train_config(out, flags):
+    """The run's Config: the flags, on top of the saved config.json when resuming; and
+    the settings a resumed run changes, as 'name old -> new' lines."""
+    from vae_prac import training
+
     saved_path = os.path.join(out, "config.json")
     base = {}
+    changed = []
     if os.path.exists(saved_path):
         try:
             with open(saved_path) as f:
@@ -283,24 +517,27 @@ def _train_config(out, flags) -> Config:
                 f"{out} holds a run with other settings: {', '.join(clashes)}. The "
                 f"checkpoint fixes the network sizes, so it cannot continue with these. "
                 f"Drop those flags to resume it, or choose another --out for a new run.")
-        changed = [k for k in flags if k in base and flags[k] != base[k]
-                   and k not in ("n_iterations", "logdir")]
-        if changed and _checkpoint_iteration(out) is not None:
-            print("Resuming with changed settings: " + ", ".join(
-                f"{k} {base[k]} -> {flags[k]}" for k in changed))
+        if _checkpoint_iteration(out) is not None:
+            changed = [f"{k} {base[k]} -> {flags[k]}" for k in flags
+                       if k in base and flags[k] != base[k]
+                       and k not in ("n_iterations", "logdir")]
     elif _checkpoint_iteration(out) is not None:
         raise UsageError(
             f"{out} has checkpoints but no config.json, so the network sizes they were "
             f"trained with are unknown. Use another --out, or delete {out} to start again.")
     try:
-        return Config.from_dict({**base, **flags, "logdir": out})
+        return Config.from_dict({**base, **flags, "logdir": out}), changed
     except ValueError as e:
         raise UsageError(str(e))
 
 
 def _checkpoint_iteration(out):
     """The iteration of the latest checkpoint in out/checkpoints, or None."""
-    latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
+    folder = os.path.join(out, "checkpoints")
+    if not os.path.isdir(folder):
+        return None   # (and TensorFlow need not be imported to say so)
+    import tensorflow as tf
+    latest = tf.train.latest_checkpoint(folder)
     if latest is None:
         return None
     return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE"))
@@ -308,28 +545,44 @@ def _checkpoint_iteration(out):
 
 def _save_history(out, history, resume_from):
     """Write history.csv and history.json, continuing the saved history when resuming."""
+    from vae_prac import training
+
     history = training.save_history_beside_checkpoints(out, history, resume_from or 0)
-    history.to_json(os.path.join(out, "history.json"))
+    _write_whole(os.path.join(out, "history.json"), history.to_json)
     return history
 
 
-def _save_figures(out, model, history, config):
-    import matplotlib.pyplot as plt
-
+def _plotting():
+    """vae_prac.plotting, drawing off screen: the CLI only writes PNG files."""
+    import matplotlib
+    matplotlib.use("Agg")
     from vae_prac import plotting
+    return plotting
 
+
+def _save_figures(out, model, history, config):
+    from vae_prac import data
+
+    plotting = _plotting()
     x = data.eval_set(1, config.binarization, config.seed, config.data_dir)
     figures = {
         "posterior_prior.png": plotting.posterior_prior(model, x, seed=(config.seed, 0)),
-        "prior_samples.png": plotting.prior_samples(model, 100, seed=(config.seed, 1)),
-        "elbo_curve.png": plotting.elbo_curve(history),
+        # Decoder means p(x=1|z) (the figure's title says so); `vae-prac sample` draws
+        # binary samples.
+        "prior_means.png": plotting.prior_samples(model, 100, seed=(config.seed, 1),
+                                                  mean=True),
+        "elbo_curve.png": plotting.elbo_curve(
+            history, objective=f"L_{config.n_samples}" if config.objective == "iwae"
+            else "ELBO"),
     }
     for name, fig in figures.items():
-        fig.savefig(os.path.join(out, name), dpi=100, bbox_inches="tight")
-        plt.close(fig)
+        _save_png(fig, os.path.join(out, name))
 
 
 def _final_evaluation(model, iteration, config, args) -> dict:
+    from vae_prac import data
+    from vae_prac.evaluate import evaluate_elbo
+
     eval_x = data.eval_set(config.n_eval, config.binarization, config.seed, config.data_dir)
     test_elbo = evaluate_elbo(model, eval_x, seed=config.seed)
     print(f"Iteration {iteration}: test ELBO {test_elbo:.2f} nats per image "
@@ -345,6 +598,11 @@ def _final_evaluation(model, iteration, config, args) -> dict:
 
 
 def _log_px(model, config, k, n, seed, progress, batch_size=100):
+    import numpy as np
+
+    from vae_prac import data
+    from vae_prac.evaluate import log_px
+
     if n > data.SPLIT_SIZES["test"]:
         raise UsageError(f"MNIST has {data.SPLIT_SIZES['test']} test images; got n={n}.")
     x = data.eval_set(n, config.binarization, config.seed, config.data_dir)
@@ -364,6 +622,8 @@ def _print_log_px(mean, stderr, k, n, binarization):
 
 def _restore(out):
     """(model, iteration, config) of the run in ``out``, or a UsageError saying why not."""
+    from vae_prac import training
+
     config_path = os.path.join(out, "config.json")
     if not os.path.isdir(out):
         raise UsageError(f"{out} does not exist. Train first: vae-prac train --out {out}")
@@ -397,8 +657,11 @@ def _load_model(args):
 
 
 def cmd_evaluate(args) -> int:
-    from vae_prac.evaluate import active_units
+    from vae_prac import data
+    from vae_prac.evaluate import active_units, evaluate_elbo
 
+    if args.json:   # checked now, not after minutes of evaluation
+        _check_output_path(args.json, "--json", folder=False)
     model, iteration, config, what = _load_model(args)
     n = args.n
     if n > data.SPLIT_SIZES["test"]:
@@ -416,29 +679,27 @@ def cmd_evaluate(args) -> int:
                            progress=not args.no_progress, batch_size=args.batch_size)
     _print_log_px(mean, stderr, args.k, n, config.binarization)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"iteration": iteration, "n": n, "k": args.k, "seed": args.seed,
-                       "binarization": config.binarization, "test_elbo": test_elbo,
-                       "log_px": mean, "log_px_stderr": stderr, "nll": -mean,
-                       "active_units": units}, f, indent=2)
+        _write_json(args.json, {"iteration": iteration, "n": n, "k": args.k,
+                                "seed": args.seed, "binarization": config.binarization,
+                                "test_elbo": test_elbo, "log_px": mean,
+                                "log_px_stderr": stderr, "nll": -mean,
+                                "active_units": units})
     return 0
 
 
 def cmd_sample(args) -> int:
-    import matplotlib.pyplot as plt
-
-    from vae_prac import plotting
-
-    model, iteration, _, what = _load_model(args)
-    default = (f"{args.pretrained}-samples.png" if args.pretrained
-               else os.path.join(args.out, "samples.png"))
+    kind = "means" if args.mean else "samples"
+    default = (f"{args.pretrained}-{kind}.png" if args.pretrained
+               else os.path.join(args.out, f"{kind}.png"))
     path = args.png or default
+    _check_output_path(path, "--png", folder=False)
+    model, iteration, _, what = _load_model(args)
+    plotting = _plotting()
     fig = plotting.prior_samples(model, args.n, ncols=min(10, args.n),
                                  seed=(args.seed, 0), mean=args.mean)
     if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    _save_png(fig, path)
     print(f"Wrote {args.n} prior {'means' if args.mean else 'samples'} of the {what} at "
           f"iteration {iteration} to {path}")
     return 0
@@ -449,11 +710,15 @@ def cmd_sample(args) -> int:
 
 
 def cmd_data(args) -> int:
+    from vae_prac import data
+
     if args.download:
         data.find_data_dir(args.data_dir, download=True)
     try:
         print(data.describe_data(args.data_dir))
     except data.DataNotFoundError as e:
+        if args.data_dir is None and os.environ.get("VAE_PRAC_DATA_DIR"):
+            raise   # its message says what to do with the variable
         raise data.DataNotFoundError(
             f"{e}\nFrom the command line: `vae-prac data --download` fetches and verifies "
             f"the files.") from None

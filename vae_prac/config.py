@@ -33,6 +33,60 @@ def is_nonnegative_int(value) -> bool:
             and value >= 0)
 
 
+# The argument checks of the whole library: Config and every function that takes a
+# count, a batch size or a seed use these, so the same value is accepted (or refused,
+# with the same message) everywhere. Each returns the value as a Python int.
+
+#: Seeds become int32 seeds of TensorFlow's stateless random ops, so they must fit in
+#: 31 bits: a larger one would wrap around silently (2**32 would act as seed 0).
+SEED_LIMIT = 2**31
+
+
+def check_positive_int(value, name: str) -> int:
+    """``int(value)`` for an integer >= 1 (Python or NumPy), else a ValueError naming it."""
+    if not is_positive_int(value):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def check_nonnegative_int(value, name: str) -> int:
+    """``int(value)`` for an integer >= 0 (Python or NumPy), else a ValueError naming it."""
+    if not is_nonnegative_int(value):
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
+    return int(value)
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """``int(value)`` for an integer seed in [0, 2**31), else a ValueError naming it."""
+    if not is_nonnegative_int(value) or value >= SEED_LIMIT:
+        raise ValueError(f"{name} must be an integer in [0, 2**31), got {value!r}.")
+    return int(value)
+
+
+def check_stateless_seed(value, name: str = "seed"):
+    """A seed of a random function: ``None`` (fresh noise), an integer seed, or a pair.
+
+    Returns it unchanged; a tensor is passed through (its dtype already bounds it). An
+    integer, or each integer of a pair such as ``(seed, batch)``, must be in [0, 2**31).
+    """
+    # A tensor (e.g. from tf.random.split) is checked by TensorFlow; tested by its
+    # module so that this light module need not import TensorFlow.
+    if value is None or type(value).__module__.split(".")[0] == "tensorflow":
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        check_seed(value, name)
+        return value
+    try:
+        items = list(value)
+    except TypeError:
+        items = None
+    if items is None or len(items) != 2 or not all(
+            is_nonnegative_int(v) and v < SEED_LIMIT for v in items):
+        raise ValueError(f"{name} must be None, an integer in [0, 2**31) or a pair of "
+                         f"them, got {value!r}.")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings for building and training a VAE.
@@ -99,21 +153,15 @@ class Config:
     def __post_init__(self):
         positive = ("latent_dim", "hidden_size", "hidden_layers", "batch_size", "n_samples",
                     "print_every", "log_every", "n_eval")
+        # A NumPy integer is accepted and stored as a Python int, so the config saves
+        # to JSON and compares equal to the same config built from Python ints.
         for name in positive:
-            value = getattr(self, name)
-            if not is_positive_int(value):
-                raise ValueError(
-                    f"Config.{name} must be a positive integer, got {value!r}.")
+            object.__setattr__(self, name,
+                               check_positive_int(getattr(self, name), f"Config.{name}"))
         for name in ("n_iterations", "n_validation"):
-            value = getattr(self, name)
-            if not is_nonnegative_int(value):
-                raise ValueError(f"Config.{name} must be an integer >= 0, got {value!r}.")
-        for name in positive + ("n_iterations", "n_validation", "seed"):
-            # A NumPy integer is accepted and stored as a Python int, so the config
-            # saves to JSON and compares equal to the same config built from Python ints.
-            value = getattr(self, name)
-            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-                object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name,
+                               check_nonnegative_int(getattr(self, name), f"Config.{name}"))
+        object.__setattr__(self, "seed", check_seed(self.seed, "Config.seed"))
         for name in ("learning_rate", "epsilon"):
             value = getattr(self, name)
             if value is None and name == "epsilon":
@@ -132,10 +180,6 @@ class Config:
             raise ValueError(
                 f"Config.n_eval must be at most 10000 (the size of MNIST's test set), "
                 f"got {self.n_eval}.")
-        # Seeds become int32 stateless-RNG seeds, so they must fit in 31 bits.
-        if not is_nonnegative_int(self.seed) or not self.seed < 2**31:
-            raise ValueError(
-                f"Config.seed must be an integer in [0, 2**31), got {self.seed!r}.")
         for name in ("data_dir", "logdir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):

@@ -8,10 +8,11 @@ odd numbers.
 
 Where the data comes from (see `find_data_dir` for the exact search order):
 an explicit ``data_dir``, the ``VAE_PRAC_DATA_DIR`` environment variable, the
-copy shipped in the repository (``data/mnist``), or a user cache directory that
-is filled by downloading from public mirrors. Every file is identified by the
-SHA-256 of its *uncompressed* IDX bytes (`RAW_SHA256`), so the same data
-compressed differently is still accepted, and anything else is rejected.
+copy shipped in the repository (``data/mnist``, when running from a clone), or a
+user cache directory that is filled by downloading from public mirrors. Every
+file is identified by the SHA-256 of its *uncompressed* IDX bytes
+(`RAW_SHA256`), so the same data compressed differently is still accepted, and
+anything else is rejected.
 
 Two binarizations, and why their numbers must not be compared
 -------------------------------------------------------------
@@ -46,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
+from vae_prac.config import check_positive_int, check_seed
 
 # --------------------------------------------------------------------------
 # Errors. Every message says what was wrong and how to fix it.
@@ -96,8 +99,23 @@ MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
 ]
 
-# The copy that ships with the repository (absent when installed from a wheel).
+# The copy that ships with the repository. An installed vae_prac (a wheel, as in Colab)
+# has none: there this path would point into site-packages, which holds no data of ours.
 REPO_DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "mnist"
+
+
+def _is_checkout(root) -> bool:
+    """Whether ``root`` is a clone of the repository (its pyproject names vae_prac)."""
+    try:
+        text = (Path(root) / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return 'name = "vae_prac"' in text and (Path(root) / "vae_prac").is_dir()
+
+
+# Searched for the repository copy only when running from a clone (an editable install
+# included); an installed package has no repository around it.
+_FROM_CHECKOUT = _is_checkout(Path(__file__).resolve().parents[1])
 
 BINARIZATIONS = ("threshold", "stochastic")
 
@@ -139,31 +157,56 @@ def _candidates(data_dir=None):
     if data_dir is not None:
         places.append(("data_dir argument", Path(data_dir).expanduser().absolute()))
     if os.environ.get("VAE_PRAC_DATA_DIR"):
-        places.append(("$VAE_PRAC_DATA_DIR", Path(os.environ["VAE_PRAC_DATA_DIR"]).expanduser().absolute()))
-    places.append(("repository copy", REPO_DATA_DIR))
+        places.append(("$VAE_PRAC_DATA_DIR", _env_data_dir()))
+    if _FROM_CHECKOUT:
+        places.append(("repository copy", REPO_DATA_DIR))
     places.append(("download cache", cache_dir()))
     return places
 
 
+def _env_data_dir():
+    return Path(os.environ["VAE_PRAC_DATA_DIR"]).expanduser().absolute()
+
+
+def _installed_note():
+    """What an installed vae_prac has instead of the repository copy: a line of the report."""
+    package = Path(__file__).resolve().parent
+    return (f"  - no repository copy: vae_prac is installed ({package}), not run from a "
+            f"clone of the repository, so there is no data/mnist beside it")
+
+
 def _how_to_provide():
     files = ", ".join(_ALL_FILES)
+    if _FROM_CHECKOUT:
+        third = f"  3. copy the four files into the repository's data/mnist ({REPO_DATA_DIR});\n"
+    else:
+        import vae_prac
+        third = ("  3. work from a clone of the repository, whose data/mnist holds them "
+                 f"(git clone {vae_prac.REPO_URL}; pip install -e .);\n")
     return (
         "Provide the data in any one of these ways:\n"
         "  1. pass data_dir='/path/to/mnist' (a directory holding the four files);\n"
         "  2. set the environment variable VAE_PRAC_DATA_DIR=/path/to/mnist;\n"
-        f"  3. copy the four files into the repository's data/mnist ({REPO_DATA_DIR});\n"
+        + third +
         f"  4. allow download (download=True) with network access; it goes to {cache_dir()}.\n"
         "     A different mirror can be given as VAE_PRAC_MNIST_MIRROR=<base URL> (file:// works).\n"
         f"The four files are: {files} (uncompressed copies without .gz are accepted too)."
     )
 
 
+def _state(path):
+    if not path.exists():
+        return "does not exist"
+    if not path.is_dir():
+        return "not a directory"
+    missing = _missing(path)
+    return "complete" if not missing else f"missing {', '.join(missing)}"
+
+
 def _searched_report(places):
-    lines = []
-    for label, path in places:
-        missing = _missing(path)
-        state = "complete" if not missing else f"missing {', '.join(missing)}"
-        lines.append(f"  - {label}: {path} ({state})")
+    lines = [f"  - {label}: {path} ({_state(path)})" for label, path in places]
+    if not _FROM_CHECKOUT:
+        lines.append(_installed_note())
     return "\n".join(lines)
 
 
@@ -171,10 +214,12 @@ def find_data_dir(data_dir=None, download=True):
     """Return a directory that holds the four MNIST files.
 
     Search order: the explicit `data_dir`; $VAE_PRAC_DATA_DIR; the repository's
-    data/mnist; the download cache (see `cache_dir`). An explicit `data_dir` is
-    never silently skipped: if it lacks files they are downloaded into it
-    (download=True) or DataNotFoundError is raised. If no place has the data
-    and download=True, the files are downloaded into the cache.
+    data/mnist (when running from a clone of the repository); the download cache
+    (see `cache_dir`). An explicit setting is never silently skipped: a `data_dir`
+    that lacks files gets them downloaded into it (download=True) or raises
+    DataNotFoundError, and so does a $VAE_PRAC_DATA_DIR that lacks files (it is
+    not downloaded into: a mistyped path should not fill a new folder). If no
+    place has the data and download=True, the files are downloaded into the cache.
     """
     places = _candidates(data_dir)
     if data_dir is not None:
@@ -189,6 +234,23 @@ def find_data_dir(data_dir=None, download=True):
             )
         _download(explicit, places)
         return explicit
+
+    if os.environ.get("VAE_PRAC_DATA_DIR"):
+        env = _env_data_dir()
+        missing = _missing(env)
+        if missing:
+            fallback = "the repository copy" if _FROM_CHECKOUT else "the download cache"
+            state = _state(env)
+            what = {"does not exist": "does not exist", "not a directory": "is not a folder"
+                    }.get(state, "holds none of the four MNIST files" if len(missing) == 4
+                          else f"lacks {len(missing)} of the four MNIST files "
+                               f"({', '.join(missing)})")
+            raise DataNotFoundError(
+                f"VAE_PRAC_DATA_DIR is set to {os.environ['VAE_PRAC_DATA_DIR']}, but {env} "
+                f"{what}. A setting you made is not skipped. Put the "
+                f"four files there (`vae-prac data --download --data-dir {env}` fetches and "
+                f"verifies them), point VAE_PRAC_DATA_DIR at the folder that holds them, or "
+                f"unset it to use {fallback}.")
 
     for _, path in places:
         if not _missing(path):
@@ -237,7 +299,8 @@ def _download(target, places):
 
 def _fetch_verified(url, dest):
     """Download `url` to a temporary file beside `dest`, check, then rename."""
-    print(f"vae_prac: downloading {url}", file=sys.stderr)
+    # stdout: progress, not a problem (Jupyter shows stderr in red).
+    print(f"vae_prac: downloading {url}", file=sys.stdout, flush=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
@@ -248,6 +311,11 @@ def _fetch_verified(url, dest):
         expected = RAW_SHA256[_raw_name(dest.name)]
         if actual != expected:
             raise ChecksumError(f"downloaded content has SHA-256 {actual}, expected {expected}")
+        # mkstemp made the file private (0600); data files get the usual mode, 0666
+        # less the umask (read with the only portable call, which also sets it).
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         # Atomic: other processes see either no file or the complete, verified one.
         os.replace(tmp, dest)
     finally:
@@ -304,8 +372,10 @@ def _verify(path, raw):
             f"{path} does not contain the expected MNIST data.\n"
             f"  expected SHA-256 (uncompressed): {expected}\n"
             f"  actual SHA-256   (uncompressed): {actual}\n"
-            "The file was not used. Delete it and copy it again from the repository's "
-            "data/mnist (or let vae_prac download it)."
+            "The file was not used. " + (
+                "Delete it and copy it again from the repository's data/mnist (or let "
+                "vae_prac download it)." if _FROM_CHECKOUT else
+                "Delete it and let vae_prac download it again.")
         )
 
 
@@ -390,6 +460,8 @@ def binarize(images, method="threshold", seed=None):
     must not be compared.
     """
     _check_method(method)
+    if seed is not None:
+        seed = check_seed(seed)
     p = _intensity(_image_array(images))
     if method == "threshold":
         return (p > 0.5).astype(np.float32)
@@ -412,6 +484,8 @@ def train_dataset(images, batch_size=64, binarization="threshold", seed=0, shuff
     same for the same seed.
     """
     _check_method(binarization)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    seed = check_seed(seed)
     x = _image_array(images)  # uint8 stays uint8 here: 4x less memory than float32
     n = len(x)
     if not 1 <= batch_size <= n:
@@ -443,6 +517,8 @@ def eval_set_with_labels(n=5000, binarization="threshold", seed=0, data_dir=None
     Returns ``(x float32 [n,28,28,1], labels uint8 [n])``. "stochastic" uses the
     fixed `seed`, so the set is the same on every call and every machine.
     """
+    n = check_positive_int(n, "n")
+    seed = check_seed(seed)
     images, labels = load_mnist(split, data_dir=data_dir)
     if not 1 <= n <= len(images):
         raise ValueError(f"n must be between 1 and {len(images)} for split {split!r}, got {n}.")

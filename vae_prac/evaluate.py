@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.config import is_positive_int
+from vae_prac.config import (check_positive_int, check_seed, check_stateless_seed,
+                             is_positive_int)
 from vae_prac.data import validate_batch
 from vae_prac.elbo import elbo, log_importance_weights  # noqa: F401 (re-exported)
 
@@ -34,13 +35,12 @@ def iw_bound(model, x, k: int, seed=None, chunk_size: int | None = None):
     so any k fits in memory. With ``seed`` (a stateless seed) the result is reproducible.
     """
     x = tf.convert_to_tensor(x, tf.float32)
-    if not is_positive_int(k):
-        raise ValueError(f"k must be a positive number of samples, got {k!r}.")
+    k = check_positive_int(k, "k")
     if chunk_size is not None and not is_positive_int(chunk_size):
         raise ValueError(
             f"chunk_size must be a positive number of samples per chunk, or None to "
             f"choose one from the batch size; got {chunk_size!r}.")
-    k = int(k)
+    check_stateless_seed(seed)
     batch = int(x.shape[0])
     chunk = chunk_size or max(1, min(k, _MAX_SAMPLES_PER_CHUNK // max(batch, 1)))
     # One stateless seed per chunk; with seed=None, a fresh random one.
@@ -60,6 +60,9 @@ def log_px(model, x, k: int = 5000, batch_size: int = 100, seed: int = 0,
 
     ``progress`` shows a progress bar (useful for k in the thousands).
     """
+    k = check_positive_int(k, "k")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    seed = check_seed(seed)
     x = validate_batch(x).numpy()   # a clear error for grey levels, NaN or a wrong shape
     out = []
     starts = range(0, len(x), batch_size)
@@ -73,6 +76,9 @@ def log_px(model, x, k: int = 5000, batch_size: int = 100, seed: int = 0,
 
 def evaluate_elbo(model, x, batch_size: int = 1000, n_samples: int = 1, seed: int = 0):
     """The mean ELBO per image over ``x`` (nats), with reproducible noise."""
+    batch_size = check_positive_int(batch_size, "batch_size")
+    n_samples = check_positive_int(n_samples, "n_samples")
+    seed = check_seed(seed)
     x = validate_batch(x).numpy()   # a clear error for grey levels, NaN or a wrong shape
     if len(x) == 0:
         raise ValueError("evaluate_elbo needs at least one image; x is empty.")
@@ -112,7 +118,10 @@ ACTIVE_UNIT_THRESHOLD = 1e-2
 
 def posterior_mean_variance(model, x, batch_size: int = 1000):
     """The variance over the images x of each posterior mean E_{q_phi(z|x)}[z_u]; [d]."""
+    batch_size = check_positive_int(batch_size, "batch_size")
     x = validate_batch(x).numpy()
+    if len(x) == 0:
+        raise ValueError("posterior_mean_variance needs at least one image; x is empty.")
     mus = [model.encoder(x[start:start + batch_size])[0].numpy()
            for start in range(0, len(x), batch_size)]
     return np.var(np.concatenate(mus).astype(np.float64), axis=0)

@@ -40,6 +40,7 @@ import math
 import re
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -345,7 +346,12 @@ def execute_notebook(nb, cwd, total_timeout: float | None = None,
     client = NotebookClient(nb, km=_kernel_manager(memory_limit_gib), allow_errors=True,
                             record_timing=False, timeout=cell_timeout,
                             resources={"metadata": {"path": str(cwd)}})
-    with client.setup_kernel(cleanup_kc=True):
+    # The kernel's own console (its stdout and stderr) is not the grader's: whatever a
+    # submission prints reaches the notebook through the kernel's messages anyway, and
+    # a kernel stopped after a timeout may write a zmq traceback there as it shuts down
+    # (older ipykernels do), which would bury the table under noise.
+    with client.setup_kernel(cleanup_kc=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL):
         first_cell = time.monotonic()
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":

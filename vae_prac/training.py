@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -204,7 +205,8 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
       strategy: A ``tf.distribute.Strategy`` (e.g. ``MirroredStrategy`` on several
         GPUs); the global batch of ``batch_size`` is split between its replicas.
       progress: Show a progress bar (in a notebook, a widget when available).
-      verbose: Print one line every ``print_every`` iterations.
+      verbose: Print one line every ``print_every`` iterations; its examples/s is the
+        speed over the last ``log_every`` iterations (as in ``History``).
       train_images: uint8 images [N, 28, 28] to train on (default: MNIST's training set).
       eval_x: Binary images [n, 28, 28, 1] for the test ELBO (default: the first
         ``config.n_eval`` test digits).
@@ -250,19 +252,20 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
             if config.lr_schedule == "constant":
                 optimizer.learning_rate.assign(config.learning_rate)
             if verbose:
-                print(f"Resuming from {manager.latest_checkpoint} "
-                      f"at iteration {int(step.numpy())}.")
+                at = int(step.numpy())
+                print(f"Resuming from {manager.latest_checkpoint} at iteration {at}"
+                      + ("." if at < config.n_iterations else
+                         f": nothing to train (n_iterations is {config.n_iterations})."))
     start = int(step.numpy())
 
-    # Skipping `start` batches reproduces the data order of an uninterrupted run.
-    dataset = data.train_dataset(train_images, config.batch_size, config.binarization,
-                                 config.seed).skip(start)
-    iterator = iter(strategy.experimental_distribute_dataset(dataset)
-                    if strategy else dataset)
+    # The batches of data.train_dataset, from batch `start` on: the data order of an
+    # uninterrupted run.
     run_steps = _compile_train_loop(model, optimizer, step, strategy, config,
-                                    batch_elbo, train_step)
+                                    batch_elbo, train_step, train_images, start)
 
-    writer = tf.summary.create_file_writer(config.logdir) if config.logdir else None
+    # A writer creates its events file at once: none when there is nothing to train.
+    writer = (tf.summary.create_file_writer(config.logdir)
+              if config.logdir and start < config.n_iterations else None)
     history = History()
     result = TrainResult(model, history, start,
                          checkpoint_dir=manager.directory if manager else None)
@@ -273,7 +276,7 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
             # Run up to the next multiple of log_every (a resumed run may start mid-way).
             n = min(config.log_every - it % config.log_every, config.n_iterations - it)
             t0 = time.perf_counter()
-            elbo_sum, n_done = run_steps(iterator, tf.constant(n, tf.int64))
+            elbo_sum, n_done = run_steps(tf.constant(n, tf.int64))
             elapsed = time.perf_counter() - t0
             n_done = int(n_done)
             it = result.iteration = int(step.numpy())   # int() can't read a MirroredVariable
@@ -393,10 +396,12 @@ def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] 
                   batch_elbo: Optional[Callable] = None, train_step: Optional[Callable] = None):
     """One training step on a batch x: returns the batch ELBO and whether it was finite.
 
-    A step whose loss is NaN or Inf applies zero gradients, so the weights stay as they
-    were. ``seed`` is a stateless seed: fresh noise every step, yet reproducible. With
-    ``batch_elbo`` and ``train_step`` (see ``train``) the step is yours, compiled the
-    same way; a step of your own applies whatever update it computes.
+    A step whose loss is NaN or Inf changes neither the weights nor the optimizer's
+    state; with XLA or under a strategy it applies zero gradients instead, which leave
+    RMSProp's weights as they were but not Adam's (its momentum moves them). ``seed`` is
+    a stateless seed: fresh noise every step, yet reproducible. With ``batch_elbo`` and
+    ``train_step`` (see ``train``) the step is yours, compiled the same way; a step of
+    your own applies whatever update it computes.
     """
     jit = config.jit_compile if jit_compile is None else jit_compile
     if jit is None:   # XLA pays off on a GPU; on a CPU this small step runs faster without
@@ -425,23 +430,82 @@ def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] 
                 f"network, pass it to VAE(encoder=..., decoder=...) instead of "
                 f"replacing the attribute.")
         finite = tf.math.is_finite(loss)
-        grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
-        optimizer.apply(grads, model.trainable_variables)
+        if jit or tf.distribute.has_strategy():
+            # Zero gradients instead. Under a strategy the update all-reduces them (a
+            # merge_call), which TF refuses inside a branch of tf.cond; under XLA the
+            # branch would round differently from the runs before it.
+            grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+            optimizer.apply(grads, model.trainable_variables)
+        else:
+            # Not even a zero gradient: Adam's momentum alone would still move the weights.
+            def apply():
+                optimizer.apply(grads, model.trainable_variables)
+                return tf.constant(True)
+            tf.cond(finite, apply, lambda: tf.constant(False))
         return batch_elbo_value, finite
 
     return default_step
 
 
+
+
+def _batch_feed(train_images, config: Config, start: int):
+    """``next_batch(index)``: the training batches of ``data.train_dataset``, in the graph.
+
+    ``data.train_dataset`` (shuffle, batch, binarize in tf.data) defines the batches;
+    this gives the same ones, bit for bit, at a fraction of the cost per step: tf.data
+    only shuffles the indices 0..N-1 (its shuffle depends on the seed and on N, not on
+    what is shuffled), and the compiled loop gathers the images and binarizes them with
+    the same operations and the same stateless seed [seed, batch index]. ``start``
+    batches are skipped, as when resuming.
+    """
+    images = data._image_array(train_images)   # checked as data.train_dataset checks them
+    n = len(images)
+    # The shuffle buffer train() gets from data.train_dataset: its default.
+    buffer = inspect.signature(data.train_dataset).parameters["shuffle_buffer"].default
+    order = (tf.data.Dataset.range(n)
+             .shuffle(min(buffer, n), seed=config.seed, reshuffle_each_iteration=True)
+             .repeat()
+             .batch(config.batch_size, drop_remainder=True)
+             .skip(start)
+             .prefetch(2))
+    iterator = iter(order)
+    pixels = tf.constant(images)
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    seed = tf.constant(config.seed, tf.int64)
+
+    def next_batch(index):
+        batch = tf.gather(pixels, next(iterator))
+        p = tf.cast(batch, tf.float32) / scale
+        if config.binarization == "threshold":
+            return tf.cast(p > 0.5, tf.float32)
+        u = tf.random.stateless_uniform(batch.shape, seed=tf.stack([seed, index]))
+        return tf.cast(u < p, tf.float32)
+
+    return next_batch
+
+
 def _compile_train_loop(model, optimizer, step, strategy, config, batch_elbo=None,
-                        own_step=None):
-    """A compiled loop running up to n steps; returns (ELBO summed, steps done)."""
+                        own_step=None, train_images=None, start=0):
+    """A compiled loop running up to n steps; returns (ELBO summed, steps done).
+
+    ``run_steps(n)`` trains on ``train_images`` from batch ``step``, the batches of
+    ``data.train_dataset`` from ``start`` on.
+    """
     train_step = train_step_fn(model, optimizer, config, batch_elbo=batch_elbo,
                                train_step=own_step)
     distributed = strategy is not None
+    # data.train_dataset checks the images and the batch size, and defines the batches.
+    dataset = data.train_dataset(train_images, config.batch_size, config.binarization,
+                                 config.seed)
     if distributed:
         # Under a strategy the optimizer all-reduces the gradients (a merge_call), which
         # TF refuses inside a nested tf.function: run the step's Python body instead.
         train_step = train_step.python_function
+        # Skipping `start` batches reproduces the data order of an uninterrupted run.
+        iterator = iter(strategy.experimental_distribute_dataset(dataset.skip(start)))
+    else:
+        next_batch = _batch_feed(train_images, config, start)
 
     def replica_step(x, it):
         ctx = tf.distribute.get_replica_context()
@@ -450,19 +514,22 @@ def _compile_train_loop(model, optimizer, step, strategy, config, batch_elbo=Non
         it = tf.cast(it, tf.int32) * ctx.num_replicas_in_sync + replica
         return train_step(x, tf.stack([tf.constant(config.seed, tf.int32), it]))
 
-    def one_step(iterator):
+    def one_step():
         if not distributed:   # strategy.run costs ~30% of a small step on a CPU
-            return replica_step(next(iterator), step)
+            index = step.read_value()
+            return train_step(next_batch(index),
+                              tf.stack([tf.constant(config.seed, tf.int32),
+                                        tf.cast(index, tf.int32)]))
         batch_elbo, finite = strategy.run(replica_step, args=(next(iterator), step))
         return (strategy.reduce("SUM", batch_elbo, axis=None),
                 tf.reduce_all(strategy.experimental_local_results(finite)))
 
     @tf.function
-    def run_steps(iterator, n):
+    def run_steps(n):
         total = tf.constant(0.0)
         done = tf.constant(0, tf.int64)
         for _ in tf.range(n):
-            batch_elbo, finite = one_step(iterator)
+            batch_elbo, finite = one_step()
             if not finite:
                 break
             total += batch_elbo

@@ -1,0 +1,144 @@
+"""train()'s fast path gives the numbers of the plain way, bit for bit.
+
+``train()`` gathers and binarizes its batches inside the compiled loop instead of
+taking them from ``data.train_dataset``'s tf.data pipeline: a faster way to compute the
+same batches, which these tests compare with the pipeline's, exactly; and a whole
+run with a plain step-by-step loop over that pipeline.
+"""
+
+import numpy as np
+import keras
+import pytest
+import tensorflow as tf
+
+from vae_prac import Config, VAE, data, train
+from vae_prac.presets import preset
+from vae_prac.training import _batch_feed, make_optimizer, objective_fn, train_step_fn
+
+
+def images(n, seed=0):
+    return (np.random.default_rng(seed).random([n, 28, 28]) * 255).astype(np.uint8)
+
+
+def feed_batches(x, config, start, count):
+    next_batch = _batch_feed(x, config, start)
+    index = tf.Variable(start, dtype=tf.int64)
+
+    @tf.function
+    def one():
+        batch = next_batch(index.read_value())
+        index.assign_add(1)
+        return batch
+
+    return [one().numpy() for _ in range(count)]
+
+
+@pytest.mark.parametrize("n, batch_size, binarization, seed, start", [
+    (300, 20, "stochastic", 0, 0),     # several epochs; batches straddle their ends
+    (97, 8, "threshold", 3, 0),        # a remainder at every epoch's end
+    (97, 8, "stochastic", 5, 17),      # resumed at batch 17
+])
+def test_the_feed_gives_the_batches_of_train_dataset(n, batch_size, binarization, seed,
+                                                     start):
+    x = images(n)
+    config = Config(batch_size=batch_size, binarization=binarization, seed=seed)
+    count = 3 * n // batch_size + 2
+    keras.utils.set_random_seed(seed)     # as train() does before making either
+    expected = [b.numpy() for b, _ in zip(
+        data.train_dataset(x, batch_size, binarization, seed).skip(start), range(count))]
+    keras.utils.set_random_seed(seed)
+    got = feed_batches(x, config, start, count)
+    assert len(got) == len(expected) == count
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    # Stochastic batches are redrawn: not a fixed binarization of each image.
+    if binarization == "stochastic":
+        assert set(np.unique(got[0])) == {0.0, 1.0}
+
+
+def test_the_feed_shuffles_with_train_datasets_buffer():
+    # More images than the 60,000 of the shuffle buffer: the order depends on its size.
+    x = np.zeros([60_010, 28, 28], np.uint8)
+    x[:, 0, :16] = (np.arange(60_010)[:, None] >> np.arange(16) & 1) * 255   # its index
+    config = Config(batch_size=64, binarization="threshold", seed=1)
+    keras.utils.set_random_seed(1)
+    expected = [b.numpy() for b, _ in zip(data.train_dataset(x, 64, "threshold", 1),
+                                           range(3))]
+    keras.utils.set_random_seed(1)
+    for a, b in zip(feed_batches(x, config, 0, 3), expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_feed_takes_float_images_as_train_dataset_does():
+    x = images(50).astype(np.float32) / 255.0
+    config = Config(batch_size=10, binarization="stochastic", seed=2)
+    keras.utils.set_random_seed(2)
+    expected = [b.numpy() for b, _ in zip(data.train_dataset(x, 10, "stochastic", 2),
+                                           range(7))]
+    keras.utils.set_random_seed(2)
+    for a, b in zip(feed_batches(x, config, 0, 7), expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def reference_run(config, x, steps):
+    """The plain way: data.train_dataset's batches and optimizer.apply, step by step."""
+    keras.utils.set_random_seed(config.seed)
+    model = VAE.from_config(config)
+    optimizer = make_optimizer(config)
+    optimizer.build(model.trainable_variables)
+    objective = objective_fn(config)
+    batches = data.train_dataset(x, config.batch_size, config.binarization, config.seed)
+
+    @tf.function
+    def step(batch, i):
+        with tf.GradientTape() as tape:
+            value = objective(model, batch, tf.stack([tf.constant(config.seed), i]))
+            loss = -value
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return value
+
+    values = [float(step(batch, tf.constant(i))) for i, batch in zip(range(steps), batches)]
+    return values, [w.numpy() for w in model.weights]
+
+
+@pytest.mark.parametrize("config", [
+    Config(latent_dim=4, hidden_size=32, batch_size=16),
+    preset("burda-iwae-k5", latent_dim=4, hidden_size=32, batch_size=10, n_iterations=60),
+], ids=["default-settings", "burda-iwae"])
+def test_train_computes_what_the_plain_loop_computes(config):
+    x = images(120)
+    config = config.replace(n_iterations=60, log_every=1, print_every=60, n_eval=10,
+                            n_validation=0)
+    result = train(config, train_images=x, eval_x=np.zeros([10, 28, 28, 1], np.float32),
+                   progress=False, verbose=False)
+    values, weights = reference_run(config, x, 60)
+    np.testing.assert_array_equal(np.array(result.history.train_elbo) * config.batch_size,
+                                  np.array(values, np.float32))
+    for a, b in zip([w.numpy() for w in result.model.weights], weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_non_finite_step_leaves_weights_and_adam_state_alone():
+    config = Config(latent_dim=3, hidden_size=16, optimizer="adam", batch_size=4)
+    keras.utils.set_random_seed(0)
+    model = VAE.from_config(config)
+    optimizer = make_optimizer(config)
+    optimizer.build(model.trainable_variables)
+    step = train_step_fn(model, optimizer, config)
+    x = tf.constant((images(4) > 127).astype(np.float32)[..., None])
+    for i in range(3):   # momentum to carry on with, if the update ran
+        _, finite = step(x, tf.constant([0, i]))
+        assert bool(finite)
+    before = [v.numpy() for v in model.weights + list(optimizer.variables)]
+    layer = model.encoder.get_layer("gaussian_params")
+    kernel, bias = layer.get_weights()
+    broken = bias.copy()
+    broken[:3] = 1e20                    # 0.5 * mu^2 in the KL overflows to Inf
+    layer.set_weights([kernel, broken])
+    value, finite = step(x, tf.constant([0, 3]))
+    assert not bool(finite) and not np.isfinite(float(value))
+    layer.set_weights([kernel, bias])
+    after = [v.numpy() for v in model.weights + list(optimizer.variables)]
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(a, b)
