@@ -6,6 +6,8 @@ distributions; the gradient is checked against central finite differences; the s
 against the paper's stage lengths 3^i and rates 1e-3 * 10^(-i/7).
 """
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -116,6 +118,7 @@ def test_training_on_lk_runs_and_holds_out_the_validation_images(monkeypatch):
     seen = {}
     original = data.train_dataset
 
+    @functools.wraps(original)   # train() reads the pipeline's defaults from its signature
     def spy(images, *args, **kwargs):
         seen["n"] = len(images)
         seen["last"] = images[-1].copy()
