@@ -1,4 +1,7 @@
-"""A student notebook run in JupyterLab, in a real browser, as a student would.
+"""Not collected by `python -m pytest` yet (its name does not start with test_): run it
+with `python -m pytest tests/browser_jupyterlab.py` while it is made reliable enough for CI.
+
+A student notebook run in JupyterLab, in a real browser, as a student would.
 
 JupyterLab is started on 127.0.0.1 with a token, and headless Chromium (Debian's
 package, driven by Playwright) opens a copy of the student notebook 05 (the series'
