@@ -568,24 +568,6 @@ def test_train_on_a_finished_run_without_its_metrics_measures_them(trained, tmp_
 # --- small frictions ----------------------------------------------------------------
 
 
-def test_help_does_not_import_tensorflow():
-    # TensorFlow takes seconds to import; --help must not wait for it.
-    code = ("import sys\n"
-            "from vae_prac import cli\n"
-            "for argv in (['--help'], ['train', '--help'], ['evaluate', '--help']):\n"
-            "    try:\n"
-            "        cli.main(argv)\n"
-            "    except SystemExit:\n"
-            "        pass\n"
-            "print('imported:', [m for m in ('tensorflow', 'matplotlib', 'numpy')\n"
-            "                    if m in sys.modules], file=sys.stderr)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "imported: []" in result.stderr
-    assert "--log-every" in result.stdout and "examples/s" in result.stdout
-
-
 def test_seeds_out_of_range_are_refused_by_the_commands(trained):
     for command in ("evaluate", "sample"):
         status, _, err = run_cli(command, "--out", trained[0], "--seed", str(2**40))
