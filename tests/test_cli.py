@@ -568,6 +568,46 @@ def test_train_on_a_finished_run_without_its_metrics_measures_them(trained, tmp_
 # --- small frictions ----------------------------------------------------------------
 
 
+def test_help_does_not_import_tensorflow():
+    # TensorFlow takes seconds to import; --help must not wait for it.
+    code = ("import sys\n"
+            "from vae_prac import cli\n"
+            "for argv in (['--help'], ['train', '--help'], ['evaluate', '--help']):\n"
+            "    try:\n"
+            "        cli.main(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print('imported:', [m for m in ('tensorflow', 'matplotlib', 'numpy')\n"
+            "                    if m in sys.modules], file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "imported: []" in result.stderr
+    assert "--log-every" in result.stdout and "examples/s" in result.stdout
+
+
+@pytest.mark.parametrize("code", [
+    "import vae_prac.elbo; import vae_prac",
+    "from vae_prac.elbo import iwae_bound; import vae_prac",
+    "import vae_prac; vae_prac.elbo; import vae_prac.elbo",
+    "import vae_prac.training; import vae_prac",
+    "import vae_prac; from vae_prac import elbo; vae_prac.elbo = elbo",
+])
+def test_vae_prac_elbo_is_the_function_whichever_way_it_was_imported(code):
+    # The names are imported on first use: the module vae_prac.elbo must not replace
+    # the function vae_prac.elbo, whatever the user's code imported first.
+    check = ("\nimport sys\n"
+             "assert callable(vae_prac.elbo) and vae_prac.elbo.__module__ == 'vae_prac.elbo'"
+             ", vae_prac.elbo\n"
+             "assert sys.modules['vae_prac.elbo'].iwae_bound\n"
+             "print(vae_prac.train.__name__, vae_prac.Config.__name__)\n")
+    result = subprocess.run([sys.executable, "-c", code + check], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "train Config\n"
+    assert result.stderr == ""          # TensorFlow's start-up lines stay muted
+
+
 def test_seeds_out_of_range_are_refused_by_the_commands(trained):
     for command in ("evaluate", "sample"):
         status, _, err = run_cli(command, "--out", trained[0], "--seed", str(2**40))

@@ -1,9 +1,11 @@
-"""train()'s fast path gives the numbers of the plain way, bit for bit.
+"""The fast paths of training and evaluation give the numbers of the plain ones, bit for bit.
 
 ``train()`` gathers and binarizes its batches inside the compiled loop instead of
 taking them from ``data.train_dataset``'s tf.data pipeline: a faster way to compute the
-same batches, which these tests compare with the pipeline's, exactly; and a whole
-run with a plain step-by-step loop over that pipeline.
+same batches, which these tests compare with the pipeline's, exactly; and a whole run
+with a plain step-by-step loop over that pipeline. ``iw_bound`` computes log p(x|z) of
+binary images with one softplus per pixel instead of TFP's two: compared with
+``log_importance_weights``, exactly.
 """
 
 import numpy as np
@@ -12,6 +14,8 @@ import pytest
 import tensorflow as tf
 
 from vae_prac import Config, VAE, data, train
+from vae_prac.elbo import log_importance_weights
+from vae_prac.evaluate import iw_bound, log_px
 from vae_prac.presets import preset
 from vae_prac.training import _batch_feed, make_optimizer, objective_fn, train_step_fn
 
@@ -33,16 +37,20 @@ def feed_batches(x, config, start, count):
     return [one().numpy() for _ in range(count)]
 
 
-@pytest.mark.parametrize("n, batch_size, binarization, seed, start", [
-    (300, 20, "stochastic", 0, 0),     # several epochs; batches straddle their ends
-    (97, 8, "threshold", 3, 0),        # a remainder at every epoch's end
-    (97, 8, "stochastic", 5, 17),      # resumed at batch 17
+@pytest.mark.parametrize("n, batch_size, binarization, seed, start, count", [
+    (300, 20, "stochastic", 0, 0, 47),      # several epochs; batches straddle their ends
+    (97, 8, "threshold", 3, 0, 38),         # a remainder at every epoch's end
+    (97, 8, "stochastic", 5, 17, 38),       # resumed at batch 17
+    # Past the end of the first blocks of indices the feed takes from tf.data (409
+    # batches of 20; 2 batches of 3000), resumed or not.
+    (300, 20, "threshold", 1, 0, 900),
+    (7000, 3000, "stochastic", 2, 0, 9),
+    (7000, 3000, "stochastic", 2, 3, 7),
 ])
 def test_the_feed_gives_the_batches_of_train_dataset(n, batch_size, binarization, seed,
-                                                     start):
+                                                     start, count):
     x = images(n)
     config = Config(batch_size=batch_size, binarization=binarization, seed=seed)
-    count = 3 * n // batch_size + 2
     keras.utils.set_random_seed(seed)     # as train() does before making either
     expected = [b.numpy() for b, _ in zip(
         data.train_dataset(x, batch_size, binarization, seed).skip(start), range(count))]
@@ -142,3 +150,70 @@ def test_a_non_finite_step_leaves_weights_and_adam_state_alone():
     after = [v.numpy() for v in model.weights + list(optimizer.variables)]
     for a, b in zip(after, before):
         np.testing.assert_array_equal(a, b)
+
+
+def plain_iw_bound(model, x, k, seed, chunk):
+    """L_k the plain way: log_importance_weights (TFP's Bernoulli), chunk by chunk.
+
+    Compiled, as iw_bound compiles it: eagerly TF would not fuse the dense layers'
+    operations as it does in a graph, and the last bits would differ for that reason.
+    """
+    weights = tf.function(lambda x, n, s: log_importance_weights(model, x, n, seed=s),
+                          reduce_retracing=True)
+    seeds = tf.random.experimental.stateless_split(tf.constant(seed, tf.int32),
+                                                   num=-(-k // chunk))
+    total = tf.fill([len(x)], -np.inf)
+    for i, start in enumerate(range(0, k, chunk)):
+        log_w = weights(x, tf.constant(min(chunk, k - start)), seeds[i])
+        total = tf.experimental.numpy.logaddexp(total, tf.reduce_logsumexp(log_w, axis=0))
+    return (total - tf.math.log(float(k))).numpy()
+
+
+def a_model(activation="tanh"):
+    keras.utils.set_random_seed(1)
+    model = VAE(latent_dim=5, hidden_size=32, activation=activation)
+    for w in model.trainable_weights:   # larger weights: logits far from 0, as in training
+        w.assign(w + tf.random.stateless_normal(w.shape, seed=[3, 4]) * 0.3)
+    return model
+
+
+@pytest.mark.parametrize("activation, k, chunk", [("tanh", 50, 7), ("relu", 30, 30)])
+def test_iw_bound_on_binary_images_is_the_plain_bound_to_the_last_bit(digits, activation,
+                                                                     k, chunk):
+    model = a_model(activation)
+    x = tf.constant(digits[:40])
+    fast = iw_bound(model, x, k, seed=(2, 9), chunk_size=chunk).numpy()
+    np.testing.assert_array_equal(fast, plain_iw_bound(model, x, k, (2, 9), chunk))
+    assert hasattr(model, "_vae_prac_log_weights_binary")   # the fast path ran
+    # log_px runs iw_bound on batches with seeds (seed, b).
+    np.testing.assert_array_equal(log_px(model, digits[:40], k=k, batch_size=20, seed=3)[20:],
+                                  plain_iw_bound(model, x[20:], k, (3, 1), k))
+
+
+def test_iw_bound_keeps_tfps_likelihood_where_the_shortcut_would_not_hold(digits):
+    model = a_model()
+    grey = tf.constant(digits[:10] * 0.5 + 0.25)       # not binary: TFP's formula stays
+    np.testing.assert_array_equal(iw_bound(model, grey, 12, seed=(1, 1), chunk_size=5),
+                                  plain_iw_bound(model, grey, 12, (1, 1), 5))
+
+    class Tempered(VAE):                                # a likelihood of one's own
+        def likelihood(self, z):
+            return super().likelihood(z * 0.5)
+
+    keras.utils.set_random_seed(1)
+    other = Tempered(latent_dim=5, hidden_size=32)
+    x = tf.constant(digits[:10])
+    np.testing.assert_array_equal(iw_bound(other, x, 12, seed=(1, 2), chunk_size=5),
+                                  plain_iw_bound(other, x, 12, (1, 2), 5))
+    # Inside a tf.function the images can't be checked: the plain way, same numbers.
+    in_graph = tf.function(lambda x: iw_bound(model, x, 12, seed=(1, 3), chunk_size=4))
+    np.testing.assert_array_equal(in_graph(x), plain_iw_bound(model, x, 12, (1, 3), 4))
+
+
+def test_the_feed_shuffles_with_train_datasets_buffer():
+    # _batch_feed copies data.train_dataset's default shuffle buffer; were they to
+    # differ, the batches would differ only for training sets larger than the smaller.
+    import inspect
+    from vae_prac import training
+    default = inspect.signature(data.train_dataset).parameters["shuffle_buffer"].default
+    assert training._SHUFFLE_BUFFER == default

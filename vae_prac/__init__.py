@@ -3,9 +3,16 @@
 The library behind the vae_prac notebook series (grown out of the Deep Learning Indaba
 2017 VAE practical). Notation: q_phi(z|x) is the encoder, p_theta(x|z) the decoder,
 p(z) = N(0, I) the prior.
+
+Its names (``vae_prac.train``, ``vae_prac.Config``, ...) are imported on first use, and
+TensorFlow only with the first module that needs it, so ``vae-prac --help`` answers at
+once instead of after TensorFlow's few seconds of start-up.
 """
 
+import importlib
 import os
+import sys
+import types
 
 
 def _import_tensorflow_quietly():
@@ -27,19 +34,82 @@ def _import_tensorflow_quietly():
         os.close(devnull)
 
 
-_import_tensorflow_quietly()
+# The modules that do not need TensorFlow (the command line's own, for --help).
+_WITHOUT_TENSORFLOW = {f"{__name__}.{m}" for m in ("__main__", "cli", "config", "presets")}
 
-from vae_prac.config import Config  # noqa: E402
-from vae_prac.elbo import ElboTerms, batch_elbo, elbo, kl_analytic, kl_monte_carlo  # noqa: E402
-from vae_prac.evaluate import evaluate_elbo, iw_bound, log_px  # noqa: E402
-from vae_prac.model import (VAE, generative_network, inference_network,  # noqa: E402
-                            likelihood, posterior, prior, reparameterize)
-from vae_prac.training import (History, NonFiniteLossError, TrainResult,  # noqa: E402
-                               gradient_step, restore, train)
+
+class _TensorFlowFirst:
+    """Imports TensorFlow quietly just before the first module of vae_prac that needs it
+    (whichever way it is imported), then lets the usual finders import that module.
+    (A finder of sys.meta_path needs only find_spec; importlib.abc costs an import.)"""
+
+    done = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if (not self.done and fullname.startswith(__name__ + ".")
+                and fullname not in _WITHOUT_TENSORFLOW):
+            self.done = True   # (removing itself from sys.meta_path here would make
+            _import_tensorflow_quietly()   # the import machinery skip the next finder)
+        return None
+
+
+sys.meta_path.insert(0, _TensorFlowFirst())
 
 __version__ = "0.1.0"
 #: Where the course lives; the notebooks' Colab badges and install cell point here.
 REPO_URL = "https://github.com/vae-prac/vae_prac"
+
+# name -> the module that defines it, imported on first use (PEP 562).
+_EXPORTS = {
+    "Config": "config",
+    "ElboTerms": "elbo", "batch_elbo": "elbo", "elbo": "elbo", "kl_analytic": "elbo",
+    "kl_monte_carlo": "elbo",
+    "evaluate_elbo": "evaluate", "iw_bound": "evaluate", "log_px": "evaluate",
+    "VAE": "model", "generative_network": "model", "inference_network": "model",
+    "likelihood": "model", "posterior": "model", "prior": "model",
+    "reparameterize": "model",
+    "History": "training", "NonFiniteLossError": "training", "TrainResult": "training",
+    "gradient_step": "training", "restore": "training", "train": "training",
+}
+
+
+# As before: `import vae_prac` then `vae_prac.training.make_optimizer(...)` works.
+_SUBMODULES = {"checks", "cli", "config", "data", "elbo", "evaluate", "grading", "model",
+               "plotting", "presets", "pretrained", "student", "training", "verification"}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)
+
+
+class _Package(types.ModuleType):
+    """vae_prac's module type: ``vae_prac.elbo`` stays the function.
+
+    The function ``elbo`` shares its name with the module ``vae_prac.elbo`` that defines
+    it, and Python binds a submodule on its package when it first imports it (``import
+    vae_prac.elbo``, ``from vae_prac.elbo import ...``). Eagerly imported, the function
+    was bound after the module; imported on first use, the order depends on the user's
+    code, so the binding is intercepted here.
+    """
+
+    def __setattr__(self, name, value):
+        if name == "elbo" and isinstance(value, types.ModuleType):
+            value = value.elbo
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "Config", "VAE", "inference_network", "generative_network", "reparameterize",
