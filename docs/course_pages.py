@@ -48,8 +48,8 @@ def _student_tool():
 
     Its markers (``### BEGIN SOLUTION``, the ``answer`` tag) and ``strip_solutions``
     define what an answer is, so the site uses them rather than a copy. Importing it
-    as ``vae_prac.student`` would import TensorFlow (the package's ``__init__``), which
-    building a web page does not need.
+    as ``vae_prac.student`` would also import TensorFlow, which building web pages
+    does not need.
     """
     spec = importlib.util.spec_from_file_location("_vae_prac_student", ROOT / "vae_prac" / "student.py")
     module = importlib.util.module_from_spec(spec)

@@ -106,8 +106,10 @@ def base_url(site):
 def browser():
     path = chromium_path()
     with sync_playwright() as playwright:
+        # Scroll bars shown, as a reader sees them (a wide derivation scrolls sideways).
         browser = playwright.chromium.launch(executable_path=path, headless=True,
-                                             args=CHROMIUM_ARGS)
+                                             args=CHROMIUM_ARGS,
+                                             ignore_default_args=["--hide-scrollbars"])
         yield browser
         browser.close()
 
@@ -332,21 +334,20 @@ def test_search_box_finds_the_notebook_that_explains_jensen(open_page):
 
 
 def test_screenshots_of_a_page_with_maths_and_an_answer(open_page):
-    """02's derivation of the ELBO down to the Math Task under it, its answer closed, then
-    open; and the home page."""
+    """02's derivation of the ELBO down to its Math Task, the answer closed then open;
+    and the home page."""
     ARTIFACTS.mkdir(exist_ok=True)
-    page, _ = open_page("notebooks/02_the_elbo.html")
-    heading = page.get_by_role("heading", name=re.compile("A lower bound"))
-    answer = page.locator("details.vae-answer").nth(1)
+    # Tall enough to hold the whole stretch, so one screenshot shows it as it is seen.
+    page, _ = open_page("notebooks/02_the_elbo.html", viewport={"width": 1280, "height": 2400})
+    heading = page.get_by_role("heading", name=re.compile("A lower bound"), level=2)
+    answer = page.locator("details.vae-answer").nth(1)       # the Math Task's, below it
     assert answer.get_attribute("open") is None
 
     def shot(name):
-        scrolled = page.evaluate("window.scrollY")
-        top = heading.bounding_box()["y"] + scrolled
-        box = answer.bounding_box()
-        bottom = box["y"] + box["height"] + scrolled
-        page.screenshot(path=ARTIFACTS / name, full_page=True,
-                        clip={"x": 0, "y": top - 16, "width": 1280, "height": bottom - top + 32})
+        heading.evaluate("e => e.scrollIntoView({block: 'start'})")
+        top, box = heading.bounding_box()["y"], answer.bounding_box()
+        page.screenshot(path=ARTIFACTS / name, clip={
+            "x": 0, "y": top - 16, "width": 1280, "height": box["y"] + box["height"] - top + 32})
     shot("site-02-maths-and-toggle.png")
     answer.locator(":scope > summary").click()
     answer.locator(":scope > :not(summary)").first.wait_for(state="visible")
