@@ -33,13 +33,13 @@ import statistics
 import sys
 import time
 
-import vae_prac  # first: imports TensorFlow with its start-up lines muted
+import vae_prac
+from vae_prac import data, training  # first: TensorFlow's start-up lines muted
 import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac import data, training
 from vae_prac.config import Config
 from vae_prac.evaluate import evaluate_elbo, log_px
 from vae_prac.model import VAE

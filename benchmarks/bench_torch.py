@@ -88,7 +88,8 @@ except ImportError:
              "Install it into this environment first: `pip install torch` (or, smaller, "
              "`pip install torch --index-url https://download.pytorch.org/whl/cpu`).")
 
-import vae_prac  # noqa: E402  (imports TensorFlow with its start-up lines muted)
+import vae_prac  # noqa: E402
+import vae_prac.model  # noqa: E402,F401  (first: TensorFlow's start-up lines muted)
 import tensorflow as tf  # noqa: E402
 
 

@@ -24,9 +24,8 @@ import time
 
 import numpy as np
 
-import vae_prac  # first: imports TensorFlow with its start-up lines muted
+from vae_prac import data, pretrained, training  # first: TensorFlow's start-up lines muted
 import tensorflow as tf
-from vae_prac import data, pretrained, training
 from vae_prac.config import Config
 from vae_prac.evaluate import active_units, evaluate_elbo, log_px
 from vae_prac.presets import PRESETS
