@@ -1,7 +1,4 @@
-"""Not collected by `python -m pytest` yet (its name does not start with test_): run it
-with `python -m pytest tests/browser_jupyterlab.py` while it is made reliable enough for CI.
-
-A student notebook run in JupyterLab, in a real browser, as a student would.
+"""A student notebook run in JupyterLab, in a real browser, as a student would.
 
 JupyterLab is started on 127.0.0.1 with a token, and headless Chromium (Debian's
 package, driven by Playwright) opens a copy of the student notebook 05 (the series'
@@ -45,7 +42,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 # What a student types after the notebook: README's own example, shortened.
-TYPED_CELL = ("result = vae_prac.train(vae_prac.Config(n_iterations=300, log_every=100, "
+TYPED_CELL = ("quick = vae_prac.train(vae_prac.Config(n_iterations=300, log_every=100, "
               "print_every=300), verbose=False)")
 CHECK_LINE = re.compile(r"\[check ([\w.-]+)\]")
 TEXT_PROGRESS_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+")      # tqdm drawn as text
@@ -139,19 +136,98 @@ def stop(server, sig):
         pass                                   # already gone
 
 
-def outputs_of(page, cell):
+def outputs_of(cell):
     """[(mime type, text)] of a cell's outputs, as JupyterLab shows them."""
     return cell.locator(".jp-OutputArea-output").evaluate_all(
         "els => els.map(e => [e.getAttribute('data-mime-type') || '', e.innerText])")
 
 
+def open_notebook(page, url, n_code_cells):
+    """Load JupyterLab with the notebook, and wait for its cells and an idle kernel."""
+    page.goto(url, wait_until="domcontentloaded", timeout=UI_START_S * 1000)
+    cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-CodeCell")
+    # JupyterLab's start-up in the browser is heavy: minutes on a busy machine.
+    cells.first.wait_for(timeout=UI_START_S * 1000)
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
+        timeout=UI_START_S * 1000)
+    try:    # cells are rendered a few at a time
+        page.wait_for_function(
+            f"() => document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell').length >= {n_code_cells}",
+            timeout=UI_START_S * 1000, polling=1000)
+    finally:
+        assert cells.count() == n_code_cells, (
+            f"JupyterLab shows {cells.count()} code cells, the notebook has {n_code_cells}.")
+    return cells
+
+
+def run_all(page, cells) -> list[int]:
+    """Run > Run All Cells, from the menu; returns the code cells that did not run."""
+    cells.first.locator(".jp-InputArea-prompt").click()     # the notebook is the current document
+    page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-item:not(.lm-mod-disabled)",
+                 has_text=re.compile(r"^Run All Cells")).click()
+    prompts = page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt")
+    try:
+        prompts.first.filter(has_text=re.compile(r"\[(\*|\d+)\]")).wait_for(timeout=120_000)
+    except Exception as err:
+        raise AssertionError("Run > Run All Cells did not start running the notebook.") from err
+    # Done when no cell is running or queued ([*]): all ran, or Run All stopped at an
+    # error and left the rest unrun ([ ]).
+    page.wait_for_function(
+        """() => ![...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt')]
+                  .some(p => p.innerText.includes('*'))""", timeout=RUN_ALL_S * 1000, polling=2000)
+    return [i for i, text in enumerate(prompts.all_inner_texts()) if not re.search(r"\[\d+\]", text)]
+
+
+def what_the_student_sees(cells, code_cells, not_run) -> list[str]:
+    """Problems in the outputs, compared with the solution's stored ones."""
+    problems, student_checks = [], set()
+    for index in range(cells.count()):
+        for mime, text in outputs_of(cells.nth(index)):
+            if mime in ("application/vnd.jupyter.stderr", "application/vnd.jupyter.error"):
+                problems.append(f"cell {index}: {mime.split('.')[-1]} block: {text[:600]}")
+            if TEXT_PROGRESS_BAR.search(text):
+                problems.append(f"cell {index}: a progress bar drawn as text: {text[:200]}")
+            student_checks.update(CHECK_LINE.findall(text))
+        stored = code_cells[index].get("outputs", [])
+        figures = cells.nth(index).locator(".jp-OutputArea-output img")
+        if any("image/png" in o.get("data", {}) for o in stored) and figures.count() == 0:
+            problems.append(f"cell {index}: the solution shows a figure here, the student sees none")
+        not_loaded = figures.evaluate_all("imgs => imgs.filter(i => !(i.naturalWidth > 0)).length")
+        if not_loaded:
+            problems.append(f"cell {index}: {not_loaded} figure(s) did not load")
+    if not_run:
+        problems.append(f"cells {not_run} did not run: Run All stopped at an error")
+    solution_checks = {name for c in code_cells for o in c.get("outputs", [])
+                       for name in CHECK_LINE.findall("".join(o.get("text", "")))}
+    if student_checks != solution_checks:
+        problems.append(f"check lines printed: {sorted(student_checks)}; the solution "
+                        f"prints {sorted(solution_checks)}")
+    return problems
+
+
+def add_and_run_cell(page, source: str):
+    """A new code cell at the end of the notebook, typed and run as a student does."""
+    code_cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-CodeCell")
+    cell = code_cells.nth(code_cells.count())      # the one about to be added
+    page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").last.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")                       # a new cell below, in command mode
+    page.keyboard.press("Enter")                   # edit it
+    page.keyboard.insert_text(source)
+    page.keyboard.press("Shift+Enter")             # run it (and open an empty cell below)
+    cell.locator(".jp-InputArea-prompt", has_text=re.compile(r"\[\d+\]")).wait_for(timeout=600_000)
+    return cell
+
+
 def test_student_notebook_runs_in_jupyterlab_as_a_student_sees_it(jupyterlab):
     chromium = requirements()
     from playwright.sync_api import sync_playwright
-    url, work = jupyterlab
+    url, _ = jupyterlab
     solution = json.loads((ROOT / "notebooks" / "solutions" / NOTEBOOK).read_text(encoding="utf-8"))
     code_cells = [c for c in solution["cells"] if c["cell_type"] == "code"]
     training = next(i for i, c in enumerate(code_cells) if "vae_prac.train(" in "".join(c["source"]))
+    ARTIFACTS.mkdir(exist_ok=True)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, headless=True,
@@ -161,81 +237,35 @@ def test_student_notebook_runs_in_jupyterlab_as_a_student_sees_it(jupyterlab):
         console_errors = []
         page.on("console", lambda m: m.type == "error" and console_errors.append(
             (m.text, m.location.get("url", ""))))
-        page.goto(url, wait_until="domcontentloaded", timeout=180_000)
-        cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-CodeCell")
-        # JupyterLab's start-up in the browser is heavy: minutes on a busy machine.
-        cells.first.wait_for(timeout=UI_START_S * 1000)
-        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
-            timeout=UI_START_S * 1000)
-        try:    # cells are rendered a few at a time
-            page.wait_for_function(
-                f"() => document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell').length >= {len(code_cells)}",
-                timeout=UI_START_S * 1000, polling=1000)
+        try:
+            cells = open_notebook(page, url, len(code_cells))
+            not_run = run_all(page, cells)
+
+            training_cell = cells.nth(training)
+            figures = training_cell.locator(".jp-OutputArea-output img")
+            (figures.last if figures.count() else training_cell).scroll_into_view_if_needed()
+            page.screenshot(path=ARTIFACTS / "jupyterlab-05-after-training.png")
+            problems = what_the_student_sees(cells, code_cells, not_run)
+            assert not problems, "In JupyterLab the student sees:\n" + "\n".join(problems)
+
+            # train() as README shows it, with its default progress bar.
+            typed = add_and_run_cell(page, TYPED_CELL)
+            shown = outputs_of(typed)
+            bar = typed.locator(".jp-OutputArea-output .widget-hprogress .progress-bar")
+            assert bar.count() == 1, (
+                f"The progress bar of vae_prac.train() is not a widget in JupyterLab; the cell "
+                f"shows {shown}. (tqdm needs ipywidgets in the kernel's environment.)")
+            label = typed.locator(".widget-hbox").first.inner_text()
+            assert "300/300" in label and bar.evaluate("e => e.style.width") == "100%", (
+                f"The progress bar did not reach the end of training: {label!r}")
+            assert not [m for m, _ in shown if m.endswith(("stderr", "error"))], shown
+            typed.scroll_into_view_if_needed()
+            page.screenshot(path=ARTIFACTS / "jupyterlab-progress-widget.png")
+        except BaseException:
+            page.screenshot(path=ARTIFACTS / "jupyterlab-failure.png")   # what went wrong, seen
+            raise
         finally:
-            assert cells.count() == len(code_cells), (
-                f"JupyterLab shows {cells.count()} code cells, the notebook has {len(code_cells)}.")
-
-        # Run > Run All Cells, through the menu.
-        page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-        page.locator(".lm-Menu-item", has_text=re.compile(r"^Run All Cells")).click()
-        prompts = page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt")
-        page.wait_for_function(
-            """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt')]
-                     .every(p => /\\[\\d+\\]/.test(p.innerText))""", timeout=RUN_ALL_S * 1000,
-            polling=2000)
-        assert prompts.count() == len(code_cells)
-
-        training_cell = cells.nth(training)
-        training_cell.scroll_into_view_if_needed()
-        training_cell.locator(".jp-OutputArea-output img").last.scroll_into_view_if_needed()
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=ARTIFACTS / "jupyterlab-05-after-training.png")
-
-        problems, student_checks = [], {}
-        for index in range(cells.count()):
-            shown = outputs_of(page, cells.nth(index))
-            for mime, text in shown:
-                if mime in ("application/vnd.jupyter.stderr", "application/vnd.jupyter.error"):
-                    problems.append(f"cell {index}: {mime.split('.')[-1]} block: {text[:400]}")
-                if TEXT_PROGRESS_BAR.search(text):
-                    problems.append(f"cell {index}: a progress bar drawn as text: {text[:200]}")
-                for name in CHECK_LINE.findall(text):
-                    student_checks[name] = text
-            stored = code_cells[index].get("outputs", [])
-            wants_figure = any("image/png" in o.get("data", {}) for o in stored)
-            figures = cells.nth(index).locator(".jp-OutputArea-output img")
-            if wants_figure and figures.count() == 0:
-                problems.append(f"cell {index}: the solution shows a figure here, the student sees none")
-            not_loaded = figures.evaluate_all("imgs => imgs.filter(i => !(i.naturalWidth > 0)).length")
-            if not_loaded:
-                problems.append(f"cell {index}: {not_loaded} figure(s) did not load")
-        solution_checks = {name for c in code_cells for o in c.get("outputs", [])
-                           for name in CHECK_LINE.findall("".join(o.get("text", "")))}
-        if set(student_checks) != solution_checks:
-            problems.append(f"check lines printed: {sorted(student_checks)}; the solution "
-                            f"prints {sorted(solution_checks)}")
-        assert not problems, "In JupyterLab the student sees:\n" + "\n".join(problems)
-
-        # A cell the student adds: train() with its default progress bar.
-        cells.last.click()
-        page.keyboard.press("Escape")
-        page.keyboard.press("b")                       # a new cell below, in command mode
-        page.keyboard.press("Enter")                   # edit it
-        page.keyboard.insert_text(TYPED_CELL)
-        page.keyboard.press("Shift+Enter")
-        typed = cells.nth(len(code_cells))
-        typed.locator(".jp-InputArea-prompt", has_text=re.compile(r"\[\d+\]")).wait_for(timeout=600_000)
-        bar = typed.locator(".widget-progress")
-        shown = outputs_of(page, typed)
-        assert bar.count() == 1, (
-            f"The progress bar of vae_prac.train() is not a widget in JupyterLab; the cell "
-            f"shows {shown}. (tqdm needs ipywidgets in the kernel's environment.)")
-        label = typed.locator(".widget-hbox").first.inner_text()
-        assert "300/300" in label, f"The progress bar did not reach 300/300: {label!r}"
-        assert not [m for m, _ in shown if m.endswith(("stderr", "error"))], shown
-        typed.scroll_into_view_if_needed()
-        page.screenshot(path=ARTIFACTS / "jupyterlab-progress-widget.png")
-        browser.close()
+            browser.close()
     # The notebooks' Colab badges are images from Google: a student online sees them,
     # this machine is offline. Any other error in the browser counts.
     origin = url.split("/lab/")[0]
