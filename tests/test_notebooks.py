@@ -148,7 +148,7 @@ def test_blank_student_notebook_runs_all_to_the_end(path):
     assert grade.expected, "the solution notebook has no check lines to expect"
     assert grade.errors == [], f"Run All would stop at cell {grade.errors[0].index}: " \
                                f"{grade.errors[0].ename}: {grade.errors[0].evalue}"
-    assert grade.checks == dict.fromkeys(grade.expected, "not done yet")
+    assert grade.checks == dict.fromkeys(grade.expected, "not done yet"), grade.details
     assert grade.printed == grade.checks   # what the student saw agrees with the grader
 
 
@@ -175,7 +175,7 @@ def test_half_done_notebook_runs_to_the_end_and_grades_what_was_done(path, tmp_p
     assert grade.problem is None and grade.errors == [], (grade.problem, grade.errors)
     assert done and set(done) < set(grade.expected)
     assert grade.checks == {name: "passed" if name in done else "not done yet"
-                            for name in grade.expected}
+                            for name in grade.expected}, grade.details
 
 
 PLAN_LINE = re.compile(r"^\d+\. .*? · (core|take-home) · (\d+) min", re.M)
