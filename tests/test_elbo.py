@@ -132,3 +132,44 @@ def test_the_elbo_is_below_the_log_likelihood(small_vae, digits):
     log_p = log_px(vae, x, k=200, seed=1)
     gap = log_p - lower
     assert gap.mean() > Z * gap.std(ddof=1) / np.sqrt(len(gap)), gap
+
+
+# --- notebook 07: L_k from log weights, the beta-weighted ELBO ----------------------
+
+
+def test_log_mean_exp_is_l_k_and_never_forms_the_weights():
+    from vae_prac.elbo import iwae_bound, log_importance_weights, log_mean_exp
+    from vae_prac.model import VAE
+
+    log_w = tf.constant(rng.normal(-600.0, 3.0, [7, 5]), tf.float32)   # exp underflows
+    a = log_w.numpy().astype(np.float64)
+    expected = a.max(0) + np.log(np.exp(a - a.max(0)).mean(0))
+    np.testing.assert_allclose(log_mean_exp(log_w), expected, rtol=1e-6)
+    np.testing.assert_allclose(log_mean_exp(log_w[:1]), a[0], rtol=1e-6)   # k = 1
+
+    model = VAE(latent_dim=3, hidden_size=8)
+    x = tf.constant((rng.random([4, 28, 28, 1]) < 0.3).astype(np.float32))
+    np.testing.assert_allclose(
+        log_mean_exp(log_importance_weights(model, x, 10, seed=(1, 2))),
+        iwae_bound(model, x, 10, seed=(1, 2)), rtol=1e-6)
+
+
+def test_beta_elbo_is_the_batch_elbo_at_beta_1_and_linear_in_beta():
+    from vae_prac.elbo import beta_elbo
+    from vae_prac.model import VAE
+
+    model = VAE(latent_dim=3, hidden_size=8)
+    x = tf.constant((rng.random([4, 28, 28, 1]) < 0.3).astype(np.float32))
+    terms = elbo(model, x, seed=(3, 4))
+    at = {b: float(beta_elbo(model, x, (3, 4), b)) for b in (0.0, 1.0, 2.5)}
+    np.testing.assert_allclose(at[1.0], float(batch_elbo(model, x, seed=(3, 4))), rtol=1e-6)
+    np.testing.assert_allclose(at[0.0], float(tf.reduce_sum(terms.expected_log_likelihood)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(at[0.0] - at[2.5], 2.5 * float(tf.reduce_sum(terms.kl)),
+                               rtol=1e-4)
+    # A tf.Variable beta is read at every call of a compiled function (the KL warm-up).
+    beta = tf.Variable(0.0)
+    compiled = tf.function(lambda: beta_elbo(model, x, (3, 4), beta))
+    first = float(compiled())
+    beta.assign(1.0)
+    np.testing.assert_allclose([first, float(compiled())], [at[0.0], at[1.0]], rtol=1e-6)

@@ -281,3 +281,23 @@ def test_deeper_networks_and_custom_networks():
     assert {id(v) for v in encoder.trainable_variables} <= {id(v) for v in custom.trainable_variables}
     assert len(custom.trainable_variables) == len(encoder.trainable_variables) + len(
         custom.decoder.trainable_variables)
+
+
+def test_conv_networks_fit_the_vae_for_any_batch_size():
+    from vae_prac.elbo import elbo
+    from vae_prac.model import conv_networks
+
+    encoder, decoder = conv_networks(latent_dim=6, filters=8)
+    kinds = {type(layer).__name__ for net in (encoder, decoder) for layer in net.layers}
+    assert {"Conv2D", "Conv2DTranspose"} <= kinds
+    model = VAE(6, encoder=encoder, decoder=decoder)
+    for batch in (1, 3):
+        x = tf.constant((np.random.default_rng(batch).random([batch, 28, 28, 1]) < 0.3)
+                        .astype(np.float32))
+        mu, sigma = model.encoder(x)
+        assert mu.shape == sigma.shape == (batch, 6) and np.all(sigma.numpy() > 0)
+        assert model.decoder(mu).shape == (batch, 28, 28, 1)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(elbo(model, x, seed=(0, 1)).elbo)
+    grads = tape.gradient(value, model.trainable_variables)
+    assert np.isfinite(float(value)) and all(g is not None for g in grads)

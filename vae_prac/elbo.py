@@ -113,3 +113,26 @@ def batch_elbo(model, x, seed=None, n_samples: int = 1):
     stand in for each other (``train(..., batch_elbo=...)``, the training step).
     """
     return tf.reduce_sum(elbo(model, x, n_samples=n_samples, seed=seed).elbo)
+
+
+def log_mean_exp(log_w, axis: int = 0):
+    """log (1/k) sum_i exp(log_w_i) over ``axis`` (of length k), without forming exp(log_w).
+
+    Applied to log importance weights [k, batch] it gives L_k per image (notebook 07's
+    Code Task): the weights themselves underflow in float32 for real images.
+    """
+    log_w = tf.convert_to_tensor(log_w)
+    k = tf.cast(tf.shape(log_w)[axis], log_w.dtype)
+    return tf.reduce_logsumexp(log_w, axis=axis) - tf.math.log(k)
+
+
+def beta_elbo(model, x, seed=None, beta=1.0):
+    """E_q[log p_theta(x|z)] - beta * KL(q_phi(z|x) || p(z)), summed over the batch.
+
+    The objective of the beta-VAE (Higgins et al., 2017); beta = 1 is the ELBO. ``beta``
+    may be a ``tf.Variable`` (a KL warm-up changes it while training runs). With
+    ``functools.partial(beta_elbo, beta=...)`` it is a ``batch_elbo`` for ``train``.
+    """
+    terms = elbo(model, x, seed=seed)
+    beta = tf.cast(beta, terms.kl.dtype)
+    return tf.reduce_sum(terms.expected_log_likelihood - beta * terms.kl)

@@ -224,3 +224,31 @@ def two_seeds(seed):
         return None, None
     first, second = tfp.random.split_seed(stateless_seed(seed), n=2)
     return first, second
+
+
+def conv_networks(latent_dim: int = 32, filters: int = 32):
+    """A convolutional encoder and decoder for 28x28x1 images: ``(encoder, decoder)``.
+
+    Encoder: two 3x3 convolutions with stride 2 (28 -> 14 -> 7 pixels, ``filters`` and
+    2 * ``filters`` channels, ReLU) -> flatten -> dense(2 * latent_dim) -> (mu, sigma),
+    sigma = 1e-6 + softplus. Decoder: dense to 7x7x``filters`` (ReLU) -> two 3x3
+    transposed convolutions with stride 2 (7 -> 14 -> 28) -> a 3x3 convolution to one
+    channel of logits. Pass them on as ``VAE(latent_dim, encoder=..., decoder=...)``.
+    """
+    x = keras.Input(shape=IMAGE_SHAPE, name="x")
+    h = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
+    h = keras.layers.Conv2D(2 * filters, 3, strides=2, padding="same", activation="relu")(h)
+    params = keras.layers.Dense(2 * latent_dim)(keras.layers.Flatten()(h))
+    mu = params[:, :latent_dim]
+    sigma = 1e-6 + keras.ops.softplus(params[:, latent_dim:])
+    encoder = keras.Model(x, [mu, sigma], name="conv_encoder")
+
+    z = keras.Input(shape=(latent_dim,), name="z")
+    h = keras.layers.Dense(7 * 7 * filters, activation="relu")(z)
+    h = keras.layers.Reshape((7, 7, filters))(h)
+    h = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(h)
+    h = keras.layers.Conv2DTranspose(filters // 2, 3, strides=2, padding="same",
+                                     activation="relu")(h)
+    logits = keras.layers.Conv2D(1, 3, padding="same")(h)       # no activation: logits
+    decoder = keras.Model(z, logits, name="conv_decoder")
+    return encoder, decoder

@@ -1,6 +1,6 @@
 """A catalog of answers to every Code Task, for testing the checks as a cohort would.
 
-Each module here (``nb01`` ... ``nb06``) defines ``EXERCISES``: a list of ``Exercise``,
+Each module here (``nb01`` ... ``nb07``) defines ``EXERCISES``: a list of ``Exercise``,
 one per Code Task of its notebook. An exercise holds
 
 * ``correct``: answers written in other styles than the solution's (functional,
