@@ -37,6 +37,20 @@ def feed_batches(x, config, start, count):
     return [one().numpy() for _ in range(count)]
 
 
+def assert_feed_gives_train_datasets_batches(x, config, start, count):
+    """``_batch_feed``'s batches from ``start`` on are ``data.train_dataset``'s; returns them."""
+    keras.utils.set_random_seed(config.seed)     # as train() does before making either
+    expected = [b.numpy() for b, _ in zip(
+        data.train_dataset(x, config.batch_size, config.binarization, config.seed).skip(start),
+        range(count))]
+    keras.utils.set_random_seed(config.seed)
+    got = feed_batches(x, config, start, count)
+    assert len(got) == len(expected) == count
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    return got
+
+
 @pytest.mark.parametrize("n, batch_size, binarization, seed, start, count", [
     (300, 20, "stochastic", 0, 0, 47),      # several epochs; batches straddle their ends
     (97, 8, "threshold", 3, 0, 38),         # a remainder at every epoch's end
@@ -49,16 +63,8 @@ def feed_batches(x, config, start, count):
 ])
 def test_the_feed_gives_the_batches_of_train_dataset(n, batch_size, binarization, seed,
                                                      start, count):
-    x = images(n)
     config = Config(batch_size=batch_size, binarization=binarization, seed=seed)
-    keras.utils.set_random_seed(seed)     # as train() does before making either
-    expected = [b.numpy() for b, _ in zip(
-        data.train_dataset(x, batch_size, binarization, seed).skip(start), range(count))]
-    keras.utils.set_random_seed(seed)
-    got = feed_batches(x, config, start, count)
-    assert len(got) == len(expected) == count
-    for a, b in zip(got, expected):
-        np.testing.assert_array_equal(a, b)
+    got = assert_feed_gives_train_datasets_batches(images(n), config, start, count)
     # Stochastic batches are redrawn: not a fixed binarization of each image.
     if binarization == "stochastic":
         assert set(np.unique(got[0])) == {0.0, 1.0}
@@ -69,23 +75,13 @@ def test_the_feed_shuffles_with_train_datasets_buffer():
     x = np.zeros([60_010, 28, 28], np.uint8)
     x[:, 0, :16] = (np.arange(60_010)[:, None] >> np.arange(16) & 1) * 255   # its index
     config = Config(batch_size=64, binarization="threshold", seed=1)
-    keras.utils.set_random_seed(1)
-    expected = [b.numpy() for b, _ in zip(data.train_dataset(x, 64, "threshold", 1),
-                                           range(3))]
-    keras.utils.set_random_seed(1)
-    for a, b in zip(feed_batches(x, config, 0, 3), expected):
-        np.testing.assert_array_equal(a, b)
+    assert_feed_gives_train_datasets_batches(x, config, 0, 3)
 
 
 def test_the_feed_takes_float_images_as_train_dataset_does():
     x = images(50).astype(np.float32) / 255.0
     config = Config(batch_size=10, binarization="stochastic", seed=2)
-    keras.utils.set_random_seed(2)
-    expected = [b.numpy() for b, _ in zip(data.train_dataset(x, 10, "stochastic", 2),
-                                           range(7))]
-    keras.utils.set_random_seed(2)
-    for a, b in zip(feed_batches(x, config, 0, 7), expected):
-        np.testing.assert_array_equal(a, b)
+    assert_feed_gives_train_datasets_batches(x, config, 0, 7)
 
 
 def reference_run(config, x, steps):
@@ -209,11 +205,3 @@ def test_iw_bound_keeps_tfps_likelihood_where_the_shortcut_would_not_hold(digits
     in_graph = tf.function(lambda x: iw_bound(model, x, 12, seed=(1, 3), chunk_size=4))
     np.testing.assert_array_equal(in_graph(x), plain_iw_bound(model, x, 12, (1, 3), 4))
 
-
-def test_the_feed_shuffles_with_train_datasets_buffer():
-    # _batch_feed copies data.train_dataset's default shuffle buffer; were they to
-    # differ, the batches would differ only for training sets larger than the smaller.
-    import inspect
-    from vae_prac import training
-    default = inspect.signature(data.train_dataset).parameters["shuffle_buffer"].default
-    assert training._SHUFFLE_BUFFER == default
