@@ -473,8 +473,13 @@ def binarize(images, method="threshold", seed=None):
 # --------------------------------------------------------------------------
 # Pipelines and evaluation data.
 
+#: train_dataset's default shuffle buffer: all of MNIST's training images. train()
+#: shuffles its batches' indices with the same one.
+SHUFFLE_BUFFER = 60000
 
-def train_dataset(images, batch_size=64, binarization="threshold", seed=0, shuffle_buffer=60000):
+
+def train_dataset(images, batch_size=64, binarization="threshold", seed=0,
+                  shuffle_buffer=SHUFFLE_BUFFER):
     """An infinite, shuffled tf.data pipeline of binary batches [B,28,28,1] float32.
 
     Shuffling is seeded and reshuffles each epoch; batches are full

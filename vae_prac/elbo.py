@@ -82,37 +82,20 @@ def elbo(model, x, n_samples: int = 1, kl: str = "analytic", seed=None) -> ElboT
     return ElboTerms(log_likelihood - kl_term, log_likelihood, kl_term)
 
 
-def log_importance_weights(model, x, k: int, seed=None):
+def log_importance_weights(model, x, k: int, seed=None, log_likelihood=None):
     """log w_i = log p_theta(x|z_i) + log p(z_i) - log q_phi(z_i|x); shape [k, batch].
 
     The z_i ~ q_phi(z|x) are reparameterized samples, so the weights are differentiable
-    in phi as well as theta.
+    in phi as well as theta. ``log_likelihood(z)``, if given, computes log p_theta(x|z)
+    in place of ``model.likelihood(z).log_prob(x)`` (``vae_prac.evaluate`` passes a
+    faster formula for binary images).
     """
     mu, sigma = model.encoder(x)
     q_z = posterior(mu, sigma)
     z = q_z.sample(k, seed=seed)                                   # [k, batch, d]
-    return (model.likelihood(z).log_prob(x) + model.prior().log_prob(z)
-            - q_z.log_prob(z))
-
-
-def iwae_bound(model, x, k: int, seed=None):
-    """The importance-weighted bound L_k of each image of ``x``; shape [batch].
-
-    The sum of weights is formed with logsumexp: the weights themselves under- or
-    overflow in float32. For large k at test time, ``vae_prac.evaluate.iw_bound`` draws
-    the samples in chunks.
-    """
-    log_w = log_importance_weights(model, x, k, seed=seed)
-    return tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(tf.cast(k, log_w.dtype))
-
-
-def batch_elbo(model, x, seed=None, n_samples: int = 1):
-    """The original practical's objective: the ELBO summed over the batch (a scalar).
-
-    The signature is notebook 05's Code Task's, ``(model, x, seed)``, so the two can
-    stand in for each other (``train(..., batch_elbo=...)``, the training step).
-    """
-    return tf.reduce_sum(elbo(model, x, n_samples=n_samples, seed=seed).elbo)
+    log_p_x_given_z = (log_likelihood(z) if log_likelihood is not None
+                       else model.likelihood(z).log_prob(x))
+    return log_p_x_given_z + model.prior().log_prob(z) - q_z.log_prob(z)
 
 
 def log_mean_exp(log_w, axis: int = 0):
@@ -124,6 +107,25 @@ def log_mean_exp(log_w, axis: int = 0):
     log_w = tf.convert_to_tensor(log_w)
     k = tf.cast(tf.shape(log_w)[axis], log_w.dtype)
     return tf.reduce_logsumexp(log_w, axis=axis) - tf.math.log(k)
+
+
+def iwae_bound(model, x, k: int, seed=None):
+    """The importance-weighted bound L_k of each image of ``x``; shape [batch].
+
+    The sum of weights is formed with logsumexp (``log_mean_exp``): the weights
+    themselves under- or overflow in float32. For large k at test time,
+    ``vae_prac.evaluate.iw_bound`` draws the samples in chunks.
+    """
+    return log_mean_exp(log_importance_weights(model, x, k, seed=seed))
+
+
+def batch_elbo(model, x, seed=None, n_samples: int = 1):
+    """The original practical's objective: the ELBO summed over the batch (a scalar).
+
+    The signature is notebook 05's Code Task's, ``(model, x, seed)``, so the two can
+    stand in for each other (``train(..., batch_elbo=...)``, the training step).
+    """
+    return tf.reduce_sum(elbo(model, x, n_samples=n_samples, seed=seed).elbo)
 
 
 def beta_elbo(model, x, seed=None, beta=1.0):

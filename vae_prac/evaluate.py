@@ -103,27 +103,21 @@ def _log_weights_fn(model, binary: bool = False):
     last bit. That is a third of the time of L_5000 (the samples, and so the results,
     are those of ``log_importance_weights``).
     """
-    from vae_prac.model import VAE, decode, posterior
+    from vae_prac.model import VAE, decode
 
     fast = (binary and isinstance(model, VAE)
             and type(model).likelihood is VAE.likelihood and type(model).prior is VAE.prior)
     name = "_vae_prac_log_weights_binary" if fast else "_vae_prac_log_weights"
     fn = getattr(model, name, None)
     if fn is None:
-        if fast:
-            @tf.function(reduce_retracing=True)
-            def fn(x, k, seed):
-                mu, sigma = model.encoder(x)
-                q_z = posterior(mu, sigma)
-                z = q_z.sample(k, seed=seed)     # the draw log_importance_weights makes
+        @tf.function(reduce_retracing=True)
+        def fn(x, k, seed):
+            def binary_log_likelihood(z):
                 logits = decode(model.decoder, z)
-                log_p_x_given_z = -tf.reduce_sum(tf.math.softplus((1.0 - 2.0 * x) * logits),
-                                                 axis=[-3, -2, -1])
-                return log_p_x_given_z + model.prior().log_prob(z) - q_z.log_prob(z)
-        else:
-            @tf.function(reduce_retracing=True)
-            def fn(x, k, seed):
-                return log_importance_weights(model, x, k, seed=seed)
+                return -tf.reduce_sum(tf.math.softplus((1.0 - 2.0 * x) * logits),
+                                      axis=[-3, -2, -1])
+            return log_importance_weights(model, x, k, seed=seed,
+                                          log_likelihood=binary_log_likelihood if fast else None)
         setattr(model, name, fn)
     return fn
 

@@ -449,11 +449,6 @@ def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] 
     return default_step
 
 
-#: data.train_dataset's default shuffle buffer, which train() uses (a test checks that
-#: the two agree).
-_SHUFFLE_BUFFER = 60000
-
-
 def _batch_feed(train_images, config: Config, start: int):
     """``next_batch(index)``: the training batches of ``data.train_dataset``, in the graph.
 
@@ -472,7 +467,7 @@ def _batch_feed(train_images, config: Config, start: int):
     # block of about 8,000 indices instead of one per batch.
     per_block = max(1, 8192 // batch_size)
     blocks = (tf.data.Dataset.range(n)
-              .shuffle(min(_SHUFFLE_BUFFER, n), seed=config.seed,
+              .shuffle(min(data.SHUFFLE_BUFFER, n), seed=config.seed,
                        reshuffle_each_iteration=True)
               .repeat()
               .skip(start * batch_size)
