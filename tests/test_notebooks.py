@@ -176,19 +176,3 @@ def test_half_done_notebook_runs_to_the_end_and_grades_what_was_done(path, tmp_p
     assert done and set(done) < set(grade.expected)
     assert grade.checks == {name: "passed" if name in done else "not done yet"
                             for name in grade.expected}, grade.details
-
-
-PLAN_LINE = re.compile(r"^\d+\. .*? · (core|take-home) · (\d+) min", re.M)
-
-
-def test_the_core_path_fits_a_two_and_a_half_hour_session():
-    core = 0
-    for path in SOLUTIONS:
-        title = read(path).cells[0].source
-        lines = PLAN_LINE.findall(title)
-        assert lines, f"{path.name}: the outline marks no section core or take-home"
-        mine = sum(int(minutes) for kind, minutes in lines if kind == "core")
-        assert f"**Time:** about {mine} minutes on the core path" in title, path.name
-        core += mine
-    assert core <= 155, f"the core path takes {core} minutes"
-    assert f"about {core} minutes" in (ROOT / "README.md").read_text(encoding="utf-8")

@@ -91,6 +91,8 @@ class ExecutionReport:
     timed_out_cell: int | None = None
     dead_kernel_cell: int | None = None
     seconds: float = 0.0
+    # Wall-clock seconds of each code cell that ran, by cell index.
+    cell_seconds: dict[int, float] = field(default_factory=dict)
     verified: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
@@ -363,6 +365,7 @@ def execute_notebook(nb, cwd, total_timeout: float | None = None,
                     break
                 limit = math.ceil(remaining)
                 client.timeout = limit if cell_timeout is None else min(limit, cell_timeout)
+            cell_started = time.monotonic()
             try:
                 client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
             except CellTimeoutError:
@@ -375,6 +378,7 @@ def execute_notebook(nb, cwd, total_timeout: float | None = None,
                 break
             finally:
                 coalesce_streams(cell)
+                report.cell_seconds[index] = time.monotonic() - cell_started
             report.errors += [CellError(index, out.get("ename", ""), out.get("evalue", ""))
                               for out in cell.outputs if out.get("output_type") == "error"]
         if verify and report.dead_kernel_cell is None:

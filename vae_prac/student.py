@@ -60,6 +60,10 @@ LANGUAGE_INFO = {
 }
 # Cell metadata that records a particular run (timings, widget state), never content.
 VOLATILE_CELL_METADATA = ("execution", "widgets", "ExecuteTime")
+# A solution's code cell that took at least this long when last executed records its
+# measured seconds as metadata "vae_prac": {"seconds": N}: the session budget
+# (tools/session_budget.py) and the test of quoted run times read them.
+RECORDED_CELL_SECONDS = 1.0
 
 
 class MarkerError(ValueError):
@@ -152,6 +156,7 @@ def make_student(nb, name: str = "notebook"):
             cell.source = strip_solutions(cell.source, where)
             cell.outputs = []
             cell.execution_count = None
+            cell.metadata.pop("vae_prac", None)   # the solution run's timings
             if ANSWER_TAG in tags:
                 raise MarkerError(f"{where}: only markdown cells can be tagged "
                                   f"'{ANSWER_TAG}'; this is a code cell.")
@@ -251,6 +256,13 @@ def execute_in_place(solution: Path, cell_timeout: int = 1200) -> float:
         what = (f"cell {report.timed_out_cell} timed out" if report.timed_out else
                 "; ".join(f"cell {e.index} raised {e.ename}: {e.evalue}" for e in unexpected))
         raise RuntimeError(f"{solution}: {what}. The notebook was not saved.")
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        cell.metadata.pop("vae_prac", None)
+        seconds = report.cell_seconds.get(index, 0.0)
+        if seconds >= RECORDED_CELL_SECONDS:
+            cell.metadata["vae_prac"] = {"seconds": round(seconds, 1)}
     normalize(nb, solution.name)
     solution.write_text(dumps(nb), encoding="utf-8")
     return report.seconds
