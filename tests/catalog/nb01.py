@@ -3,7 +3,10 @@
 The task: grey levels uint8 [N, 28, 28] -> float32 [N, 28, 28, 1], 1.0 where
 level / 255 is above 0.5, else 0.0 (a NumPy array or a tf.Tensor). The solution divides
 by 255, compares with 0.5, converts to float32 and adds the channel axis with
-``[..., None]``; the correct answers below get there other ways.
+``[..., None]``; the correct answers below get there other ways (NumPy, tf, keras.ops,
+Python loops, float64, a list, debug prints). The mistakes include thresholds that look
+right on MNIST alone (every digit's brightest pixel is 254 or 255) and are wrong on
+fainter images.
 """
 
 from __future__ import annotations
@@ -67,8 +70,105 @@ def copy_then_assign(images):
     return out.reshape(*images.shape, 1)
 
 
+def pure_python_loops(images):
+    out = []
+    for image in images:                       # any N: one image at a time
+        rows = []
+        for row in image:
+            rows.append([[1.0 if int(level) > 127 else 0.0] for level in row])
+        out.append(rows)
+    return np.array(out, dtype=np.float32)
+
+
+def float64_then_cast(images):
+    intensity = images.astype(np.float64) / 255.0          # double precision first
+    return np.expand_dims(intensity > 0.5, -1).astype(np.float32)
+
+
+def debug_prints(images):
+    print("binarizing", images.shape, images.dtype)        # left in while debugging
+    bits = (images / 255.0 > 0.5).astype(np.float32)[..., None]
+    print("fraction of 1s:", bits.mean())
+    return bits
+
+
+def keras_ops_where(images):
+    ops = keras.ops
+    intensity = ops.cast(images, "float32") / 255.0
+    return ops.expand_dims(ops.where(intensity > 0.5, 1.0, 0.0), axis=-1)
+
+
+def heaviside(images):
+    # heaviside(t, 0) is 1 for t > 0 and 0 for t <= 0: level / 255 - 0.5 is never 0.
+    return np.heaviside(images / 255.0 - 0.5, 0.0).astype(np.float32)[..., None]
+
+
+def list_of_images(images):
+    # A list of arrays: np.asarray and np.array_equal in later cells read it the same.
+    return [(image > 127).astype(np.float32)[:, :, None] for image in images]
+
+
+@tf.function
+def compiled_tf_function(images):
+    return tf.cast(tf.expand_dims(tf.cast(images, tf.float32) / 255.0 > 0.5, -1), tf.float32)
+
+
 # ---------------------------------------------------------------------------
 # Mistakes a cohort makes.
+
+
+def per_image_max(images):
+    # Right on MNIST, whose digits all reach 254 or 255; wrong on fainter images.
+    brightest = images.max(axis=(1, 2), keepdims=True).astype(np.float32)
+    return (images / brightest > 0.5).astype(np.float32)[..., None]
+
+
+def per_batch_max(images):
+    return (images / images.max() > 0.5).astype(np.float32)[..., None]
+
+
+def per_image_min_max(images):
+    low = images.min(axis=(1, 2), keepdims=True).astype(np.float32)
+    high = images.max(axis=(1, 2), keepdims=True).astype(np.float32)
+    return ((images - low) / np.maximum(high - low, 1.0) > 0.5).astype(np.float32)[..., None]
+
+
+def mean_threshold(images):
+    return (images > images.mean(axis=(1, 2), keepdims=True)).astype(np.float32)[..., None]
+
+
+def stochastic(images):
+    rng = np.random.default_rng()
+    return (rng.random(images.shape) < images / 255.0).astype(np.float32)[..., None]
+
+
+def nan_on_blank(images):
+    brightest = images.max(axis=(1, 2), keepdims=True)
+    return np.round(images / brightest).astype(np.float32)[..., None]     # 0 / 0 on a blank image
+
+
+def flipped(images):
+    return np.flip(images > 127, axis=1).astype(np.float32)[..., None]
+
+
+def first_image_only(images):
+    return (images[0] > 127).astype(np.float32)[..., None]
+
+
+def zero_or_255(images):
+    return np.where(images > 127, 255.0, 0.0).astype(np.float32)[..., None]
+
+
+def int8_levels(images):
+    return (images.astype(np.int8) / 255.0 > 0.5).astype(np.float32)[..., None]
+
+
+def extra_parameter(images, threshold):
+    return (images / 255.0 > threshold).astype(np.float32)[..., None]
+
+
+def returns_a_dict(images):
+    return {"bits": (images > 127).astype(np.float32)[..., None]}
 
 
 def above_128(images):
@@ -167,6 +267,13 @@ EXERCISES = [
             "keras.ops": keras_ops,
             "tf.image.convert_image_dtype and tf.where": tf_where_convert_dtype,
             "writes into its own float copy": copy_then_assign,
+            "pure-Python loops over images, rows and pixels": pure_python_loops,
+            "float64, cast to float32 at the end": float64_then_cast,
+            "debug prints left in": debug_prints,
+            "keras.ops.where": keras_ops_where,
+            "np.heaviside": heaviside,
+            "a list of per-image arrays": list_of_images,
+            "compiled with tf.function": compiled_tf_function,
         },
         mistakes={
             "> 128": Mistake(above_128, r"grey level 128 gives 0 but should give 1"),
@@ -188,6 +295,19 @@ EXERCISES = [
             "grey levels unchanged": Mistake(grey_levels, r"grey levels 0\.\.255 themselves"),
             "transposed": Mistake(transposed, r"rows and columns are swapped"),
             "no return": Mistake(no_return, r"returned None.*return"),
+            "divided by each image's maximum": Mistake(per_image_max, r"each image's maximum"),
+            "divided by the batch's maximum": Mistake(per_batch_max, r"batch's maximum"),
+            "rescaled by each image's min and max": Mistake(
+                per_image_min_max, r"its own minimum and maximum"),
+            "each image's mean as threshold": Mistake(mean_threshold, r"each image's mean"),
+            "random bits (stochastic)": Mistake(stochastic, r"different bits.*random"),
+            "NaN on a blank image": Mistake(nan_on_blank, r"NaN.*blank image"),
+            "flipped upside down": Mistake(flipped, r"right number of 1s.*wrong places"),
+            "first image only": Mistake(first_image_only, r"only the first image"),
+            "0 and 255": Mistake(zero_or_255, r"should be 0 or 1"),
+            "int8 overflow": Mistake(int8_levels, r"every pixel is 0.*int8"),
+            "an extra parameter": Mistake(extra_parameter, r"one argument.*\(images, threshold\)"),
+            "returns a dict": Mistake(returns_a_dict, r"returned a dict, not an array"),
         },
         give_away=("> 0.5)", "> 127", ">= 128", ".astype(np.float32)", "[..., None]",
                    "np.newaxis", "expand_dims"),

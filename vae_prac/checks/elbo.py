@@ -16,13 +16,17 @@ ELBO(q) = log p(x) - KL(q || p(z|x)) for every q.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import io
 import math
+import warnings
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import Hint, check, choice, returned_array
+from vae_prac.checks import Hint, check, choice, quiet_tensorflow, returned_array
 
 tfd = tfp.distributions
 
@@ -73,7 +77,9 @@ _ALLOWED = [{}, dict(form="kl_prior"), dict(form="entropy")]
 #: the student's values match that slip's estimate, within Monte Carlo error, on every
 #: judged case. Keys: reduce (mean | sum | logmeanexp), signs of (log p(x|z), log p(z),
 #: log q(z)), q_scale / logq_scale ("sqrt": sqrt(v), right; "v"), lik (scale s | s2 | 1 |
-#: none | zero_mean), prior (z | none | s | x).
+#: none | zero_mean), prior (z | none | s | x), sample_from (q | prior), density (how each
+#: log N(value; loc, scale) is written by hand: see ``_DENSITIES``), form (kl_prior |
+#: entropy, allowed; kl_plus | kl_reversed, slips).
 _SLIPS = [
     (dict(reduce="sum"),
      "the estimate is the sum over the samples, not their mean: it grows with n_samples. "
@@ -86,8 +92,9 @@ _SLIPS = [
      "minimize), but the task asks for the ELBO itself."),
     (dict(signs=(1, 1, 0)),
      "the -log q(z) term is missing: the ELBO averages log p(x|z) + log p(z) - log q(z)."),
-    (dict(signs=(1, 1, 1)),
-     "log q(z) is added, but it should be subtracted: log p(x|z) + log p(z) - log q(z)."),
+    (dict(signs=(1, 1, 1)),        # in expectation the same as subtracting H(q)
+     "log q(z) is added, but it should be subtracted: log p(x|z) + log p(z) - log q(z). "
+     "(With the entropy H(q) in closed form: it is added, since -E_q[log q(z)] = H(q).)"),
     (dict(signs=(1, -1, -1)),
      "log p(z) is subtracted, but it should be added: log p(x|z) + log p(z) - log q(z)."),
     (dict(signs=(-1, 1, -1)),
@@ -119,17 +126,57 @@ _SLIPS = [
     (dict(prior="x"),
      "log p(z) seems to be evaluated at x; the prior's log-density is evaluated at the "
      "samples z."),
+    (dict(signs=(1, 0, 0)),
+     "the estimate is the average of log p(x|z) alone: log p(z) - log q(z) is missing, or "
+     "cancels (is log q(z) computed with the prior's density?)."),
+    (dict(sample_from="prior"),
+     "the samples z seem to come from the prior N(0, 1), not from q = N(m, v): the ELBO is "
+     "an expectation under q, so draw z from q."),
+    (dict(density="no_2pi"),
+     "the estimate is about 0.919 = log(2 pi) / 2 above the ELBO on every q: each "
+     "hand-written log-density seems to lack its -log(2 pi) / 2. A Normal's log-density is "
+     "-log(2 pi sigma^2) / 2 - (value - mean)^2 / (2 sigma^2)."),
+    (dict(density="unnormalized"),
+     "the log-densities seem to keep only -(value - mean)^2 / (2 sigma^2): a Normal's "
+     "log-density also has the term -log(2 pi sigma^2) / 2, and it does not cancel here "
+     "(the three Normals have different scales)."),
+    (dict(density="precedence"),
+     "the log-densities seem to compute (value - mean)^2 / 2 * sigma^2, which Python reads "
+     "as multiplying by sigma^2; the term is (value - mean)^2 / (2 sigma^2): mind the "
+     "parentheses."),
+    (dict(density="log_sigma_2pi"),
+     "the log-densities seem to use -log(2 pi sigma) / 2, with the standard deviation where "
+     "the variance belongs: a Normal's log-density has -log(2 pi sigma^2) / 2."),
+    (dict(form="kl_plus"),
+     "the KL divergence to the prior seems to be added; the ELBO is E_q[log p(x|z)] minus "
+     "KL(q || p(z))."),
+    (dict(form="kl_reversed"),
+     "the KL divergence seems to be KL(p(z) || q), the arguments swapped; the ELBO subtracts "
+     "KL(q || p(z)), with q first."),
 ]
 
-
-def _log_normal(value, loc, scale):
-    return -0.5 * np.log(2 * np.pi * scale ** 2) - 0.5 * ((value - loc) / scale) ** 2
+#: A Normal's log-density written by hand, right and with a cohort's slips.
+_DENSITIES = {
+    "right": lambda value, loc, scale: (-0.5 * np.log(2 * np.pi * scale ** 2)
+                                        - 0.5 * ((value - loc) / scale) ** 2),
+    "no_2pi": lambda value, loc, scale: (-0.5 * np.log(scale ** 2)
+                                         - 0.5 * ((value - loc) / scale) ** 2),
+    "unnormalized": lambda value, loc, scale: -0.5 * ((value - loc) / scale) ** 2,
+    "precedence": lambda value, loc, scale: (-0.5 * np.log(2 * np.pi * scale ** 2)
+                                             - (value - loc) ** 2 / 2 * scale ** 2),
+    "log_sigma_2pi": lambda value, loc, scale: (-0.5 * np.log(2 * np.pi * scale)
+                                                - 0.5 * ((value - loc) / scale) ** 2),
+}
 
 
 def _terms(x, m, v, s, eps, slip):
     """Per-sample values of an estimator with ``slip`` ({}: the right one), float64."""
+    _log_normal = _DENSITIES[slip.get("density", "right")]
     sd = {"sqrt": math.sqrt(v), "v": v}
-    z = m + sd[slip.get("q_scale", "sqrt")] * eps
+    if slip.get("sample_from") == "prior":
+        z = 0.0 + 1.0 * eps
+    else:
+        z = m + sd[slip.get("q_scale", "sqrt")] * eps
     log_lik = {"s": lambda: _log_normal(x, z, s), "s2": lambda: _log_normal(x, z, s * s),
                "1": lambda: _log_normal(x, z, 1.0), "none": lambda: 0.0 * z,
                "zero_mean": lambda: _log_normal(x, 0.0, s) + 0.0 * z}[slip.get("lik", "s")]()
@@ -137,10 +184,17 @@ def _terms(x, m, v, s, eps, slip):
                  "s": lambda: _log_normal(z, 0.0, s),
                  "x": lambda: _log_normal(x, 0.0, 1.0) + 0.0 * z}[slip.get("prior", "z")]()
     log_q = _log_normal(z, m, sd[slip.get("logq_scale", "sqrt")])
-    if slip.get("form") == "kl_prior":         # log p(x|z_l) - KL(q || p(z)), exact KL
-        return log_lik - 0.5 * (m * m + v - 1.0 - math.log(v))
-    if slip.get("form") == "entropy":          # log p(x|z_l) + log p(z_l) + H(q), exact H
-        return log_lik + log_prior + 0.5 * math.log(2 * math.pi * math.e * v)
+    kl_prior = 0.5 * (m * m + v - 1.0 - math.log(v))          # KL(q || p(z)), exact
+    entropy = 0.5 * math.log(2 * math.pi * math.e * v)        # H(q), exact
+    form = slip.get("form")
+    if form == "kl_prior":                     # log p(x|z_l) - KL(q || p(z))
+        return log_lik - kl_prior
+    if form == "kl_plus":
+        return log_lik + kl_prior
+    if form == "kl_reversed":                  # KL(p(z) || q) instead
+        return log_lik - 0.5 * ((1.0 + m * m) / v - 1.0 + math.log(v))
+    if form == "entropy":                      # log p(x|z_l) + log p(z_l) + H(q)
+        return log_lik + log_prior + entropy
     a, b, c = slip.get("signs", (1, 1, -1))
     return a * log_lik + b * log_prior + c * log_q
 
@@ -169,11 +223,31 @@ def _expected(x, m, v, s, n, slip, eps):
     return mean, 5 * error + 1e-3 + 1e-5 * abs(mean)
 
 
+class _StudentError(Exception):
+    """An exception raised inside the student's function (kept apart from the check's own)."""
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Warnings (TensorFlow, TFP, NumPy) and the student's own prints would bury the check's
+    one line under the output of its thirty-odd calls: both are silenced."""
+    with quiet_tensorflow(), warnings.catch_warnings(), np.errstate(all="ignore"), \
+            contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _call(fn, x, m, v, n, seed):
     """``fn``'s estimate as a Python float, or a hint when it is not one finite number."""
     what = f"toy_elbo({x}, {m}, {v}, n_samples={n}, seed={seed})"
-    value = fn(x, m, v, n_samples=n, seed=seed)
-    arr = returned_array(value, what, "a number")
+    with _quiet():
+        try:
+            value = fn(x, m, v, n_samples=n, seed=seed)
+        except NotImplementedError:
+            raise
+        except Exception as err:
+            raise _StudentError(str(err)) from err
+        arr = returned_array(value, what, "a number")
     if arr.ndim != 0:
         if arr.size == 1:
             raise Hint(f"{what} returned an array of shape {arr.shape}; return one number "
@@ -186,8 +260,9 @@ def _call(fn, x, m, v, n, seed):
                    f"an array of shape {arr.shape}.")
     value = float(arr.reshape(()))
     if not np.isfinite(value):
-        raise Hint(f"{what} is {value}; check each log-probability term (a scale of 0 or a "
-                   "square root of a negative number?).")
+        raise Hint(f"{what} is {value}; check each log-probability term (a scale of 0, the "
+                   "square root or log of a negative number?) and that the average is over "
+                   "n_samples values (an average of no values is NaN).")
     return value
 
 
@@ -231,20 +306,59 @@ def _diagnose(fn, s, values, eps):
 def toy_elbo(fn, s=TOY_S):
     """``fn(x, m, v, n_samples, seed)``: a Monte Carlo ELBO of q = N(m, v) in the toy model.
 
-    Judged on what it computes, whatever it is written with (tfd, tf.random, NumPy):
-    on six (x, m, v) its estimate from 20,000 draws must be within Monte Carlo error of
-    the truth log p(x) - KL(q || p(z|x)); the same seed must give the same number and
-    another seed (either of its two numbers) another number; and it must average
-    n_samples draws (its estimates scatter less with more samples). A value that misses
-    is compared with the slips of ``_SLIPS`` on the same cases before one is named.
-    The notebook calls it only eagerly, so it is not run inside tf.function.
+    Judged on what it computes, whatever it is written with (tfd, tf.random, keras.ops,
+    NumPy, a Python loop, float32 or float64): on six (x, m, v) its estimate from 20,000
+    draws must be within Monte Carlo error of the truth log p(x) - KL(q || p(z|x)); the
+    same seed must give the same number and another seed (either of its two numbers)
+    another number; and it must average n_samples draws (its estimates scatter less with
+    more samples). A value that misses is compared with the slips of ``_SLIPS`` on the
+    same cases before one is named; the exact ELBO in closed form, with no draws, is
+    named too. The notebook calls it only eagerly, so it is not run inside tf.function.
+    What the function prints, and the warnings of TensorFlow and NumPy, are silenced
+    while it is judged, so the cell shows the check's one line.
+
+    What it cannot tell apart: an answer that calls the library's ``toy_elbo_reference``
+    computes the same numbers as the intended one and passes; so would the exact value
+    plus seeded noise made to shrink like 1 / sqrt(n_samples). Slips whose estimates lie
+    within Monte Carlo error of the ELBO on all six cases would pass too; the cases are
+    chosen so that every slip of ``_SLIPS`` is far outside it.
     """
+    try:
+        _judge(fn, s)
+    except (Hint, NotImplementedError):
+        raise
+    except _StudentError as err:
+        raise err.__cause__          # reported as an error in the student's code
+    except Exception as err:         # the check's own failure is never the student's
+        raise Hint(f"the check could not judge your function: it failed itself "
+                   f"({type(err).__name__}: {err}). This is not a mistake in your code; "
+                   "please tell your instructor.") from err
+
+
+def _signature_hint(fn):
+    """A hint when ``fn`` cannot be called as the check and the notebook call it."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return                       # no signature to read: just call it
+    try:
+        signature.bind(1.0, 0.0, 1.0, n_samples=10, seed=(0, 0))
+    except TypeError:
+        raise Hint(f"the notebook calls toy_elbo(x, m, v, n_samples=..., seed=...), with "
+                   f"those two names, but your function's parameters are {signature}.") from None
+
+
+def _judge(fn, s):
+    _signature_hint(fn)
     values = [_call(fn, x, m, v, _N, _SEED) for x, m, v in _CASES]
     rng = np.random.default_rng(0)
     eps = [rng.standard_normal((_REPS, _N)) for _ in _CASES]
-    for (x, m, v), e, value in zip(_CASES, eps, values):
+    truths = []
+    for x, m, v in _CASES:
         log_px = float(toy_log_evidence(x, s))
-        truth = log_px - float(tfd.kl_divergence(tfd.Normal(m, math.sqrt(v)), toy_posterior(x, s)))
+        kl = float(tfd.kl_divergence(tfd.Normal(m, math.sqrt(v)), toy_posterior(x, s)))
+        truths.append((log_px, log_px - kl))
+    for (x, m, v), e, value, (log_px, truth) in zip(_CASES, eps, values, truths):
         tol = max(_expected(x, m, v, s, _N, form, e)[1] for form in _ALLOWED)
         if abs(value - truth) <= tol:
             continue
@@ -259,8 +373,9 @@ def toy_elbo(fn, s=TOY_S):
                    "log q(z), the scales (standard deviations) of the three Normals, and "
                    "that the estimate is the average over the samples.")
 
+    spread = _CASES.index(_SPREAD_CASE)
     x, m, v = _SPREAD_CASE
-    first = values[_CASES.index(_SPREAD_CASE)]
+    first = values[spread]
 
     def same(other):
         return abs(other - first) <= 1e-6 * (1.0 + abs(first))   # float round-off only
@@ -270,6 +385,11 @@ def toy_elbo(fn, s=TOY_S):
                    "numbers: the draws do not use `seed`. Drawing the samples with the seed "
                    "makes the estimate reproducible.")
     if same(_call(fn, x, m, v, _N, (4, 4))):
+        if all(abs(value - truth) <= 1e-4 for value, (_, truth) in zip(values, truths)):
+            raise Hint("your values are the exact ELBO, log p(x) - KL(q || p(z|x)), whatever "
+                       "the seed: a closed form, not a Monte Carlo estimate. The task is the "
+                       "estimate from n_samples draws z_1..z_L ~ q, made with `seed` (for a "
+                       "VAE no closed form exists).")
         raise Hint("with another seed the estimate is exactly the same number: the draws "
                    "z_1..z_L ~ q must be made with `seed` (the task asks for a Monte Carlo "
                    "estimate, and a new seed gives new draws).")
@@ -282,15 +402,45 @@ def toy_elbo(fn, s=TOY_S):
         raise Hint(hint)
 
 
+#: The Jensen Math Task: Y is 1 or 4 with probability 1/2 each, so log E[Y] = log 2.5 =
+#: 0.916 and E[log Y] = log 2 = 0.693; the order holds for every Y because log is concave.
+#: The right answer is "c"; each wrong letter has its own hint.
+_JENSEN_HINTS = {
+    "a": "recompute the two numbers: log E[Y] is the log of the average (1 + 4) / 2, and "
+         "E[log Y] is the average of log 1 and log 4 (natural logs).",
+    "b": "recompute the two numbers: log E[Y] is the log of the average (1 + 4) / 2, and "
+         "E[log Y] is the average of log 1 and log 4 (natural logs).",
+    "d": "the two numbers are right. Is their order special to 1 and 4? Draw y -> log y and "
+         "the straight line (a chord) between its points at y = 1 and y = 4: E[log Y] lies "
+         "on the chord, log E[Y] on the curve. Is the chord above or below the curve, and "
+         "would that change for other points, or for a q that is not Gaussian?",
+}
+
+
 def jensen_quiz(answer):
-    """Why does Jensen's inequality give log p(x) >= ELBO?"""
-    return choice("jensen_quiz", answer, "b",
-                  "is a chord of the curve y -> log y above or below the curve? Look at the "
-                  "sign of the second derivative of log y.")
+    """Y is 1 or 4, each with probability 1/2: log E[Y] against E[log Y], and why it is a
+    lower bound."""
+    return choice("jensen_quiz", answer, "c", _JENSEN_HINTS.get(
+        _letter(answer), "answer with one of the letters a, b, c or d: compute log E[Y] and "
+                         "E[log Y] for this Y, then ask whether their order could flip."))
+
+
+#: The phi Math Task: which of the listed networks holds phi. The right answer is "b".
+_PHI_HINTS = {
+    "a": "the network that turns a code z into pixel probabilities gives p_theta(x|z): its "
+         "weights are theta. Which network gives the distribution q_phi(z|x)?",
+    "c": "maximizing over phi and theta together does not make them the same numbers: which "
+         "network takes an image x, and which gives a distribution over z?",
+    "d": "the cell above shows that the prior p(z) = N(0, I) has no trainable parameters.",
+}
 
 
 def phi_quiz(answer):
     """Which network's weights are phi?"""
-    return choice("phi_quiz", answer, "b",
-                  "phi are the parameters of q_phi(z|x): which network maps an image x to "
-                  "the mean and standard deviation of a distribution over z?")
+    return choice("phi_quiz", answer, "b", _PHI_HINTS.get(
+        _letter(answer), "answer with one of the letters a, b, c or d: phi are the "
+                         "parameters of q_phi(z|x). Which network computes it?"))
+
+
+def _letter(answer):
+    return answer.strip().lower() if isinstance(answer, str) else None
