@@ -71,25 +71,30 @@ def test_kl_formula(capsys):
     assert "not done yet" in run(capsys, reparameterization.kl_formula, None)[1]
 
 
-def reparameterize_right(mu, sigma):
-    return mu + sigma * tf.random.normal(tf.shape(mu))
+def reparameterize_right(mu, sigma, seed):
+    return mu + sigma * tf.random.stateless_normal(tf.shape(mu), seed=seed)
 
 
 @pytest.mark.parametrize("wrong, hint", [
-    (lambda mu, s: mu + s * tf.random.normal([3]), "shape"),           # broadcasts badly
-    (lambda mu, s: mu + s * tf.random.stateless_normal(tf.shape(mu), seed=[1, 2]),
+    (lambda mu, s, seed: mu + s * tf.random.stateless_normal([3], seed), "shape"),
+    (lambda mu, s, seed: mu + s * tf.random.normal(tf.shape(mu)), "same seed"),
+    (lambda mu, s, seed: mu + s * tf.random.stateless_normal(tf.shape(mu), seed=[1, 2]),
      "same z"),
-    (lambda mu, s: mu + s * tf.random.normal(tf.shape(mu)[-1:]), "same noise"),
-    (lambda mu, s: mu + s * tf.random.uniform(tf.shape(mu)), "uniform"),
-    (lambda mu, s: mu + s**2 * tf.random.normal(tf.shape(mu)), "variance"),
-    (lambda mu, s: mu + tf.sqrt(s) * tf.random.normal(tf.shape(mu)), "sqrt(sigma)"),
-    (lambda mu, s: mu + s * tf.random.uniform(tf.shape(mu), -math.sqrt(3), math.sqrt(3)),
-     "68.3%"),
-    (lambda mu, s: mu.numpy() + s.numpy() * np.random.standard_normal(mu.shape),
+    (lambda mu, s, seed: mu + s * tf.random.stateless_normal(tf.shape(mu)[-1:], seed),
+     "same noise"),
+    (lambda mu, s, seed: mu + s * tf.random.stateless_uniform(tf.shape(mu), seed), "uniform"),
+    (lambda mu, s, seed: mu + s**2 * tf.random.stateless_normal(tf.shape(mu), seed),
+     "variance"),
+    (lambda mu, s, seed: mu + tf.sqrt(s) * tf.random.stateless_normal(tf.shape(mu), seed),
+     "sqrt(sigma)"),
+    (lambda mu, s, seed: mu + s * tf.random.stateless_uniform(
+        tf.shape(mu), seed, -math.sqrt(3), math.sqrt(3)), "68.3%"),
+    (lambda mu, s, seed: mu + s * np.random.default_rng(np.asarray(seed)).standard_normal(
+        mu.shape).astype(np.float32), "NumPy"),
+    (lambda mu, s, seed: tf.stop_gradient(mu + s * tf.random.stateless_normal(tf.shape(mu), seed)),
      "no gradient"),
-    (lambda mu, s: tf.stop_gradient(mu + s * tf.random.normal(tf.shape(mu))),
-     "no gradient"),
-    (lambda mu, s: None, "return"),
+    (lambda mu, s: mu + s * tf.random.normal(tf.shape(mu)), "seed"),
+    (lambda mu, s, seed: None, "return"),
 ])
 def test_reparameterize_catches_mistakes(capsys, wrong, hint):
     ok, line = run(capsys, reparameterization.reparameterize, wrong)
@@ -100,7 +105,8 @@ def test_reparameterize(capsys):
     assert run(capsys, reparameterization.reparameterize, reparameterize_right) == (
         True, "[check reparameterize] passed")
     # A TFP sample is reparameterized too, and behaves the same: it passes.
-    assert run(capsys, reparameterization.reparameterize, lambda mu, s: tfd.Normal(mu, s).sample())[0]
+    assert run(capsys, reparameterization.reparameterize,
+               lambda mu, s, seed: tfd.Normal(mu, s).sample(seed=seed))[0]
     # The library's own function is not the student's answer.
     ok, line = run(capsys, reparameterization.reparameterize, vae_prac.reparameterize)
     assert not ok and "vae_prac's own" in line

@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 import vae_prac
 from vae_prac import data
@@ -25,12 +26,13 @@ from catalog import Exercise, Mistake
 
 ops = keras.ops
 Dense = keras.layers.Dense
+tfd = tfp.distributions
 
 
 # --- downstream: how the later cells use a passing answer ---------------------------------
 
 def _train_and_evaluate(vae, latent_dim, hidden_size):
-    """One compiled training step (notebook 05) reaches and changes every weight; then
+    """A few compiled training steps (notebook 05) reach and change every weight; then
     evaluate_elbo, whose compiled function relaxes the batch size."""
     config = Config(latent_dim=latent_dim, hidden_size=hidden_size, batch_size=16)
     optimizer = make_optimizer(config)
@@ -38,8 +40,10 @@ def _train_and_evaluate(vae, latent_dim, hidden_size):
     step = train_step_fn(vae, optimizer, config, jit_compile=False)
     before = [v.numpy().copy() for v in vae.trainable_variables]
     x = data.eval_set(20)
-    elbo, finite = step(tf.constant(x[:16]), tf.constant([0, 1], tf.int32))
-    assert bool(finite) and np.isfinite(float(elbo)), float(elbo)
+    # Three steps: behind a last layer that starts at zero, the others move from step 2.
+    for i in range(3):
+        elbo, finite = step(tf.constant(x[:16]), tf.constant([0, i], tf.int32))
+        assert bool(finite) and np.isfinite(float(elbo)), float(elbo)
     for v, old in zip(vae.trainable_variables, before):
         assert not np.array_equal(v.numpy(), old), f"{v.path} did not change in training"
     assert np.isfinite(evaluate_elbo(vae, x, batch_size=8))   # batches of 8, 8 and 4
@@ -354,6 +358,186 @@ def enc_batch_size_as_number(latent_dim=100, hidden_size=200):
     return BatchSizeInCall(latent_dim, hidden_size)
 
 
+def enc_zero_initialised_last_layer(latent_dim=100, hidden_size=200):
+    """The last layer starts at zero: mu = 0 and sigma = softplus(0) for every image at
+    first. The check sets the weights itself, so the initial values do not matter."""
+    x = keras.Input((28, 28, 1))
+    h = keras.layers.Flatten()(x)
+    h = Dense(hidden_size, activation="relu")(Dense(hidden_size, activation="relu")(h))
+    params = Dense(2 * latent_dim, kernel_initializer="zeros")(h)
+    return keras.Model(x, [params[:, :latent_dim], 1e-6 + ops.softplus(params[:, latent_dim:])])
+
+
+def enc_sequential_all_zero(latent_dim=100, hidden_size=200):
+    """Every weight zero at first (ReLU layers of their own, ops.split): the right function
+    for any weights, but its ReLUs output 0 and pass no gradient, so it never trains."""
+    body = keras.Sequential([keras.layers.Flatten(),
+                             Dense(hidden_size, kernel_initializer="zeros"), keras.layers.ReLU(),
+                             Dense(hidden_size, kernel_initializer="zeros"), keras.layers.ReLU(),
+                             Dense(2 * latent_dim, kernel_initializer="zeros")])
+    x = keras.Input((28, 28, 1))
+    mu, a = ops.split(body(x), [latent_dim], axis=1)
+    return keras.Model(x, [mu, ops.softplus(a) + 1e-6])
+
+
+class Float64Inside(keras.Model):
+    """Computes in float64 and returns float32, as the later cells need."""
+
+    def __init__(self, latent_dim, hidden_size):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.layers_ = [Dense(hidden_size, activation="relu", dtype="float64"),
+                        Dense(hidden_size, activation="relu", dtype="float64"),
+                        Dense(2 * latent_dim, dtype="float64")]
+
+    def call(self, x):
+        h = tf.cast(tf.reshape(x, [-1, 784]), tf.float64)
+        for layer in self.layers_:
+            h = layer(h)
+        mu, a = h[:, :self.latent_dim], h[:, self.latent_dim:]
+        return [tf.cast(mu, tf.float32), tf.cast(1e-6 + tf.nn.softplus(a), tf.float32)]
+
+
+def enc_float64_inside(latent_dim=100, hidden_size=200):
+    return Float64Inside(latent_dim, hidden_size)
+
+
+def enc_hand_written_softplus(latent_dim=100, hidden_size=200):
+    """softplus(a) = max(a, 0) + log(1 + exp(-|a|)): stable for any a."""
+    x = keras.Input((28, 28, 1))
+    h = keras.layers.Flatten()(x)
+    h = Dense(hidden_size, activation="relu")(Dense(hidden_size, activation="relu")(h))
+    params = Dense(2 * latent_dim)(h)
+    a = params[:, latent_dim:]
+    softplus = ops.maximum(a, 0.0) + ops.log1p(ops.exp(-ops.abs(a)))
+    return keras.Model(x, [params[:, :latent_dim], 1e-6 + softplus])
+
+
+class DebugPrints(keras.Model):
+    """Layers in a dict, keras.ops in call, and print() left in for debugging."""
+
+    def __init__(self, latent_dim, hidden_size):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.named = {"out": Dense(2 * latent_dim), "h1": Dense(hidden_size),
+                      "h2": Dense(hidden_size)}
+
+    def call(self, x):
+        print("input", x.shape)
+        h = ops.relu(self.named["h1"](ops.reshape(x, (-1, 784))))
+        h = ops.relu(self.named["h2"](h))
+        params = self.named["out"](h)
+        print("params", params.shape)
+        return [params[:, :self.latent_dim], 1e-6 + ops.softplus(params[:, self.latent_dim:])]
+
+
+def enc_debug_prints(latent_dim=100, hidden_size=200):
+    return DebugPrints(latent_dim, hidden_size)
+
+
+def enc_functional_two_heads(latent_dim=100, hidden_size=200):
+    """Two Dense heads in a functional model, the softplus as the sigma head's activation."""
+    x = keras.Input((28, 28, 1))
+    h = keras.layers.Flatten()(x)
+    h = Dense(hidden_size, activation=keras.activations.relu)(h)
+    h = Dense(hidden_size, activation=keras.activations.relu)(h)
+    sigma = Dense(latent_dim, activation="softplus")(h)
+    mu = Dense(latent_dim)(h)
+    return keras.Model(x, [mu, keras.layers.Lambda(lambda s: s + 1e-6)(sigma)])
+
+
+def _encoder_out_act(latent_dim, hidden_size, act):
+    """An activation on the last layer, which starts at zero (as in the issue's report)."""
+    x = keras.Input((28, 28, 1))
+    h = keras.layers.Flatten()(x)
+    h = Dense(hidden_size, activation="relu")(Dense(hidden_size, activation="relu")(h))
+    params = Dense(2 * latent_dim, activation=act, kernel_initializer="zeros")(h)
+    return keras.Model(x, [params[:, :latent_dim], 1e-6 + ops.softplus(params[:, latent_dim:])])
+
+
+def enc_relu_output_zero_init(latent_dim=100, hidden_size=200):
+    return _encoder_out_act(latent_dim, hidden_size, "relu")
+
+
+def enc_sigmoid_output(latent_dim=100, hidden_size=200):
+    return _encoder_out_act(latent_dim, hidden_size, "sigmoid")
+
+
+def enc_tanh_output(latent_dim=100, hidden_size=200):
+    return _encoder_out_act(latent_dim, hidden_size, "tanh")
+
+
+def enc_returns_sigma_first(latent_dim=100, hidden_size=200):
+    """Two heads, returned in the wrong order."""
+    x = keras.Input((28, 28, 1))
+    h = keras.layers.Flatten()(x)
+    h = Dense(hidden_size, activation="relu")(Dense(hidden_size, activation="relu")(h))
+    mu, a = Dense(latent_dim)(h), Dense(latent_dim)(h)
+    return keras.Model(x, [1e-6 + ops.softplus(a), mu])
+
+
+def enc_both_from_second_half(latent_dim=100, hidden_size=200):
+    x = keras.Input((28, 28, 1))
+    h = keras.layers.Flatten()(x)
+    h = Dense(hidden_size, activation="relu")(Dense(hidden_size, activation="relu")(h))
+    params = Dense(2 * latent_dim)(h)
+    return keras.Model(x, [params[:, latent_dim:], 1e-6 + ops.softplus(params[:, latent_dim:])])
+
+
+class ReturnsNormal(OutputFirst):
+    def call(self, x):
+        mu, sigma = super().call(x)
+        return tfd.Normal(mu, sigma)
+
+
+def enc_returns_tfd_normal(latent_dim=100, hidden_size=200):
+    return ReturnsNormal(latent_dim, hidden_size)
+
+
+class SigmaFloat(OutputFirst):
+    """sigma fixed to a Python number."""
+
+    def call(self, x):
+        mu, _ = super().call(x)
+        return [mu, 1.0]
+
+
+def enc_sigma_python_float(latent_dim=100, hidden_size=200):
+    return SigmaFloat(latent_dim, hidden_size)
+
+
+class Float64Out(Float64Inside):
+    def call(self, x):
+        h = tf.cast(tf.reshape(x, [-1, 784]), tf.float64)
+        for layer in self.layers_:
+            h = layer(h)
+        return [h[:, :self.latent_dim], 1e-6 + tf.nn.softplus(h[:, self.latent_dim:])]
+
+
+def enc_float64_outputs(latent_dim=100, hidden_size=200):
+    return Float64Out(latent_dim, hidden_size)
+
+
+def enc_epsilon_inside_softplus(latent_dim=100, hidden_size=200):
+    return _encoder(latent_dim, hidden_size, sigma=lambda a: ops.softplus(a + 1e-6))
+
+
+def enc_typo_raises(latent_dim=100, hidden_size=200):
+    x = keras.Input((28, 28, 1))
+    h = keras.layers.Flatten()(x)
+    h = Dense(hidden_size, activation="relu")(hidden)   # noqa: F821 (the typo)
+    return keras.Model(x, h)
+
+
+def enc_batch_norm(latent_dim=100, hidden_size=200):
+    x = keras.Input((28, 28, 1))
+    h = keras.layers.Flatten()(x)
+    h = keras.layers.BatchNormalization()(Dense(hidden_size, activation="relu")(h))
+    h = Dense(hidden_size, activation="relu")(h)
+    params = Dense(2 * latent_dim)(h)
+    return keras.Model(x, [params[:, :latent_dim], 1e-6 + ops.softplus(params[:, latent_dim:])])
+
+
 # --- the generative network: correct answers in other styles ------------------------------
 
 def dec_sequential(latent_dim=100, hidden_size=200):
@@ -397,6 +581,102 @@ def dec_nested(latent_dim=100, hidden_size=200):
     z = keras.Input((latent_dim,))
     logits = keras.layers.Reshape((28, 28, 1))(Dense(784)(trunk(z)))
     return keras.Model(z, logits)
+
+
+def dec_zero_initialised_last_layer(latent_dim=100, hidden_size=200):
+    """All logits exactly 0 at first (every pixel probability 1/2): still correct."""
+    z = keras.Input((latent_dim,))
+    h = Dense(hidden_size, activation="relu")(Dense(hidden_size, activation="relu")(z))
+    logits = Dense(784, kernel_initializer="zeros", bias_initializer="zeros")(h)
+    return keras.Model(z, keras.layers.Reshape((28, 28, 1))(logits))
+
+
+class DecoderDebug(keras.Model):
+    """keras.ops and a debug print in call; layers in a list."""
+
+    def __init__(self, hidden_size):
+        super().__init__()
+        self.stack = [Dense(hidden_size), Dense(hidden_size), Dense(784)]
+
+    def call(self, z):
+        h = ops.relu(self.stack[0](z))
+        h = ops.relu(self.stack[1](h))
+        print("decoder hidden", h.shape)
+        return ops.expand_dims(ops.reshape(self.stack[2](h), (-1, 28, 28)), -1)
+
+
+def dec_debug_print_keras_ops(latent_dim=100, hidden_size=200):
+    return DecoderDebug(hidden_size)
+
+
+class DecoderFloat64(keras.Model):
+    def __init__(self, hidden_size):
+        super().__init__()
+        self.stack = [Dense(hidden_size, activation="relu", dtype="float64"),
+                      Dense(hidden_size, activation="relu", dtype="float64"),
+                      Dense(784, dtype="float64")]
+
+    def call(self, z):
+        h = tf.cast(z, tf.float64)
+        for layer in self.stack:
+            h = layer(h)
+        return tf.cast(tf.reshape(h, [-1, 28, 28, 1]), tf.float32)
+
+
+def dec_float64_inside(latent_dim=100, hidden_size=200):
+    return DecoderFloat64(hidden_size)
+
+
+def _decoder_out_act_zero(latent_dim, hidden_size, act):
+    z = keras.Input((latent_dim,))
+    h = Dense(hidden_size, activation="relu")(Dense(hidden_size, activation="relu")(z))
+    out = Dense(784, activation=act, kernel_initializer="zeros")(h)
+    return keras.Model(z, keras.layers.Reshape((28, 28, 1))(out))
+
+
+def dec_tanh_at_end(latent_dim=100, hidden_size=200):
+    return _decoder(latent_dim, hidden_size, out_act="tanh")
+
+
+def dec_softplus_at_end(latent_dim=100, hidden_size=200):
+    return _decoder(latent_dim, hidden_size, out_act="softplus")
+
+
+def dec_sigmoid_zero_init(latent_dim=100, hidden_size=200):
+    return _decoder_out_act_zero(latent_dim, hidden_size, "sigmoid")
+
+
+def dec_relu_zero_init(latent_dim=100, hidden_size=200):
+    return _decoder_out_act_zero(latent_dim, hidden_size, "relu")
+
+
+class DecoderBernoulli(DecoderOutputFirst):
+    def call(self, z):
+        return tfd.Independent(tfd.Bernoulli(logits=super().call(z)), 3)
+
+
+def dec_returns_bernoulli(latent_dim=100, hidden_size=200):
+    return DecoderBernoulli(hidden_size)
+
+
+def dec_channels_first(latent_dim=100, hidden_size=200):
+    return _decoder(latent_dim, hidden_size, shape=(1, 28, 28))
+
+
+class DecoderFloat(DecoderOutputFirst):
+    def call(self, z):
+        super().call(z)
+        return 0.0
+
+
+def dec_returns_python_float(latent_dim=100, hidden_size=200):
+    return DecoderFloat(hidden_size)
+
+
+def dec_typo_raises(latent_dim=100, hidden_size=200):
+    z = keras.Input((latent_dim,))
+    h = Dense(hidden_size, activation="relu")(z)
+    return keras.Model(z, Dense(784)(hiden))   # noqa: F821 (the typo)
 
 
 # --- the generative network: mistakes ---------------------------------------------------
@@ -492,11 +772,33 @@ EXERCISES = [
             "nested_models": enc_nested_models,
             # Keras drops the trailing axis of size 1 for an Input of shape (28, 28).
             "functional_input_28x28": enc_input_without_channel,
+            "zero_initialised_last_layer": enc_zero_initialised_last_layer,
+            "subclassed_float64_inside": enc_float64_inside,
+            "hand_written_stable_softplus": enc_hand_written_softplus,
+            "subclassed_dict_of_layers_debug_prints": enc_debug_prints,
+            "functional_two_heads_softplus_activation": enc_functional_two_heads,
         },
         mistakes={
             "no_relu_first_layer": Mistake(enc_no_relu_first, r"first hidden layer.*ReLU"),
             "tanh_hidden": Mistake(enc_tanh, r"tanh instead of ReLU"),
-            "relu_on_output_layer": Mistake(enc_relu_output, r"mu goes through a ReLU"),
+            "relu_on_output_layer": Mistake(enc_relu_output, r"last dense layer has a ReLU"),
+            "relu_on_zero_initialised_output_layer": Mistake(enc_relu_output_zero_init,
+                                                             r"last dense layer has a ReLU"),
+            "sigmoid_on_output_layer": Mistake(enc_sigmoid_output,
+                                               r"last dense layer has a sigmoid"),
+            "tanh_on_output_layer": Mistake(enc_tanh_output, r"last dense layer has a tanh"),
+            "returns_sigma_then_mu": Mistake(enc_returns_sigma_first, r"swapped.*\[sigma, mu\]"),
+            "mu_and_sigma_from_second_half": Mistake(enc_both_from_second_half,
+                                                     r"same outputs.*as mu"),
+            "returns_tfd_normal": Mistake(enc_returns_tfd_normal, r"distribution.*\[mu, sigma\]"),
+            "sigma_a_python_float": Mistake(enc_sigma_python_float, r"sigma is a Python float"),
+            "float64_outputs": Mistake(enc_float64_outputs, r"dtype float64.*float32"),
+            "epsilon_inside_softplus": Mistake(enc_epsilon_inside_softplus, r"1e-6"),
+            "error_while_building": Mistake(enc_typo_raises,
+                                            r"building your network.*raised NameError"),
+            "extra_batch_normalization": Mistake(enc_batch_norm, r"shapes"),
+            "every_layer_initialised_to_zero": Mistake(enc_sequential_all_zero,
+                                                       r"initialised to zero"),
             "sigma_raw": Mistake(enc_sigma_raw, r"raw output.*softplus"),
             "sigma_exp": Mistake(enc_sigma_exp, r"uses exp.*softplus"),
             "two_heads_sigma_exp": Mistake(enc_two_heads_exp, r"uses exp.*softplus"),
@@ -536,6 +838,9 @@ EXERCISES = [
             "subclassed_output_layer_first_tf_reshape": dec_subclassed_output_first,
             "functional_keras_ops": dec_keras_ops,
             "nested_trunk": dec_nested,
+            "zero_initialised_last_layer": dec_zero_initialised_last_layer,
+            "subclassed_keras_ops_debug_print": dec_debug_print_keras_ops,
+            "subclassed_float64_inside": dec_float64_inside,
         },
         mistakes={
             "sigmoid_probabilities": Mistake(dec_sigmoid, r"probabilities, not logits"),
@@ -554,6 +859,18 @@ EXERCISES = [
             "batch_size_as_python_number": Mistake(dec_batch_size_as_number,
                                                    r"tf\.function.*batch size"),
             "returns_list_of_layers": Mistake(dec_returns_layers, r"not a keras\.Model"),
+            "tanh_at_the_end": Mistake(dec_tanh_at_end, r"tanh.*0\.27 and 0\.73"),
+            "softplus_at_the_end": Mistake(dec_softplus_at_end, r"softplus at the end"),
+            "sigmoid_on_zero_initialised_last_layer": Mistake(dec_sigmoid_zero_init,
+                                                              r"probabilities, not logits"),
+            "relu_on_zero_initialised_last_layer": Mistake(dec_relu_zero_init,
+                                                           r"ReLU at the end.*never negative"),
+            "returns_bernoulli_distribution": Mistake(dec_returns_bernoulli,
+                                                      r"distribution.*logits"),
+            "channels_first": Mistake(dec_channels_first, r"channels first"),
+            "returns_python_float": Mistake(dec_returns_python_float, r"Python float"),
+            "error_while_building": Mistake(dec_typo_raises,
+                                            r"building your network.*raised NameError"),
         },
         give_away=("Reshape((28, 28, 1))", "Dense(28 * 28)", "Dense(784", "activation=None",
                    'activation="relu"', "Dense(hidden_size"),

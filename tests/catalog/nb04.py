@@ -60,6 +60,32 @@ def _kl_loop(mu, sigma):
     return total
 
 
+def _kl_python_lists(mu, sigma):
+    # Pure Python: a list with one float per example.
+    mu, sigma = np.asarray(mu).tolist(), np.asarray(sigma).tolist()
+    return [sum(0.5 * (m * m + s * s - 1.0 - math.log(s * s)) for m, s in zip(ms, ss))
+            for ms, ss in zip(mu, sigma)]
+
+
+def _kl_tfd_method(mu, sigma):
+    per_dim = tfd.Normal(mu, sigma).kl_divergence(tfd.Normal(0.0, 1.0))
+    return tf.reduce_sum(per_dim, axis=1)
+
+
+def _kl_float64_debug(mu, sigma):
+    mu, sigma = tf.cast(mu, tf.float64), tf.cast(sigma, tf.float64)
+    print("mu", mu.shape, "sigma", sigma.shape)   # a debug print left in
+    return tf.reduce_sum(0.5 * (mu**2 + sigma**2 - 1.0) - tf.math.log(sigma), axis=-1)
+
+
+def _kl_python_total(mu, sigma):
+    return float(np.sum(_kl_numpy(mu, sigma)))
+
+
+def _kl_typo(mu, sigma):
+    return tf.reduce_sum(0.5 * (mu**2 + sigma**2 - 1.0 - tf.math.log(sigma**2)), axis=-1) + mu_
+
+
 def _kl_per_dim(mu, sigma):
     return 0.5 * (mu**2 + sigma**2 - 1.0 - tf.math.log(sigma**2))
 
@@ -104,6 +130,9 @@ KL = Exercise(
         "tfd_independent": _kl_tfd_independent,
         "tfd_per_dimension_summed": _kl_tfd_per_dim,
         "python_loop_over_dims": _kl_loop,
+        "pure_python_lists": _kl_python_lists,
+        "tfd_normal_kl_method": _kl_tfd_method,
+        "float64_debug_print": _kl_float64_debug,
     },
     mistakes={
         "mean_over_latent_dims": Mistake(
@@ -151,6 +180,13 @@ KL = Exercise(
             lambda mu, s: tf.reduce_sum(0.5 * (mu**2 + s**2 - 1.0 - tf.math.log(s)**2), -1),
             r"the KL is \d.*yours gives"),
         "forgot_return": Mistake(lambda mu, s: None, r"return"),
+        "mu_squared_missing": Mistake(
+            lambda mu, s: tf.reduce_sum(0.5 * (s**2 - 1.0 - tf.math.log(s**2)), -1),
+            r"mu\^2 term is missing"),
+        "python_float_for_the_batch": Mistake(_kl_python_total, r"Python float.*per example"),
+        "returns_the_distributions": Mistake(
+            lambda mu, s: tfd.Normal(mu, s), r"returned a Normal, not a tensor"),
+        "error_in_own_code": Mistake(_kl_typo, r"kl_closed_form\(mu, sigma\) raised NameError"),
     },
     # The solution's code; no hint may contain it.
     give_away=("tf.square(mu)", "mu**2 + sigma**2", "reduce_sum(", "0.5 * (",
@@ -160,91 +196,141 @@ KL = Exercise(
 
 
 # ---------------------------------------------------------------------------------------
-# my_reparameterize(mu, sigma): z = mu + sigma * eps, eps ~ N(0, I), any shape.
+# my_reparameterize(mu, sigma, seed): z = mu + sigma * eps, eps ~ N(0, I) of mu's shape,
+# drawn statelessly from seed (a pair of integers or an int tensor of shape [2]).
 
-_SEEDS = keras.random.SeedGenerator(2017)                    # made once, outside
-_GENERATOR = tf.random.Generator.from_non_deterministic_state()
-
-
-def _rep_keras(mu, sigma):
-    eps = keras.random.normal(ops.shape(mu), seed=_SEEDS)
+def _rep_keras_ops(mu, sigma, seed):
+    # The noise from TensorFlow's stateless op; the arithmetic in keras.ops (Keras's own
+    # random functions take no pair or tensor as a seed).
+    eps = tf.random.stateless_normal(tf.shape(mu), seed=seed, dtype=mu.dtype)
     return ops.add(mu, ops.multiply(sigma, eps))
 
 
-def _rep_keras_unseeded(mu, sigma):
-    return mu + sigma * keras.random.normal(ops.shape(mu))
+def _rep_tfd_sample(mu, sigma, seed):
+    # TFP's Normal is FULLY_REPARAMETERIZED, and a pair or tensor seed is stateless.
+    return tfd.Normal(mu, sigma).sample(seed=seed)
 
 
-def _rep_generator(mu, sigma):
-    return mu + sigma * _GENERATOR.normal(tf.shape(mu))
+def _rep_mvn_diag(mu, sigma, seed):
+    return tfd.MultivariateNormalDiag(loc=mu, scale_diag=sigma).sample(seed=seed)
 
 
-def _rep_tfd_standard(mu, sigma):
-    eps = tfd.Normal(0.0, 1.0).sample(tf.shape(mu))
-    return mu + sigma * eps
+def _rep_box_muller(mu, sigma, seed):
+    # Two independent uniforms per entry; 1 - u lies in (0, 1], so the log is finite.
+    u = tf.random.stateless_uniform(tf.concat([[2], tf.shape(mu)], 0), seed=seed,
+                                    dtype=mu.dtype)
+    radius = tf.sqrt(-2.0 * tf.math.log(1.0 - u[0]))
+    return mu + sigma * radius * tf.cos(2.0 * math.pi * u[1])
 
 
-def _rep_tfd_sample(mu, sigma):
-    # TFP's Normal is FULLY_REPARAMETERIZED: it draws mu + sigma * eps itself.
-    return tfd.Normal(mu, sigma).sample()
+def _rep_mean_stddev(mu, sigma, seed):
+    # stateless_normal scales and shifts its noise itself: the same mu + sigma * eps.
+    return tf.random.stateless_normal(tf.shape(mu), seed, mean=mu, stddev=sigma)
 
 
-def _rep_mvn_diag(mu, sigma):
-    return tfd.MultivariateNormalDiag(loc=mu, scale_diag=sigma).sample()
+def _rep_float64_inside(mu, sigma, seed):
+    eps = tf.random.stateless_normal(tf.shape(mu), seed, dtype=tf.float64)
+    z = tf.cast(mu, tf.float64) + tf.cast(sigma, tf.float64) * eps
+    return tf.cast(z, mu.dtype)
 
 
-def _rep_minus(mu, sigma):
-    # -eps is standard normal too, so this is an equally valid sample.
-    return mu - sigma * tf.random.normal(tf.shape(mu))
+def _rep_split_seed(mu, sigma, seed):
+    # A new stateless seed derived from the given one: still the same z for the same seed.
+    derived = tf.random.experimental.stateless_split(seed, num=1)[0]
+    return mu - sigma * tf.random.stateless_normal(tf.shape(mu), derived)
 
 
-def _rep_stateless_fresh_seed(mu, sigma):
-    seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)   # new every call
-    return mu + sigma * tf.random.stateless_normal(tf.shape(mu), seed=seed)
-
-
-def _rep_comment_mentions_sample(mu, sigma):
-    # Same as tfd.Normal(mu, sigma).sample(), written out by hand.
-    eps = tf.random.normal(mu.shape)
+def _rep_tfp_split_debug(mu, sigma, seed):
+    noise_seed, _ = tfp.random.split_seed(seed, n=2)
+    eps = tf.random.stateless_normal(tf.shape(mu), noise_seed)
+    print("eps", eps.shape)   # a debug print left in
     return sigma * eps + mu
 
 
-def _rep_op_seed(mu, sigma):
-    return mu + sigma * tf.random.normal(tf.shape(mu), seed=7)
-
-
 # Mistakes.
-def _rep_numpy_noise(mu, sigma):
+_counter = itertools.count()
+_FIXED_EPS = tf.random.stateless_normal([2, 3], (0, 0))
+
+
+def _rep_numpy_from_seed(mu, sigma, seed):
+    # Right eagerly; inside tf.function NumPy cannot read the seed tensor.
+    rng = np.random.default_rng(np.asarray(seed))
+    return mu + sigma * rng.standard_normal(mu.shape).astype(np.float32)
+
+
+def _rep_numpy_global(mu, sigma, seed):
     return mu + sigma * np.random.normal(size=mu.shape).astype(np.float32)
 
 
-_counter = itertools.count()
-
-
-def _rep_python_counter_seed(mu, sigma):
-    # Fresh eagerly, but the Python counter is read once, when tf.function traces it.
-    return mu + sigma * tf.random.stateless_normal(tf.shape(mu), seed=[next(_counter), 0])
-
-
-def _rep_numpy_round_trip(mu, sigma):
-    z = mu.numpy() + sigma.numpy() * np.random.standard_normal(mu.shape)
-    return tf.constant(z, tf.float32)
-
-
-def _rep_set_seed(mu, sigma):
-    tf.random.set_seed(0)
+def _rep_set_seed_inside(mu, sigma, seed):
+    tf.random.set_seed(int(seed[0]) * 1000 + int(seed[1]))
     return mu + sigma * tf.random.normal(tf.shape(mu))
 
 
+def _rep_keras_int_seed(mu, sigma, seed):
+    # Keras's int seeds are stateless, but int(seed[0]) needs a Python value.
+    return mu + sigma * keras.random.normal(ops.shape(mu),
+                                            seed=int(seed[0]) * 1000 + int(seed[1]))
+
+
+def _rep_counter_in_seed(mu, sigma, seed):
+    shifted = tf.stack([tf.cast(seed[0], tf.int32) + next(_counter), tf.cast(seed[1], tf.int32)])
+    return mu + sigma * tf.random.stateless_normal(tf.shape(mu), shifted)
+
+
+_cache = {}
+
+
+def _rep_cached_by_seed(mu, sigma, seed):
+    # NumPy noise kept per seed in a dict: a tensor seed cannot be a dict key.
+    if seed not in _cache:
+        _cache[seed] = np.random.standard_normal(mu.shape).astype(np.float32)
+    return mu + sigma * _cache[seed]
+
+
+def _rep_fixed_eps(mu, sigma, seed):
+    return mu + sigma * _FIXED_EPS
+
+
+def _rep_mostly_fixed(mu, sigma, seed):
+    # Fixed noise plus a little from the seed: different z per seed, yet nearly the same.
+    fixed = tf.random.stateless_normal(tf.shape(mu), (0, 0))
+    return mu + sigma * (fixed + 1e-3 * tf.random.stateless_normal(tf.shape(mu), seed))
+
+
+def _rep_sign_flip(mu, sigma, seed):
+    sign = tf.cast(1 - 2 * (seed[1] % 2), mu.dtype)
+    return mu + sigma * sign * tf.random.stateless_normal(tf.shape(mu), (7, 7))
+
+
+def _rep_box_muller_same_uniforms(mu, sigma, seed):
+    u = tf.random.stateless_uniform(tf.shape(mu), seed=seed)
+    return mu + sigma * tf.sqrt(-2.0 * tf.math.log(1.0 - u)) * tf.cos(2.0 * math.pi * u)
+
+
+def _rep_box_muller_no_2(mu, sigma, seed):
+    u = tf.random.stateless_uniform(tf.concat([[2], tf.shape(mu)], 0), seed=seed)
+    return mu + sigma * tf.sqrt(-tf.math.log(1.0 - u[0])) * tf.cos(2.0 * math.pi * u[1])
+
+
+def _stateless(shape, seed):
+    return tf.random.stateless_normal(shape, seed)
+
+
+def _rep_numpy_round_trip(mu, sigma, seed):
+    eps = tf.random.stateless_normal(tf.shape(mu), seed).numpy()
+    return tf.constant(mu.numpy() + sigma.numpy() * eps)
+
+
 def _rep_downstream(reparameterize):
-    """Cells 29 and 33 of the notebook, with the student's sampler."""
-    # Cell 29: 100,000 draws of a 3-D Gaussian; d E[z]/d mu = 1, d E[z^2]/d sigma = 2 sigma.
-    tf.random.set_seed(0)
+    """The notebook's later cells with the student's sampler, called as they call it."""
+    # Section 7: 100,000 draws of a 3-D Gaussian; d E[z]/d mu = 1, d E[z^2]/d sigma = 2 sigma.
     n = 100_000
     mu = tf.Variable([0.5, -1.0, 2.0])
     sigma = tf.Variable([1.0, 0.5, 2.0])
     with tf.GradientTape(persistent=True) as tape:
-        z = reparameterize(tf.broadcast_to(mu, [n, 3]), tf.broadcast_to(sigma, [n, 3]))
+        z = reparameterize(tf.broadcast_to(mu, [n, 3]), tf.broadcast_to(sigma, [n, 3]),
+                           seed=(2017, 0))
         mean_z = tf.reduce_sum(tf.reduce_mean(z, axis=0))
         mean_z2 = tf.reduce_sum(tf.reduce_mean(z**2, axis=0))
     np.testing.assert_allclose(tape.gradient(mean_z, mu).numpy(), 1.0, atol=0.01)
@@ -252,14 +338,14 @@ def _rep_downstream(reparameterize):
                                rtol=0.05)
     del tape
 
-    # Cells 33 and 35: reparameterized versus score-function gradients, [L, repeats, d].
+    # Section 8: reparameterized versus score-function gradients, [L, repeats, d].
     def gradient_estimates(d, n_samples=10, repeats=2000, seed=0):
-        tf.random.set_seed(seed)
         mu = tf.Variable(tf.ones([repeats, d]))
         sigma = tf.ones([repeats, d])
         with tf.GradientTape(persistent=True) as tape:
             z = reparameterize(tf.broadcast_to(mu, [n_samples, repeats, d]),
-                               tf.broadcast_to(sigma, [n_samples, repeats, d]))
+                               tf.broadcast_to(sigma, [n_samples, repeats, d]),
+                               seed=(2017, seed))
             f = tf.reduce_sum(z**2, axis=-1)
             pathwise_objective = tf.reduce_sum(tf.reduce_mean(f, axis=0))
             log_q = tfd.Independent(tfd.Normal(mu, sigma), 1).log_prob(tf.stop_gradient(z))
@@ -275,92 +361,136 @@ def _rep_downstream(reparameterize):
         assert 0.3 < reparam.var() < 0.5, reparam.var()        # 4 sigma^2 / L = 0.4
         assert np.all(np.isfinite(score))
 
+    # Section 8: f(z) = sin(omega z), where the pathwise variance grows like omega^2.
+    mu = tf.Variable(tf.zeros([20_000, 1]))
+    with tf.GradientTape() as tape:
+        z = reparameterize(mu, tf.ones([20_000, 1]), seed=(2020, 1))
+        pathwise = tf.reduce_sum(tf.sin(30.0 * z))
+    assert 400 < tape.gradient(pathwise, mu).numpy().var() < 500   # about 30^2 / 2 = 450
+
 
 REPARAMETERIZE = Exercise(
     name="reparameterize",
     check=check.reparameterize,
     correct={
-        "keras_ops_seed_generator": _rep_keras,
-        "keras_random_unseeded": _rep_keras_unseeded,
-        "tf_random_generator": _rep_generator,
-        "tfd_standard_normal_noise": _rep_tfd_standard,
-        "tfd_normal_sample": _rep_tfd_sample,
-        "tfd_mvn_diag_sample": _rep_mvn_diag,
-        "mu_minus_sigma_eps": _rep_minus,
-        "stateless_with_fresh_seed": _rep_stateless_fresh_seed,
-        "comment_mentions_sample": _rep_comment_mentions_sample,
-        "op_level_seed": _rep_op_seed,
+        "stateless_normal_keras_ops": _rep_keras_ops,
+        "tfd_normal_sample_seed": _rep_tfd_sample,
+        "tfd_mvn_diag_sample_seed": _rep_mvn_diag,
+        "box_muller_stateless_uniform": _rep_box_muller,
+        "stateless_normal_mean_stddev": _rep_mean_stddev,
+        "float64_inside": _rep_float64_inside,
+        "stateless_split_mu_minus_sigma_eps": _rep_split_seed,
+        "tfp_split_seed_debug_print": _rep_tfp_split_debug,
     },
     mistakes={
+        # The seed: ignored, used statefully, read as Python numbers, or partly.
+        "ignores_seed_global_normal": Mistake(
+            lambda mu, s, seed: mu + s * tf.random.normal(tf.shape(mu)),
+            r"same seed.*different z.*stateless"),
+        "numpy_global_noise": Mistake(_rep_numpy_global, r"same seed.*different z"),
+        "stateful_op_seed": Mistake(
+            lambda mu, s, seed: mu + s * tf.random.normal(tf.shape(mu), seed=int(seed[0])),
+            r"same seed.*different z.*op seed"),
+        "tfd_sample_without_seed": Mistake(
+            lambda mu, s, seed: tfd.Normal(mu, s).sample(), r"same seed.*different z"),
+        "counter_added_to_seed": Mistake(_rep_counter_in_seed, r"same seed.*different z"),
+        "numpy_noise_from_seed": Mistake(_rep_numpy_from_seed, r"tf\.function.*NumPy cannot"),
+        "numpy_noise_cached_per_seed": Mistake(_rep_cached_by_seed,
+                                               r"int32 tensor.*raised TypeError"),
+        "set_seed_inside": Mistake(_rep_set_seed_inside, r"global random state"),
+        "keras_int_seed_from_python_ints": Mistake(_rep_keras_int_seed,
+                                                   r"tf\.function.*no Python value"),
+        "fixed_stateless_seed": Mistake(
+            lambda mu, s, seed: mu + s * tf.random.stateless_normal(tf.shape(mu), seed=[1, 2]),
+            r"all gave the same z"),
+        "noise_made_once_outside": Mistake(_rep_fixed_eps, r"all gave the same z"),
+        "first_integer_of_seed_only": Mistake(
+            lambda mu, s, seed: mu + s * _stateless(tf.shape(mu), [seed[0], 0]),
+            r"\(1, 2\) and \(1, 3\).*both of its integers"),
+        "seed_integers_added": Mistake(
+            lambda mu, s, seed: mu + s * _stateless(tf.shape(mu), [seed[0] + seed[1], 0]),
+            r"same z.*both of its integers"),
+        "sign_of_fixed_noise_from_seed": Mistake(_rep_sign_flip, r"gave the same z"),
+        "mostly_fixed_noise": Mistake(_rep_mostly_fixed, r"related.*correlation"),
+        "no_seed_argument": Mistake(
+            lambda mu, s: mu + s * tf.random.normal(tf.shape(mu)), r"takes no argument seed"),
+        "seed_argument_renamed": Mistake(
+            lambda mu, s, key: mu + s * _stateless(tf.shape(mu), key), r"name it seed"),
+        # The shape of the noise.
         "noise_shared_across_latent_dims": Mistake(
-            lambda mu, s: mu + s * tf.random.normal([tf.shape(mu)[0], 1]),
+            lambda mu, s, seed: mu + s * _stateless(tf.concat([tf.shape(mu)[:-1], [1]], 0), seed),
             r"every latent dimension got the same noise"),
         "noise_shared_across_batch": Mistake(
-            lambda mu, s: mu + s * tf.random.normal(tf.shape(mu)[-1:]),
+            lambda mu, s, seed: mu + s * _stateless(tf.shape(mu)[-1:], seed),
             r"every example got the same noise"),
         "noise_only_for_rank_2": Mistake(
-            lambda mu, s: mu + s * tf.random.normal([tf.shape(mu)[0], tf.shape(mu)[1]]),
-            r"samples"),
+            lambda mu, s, seed: mu + s * _stateless([tf.shape(mu)[0], tf.shape(mu)[1]], seed),
+            r"\[samples, batch, latent_dim\].*whatever its rank"),
         "noise_shared_across_samples_axis": Mistake(
-            lambda mu, s: mu + s * tf.random.normal(tf.shape(mu)[-2:]),
+            lambda mu, s, seed: mu + s * _stateless(tf.shape(mu)[-2:], seed),
             r"every sample got the same noise"),
-        "numpy_noise": Mistake(_rep_numpy_noise, r"tf\.function.*traced"),
-        "numpy_noise_decorated_tf_function": Mistake(
-            tf.function(_rep_numpy_noise), r"tf\.function.*traced"),
-        "laplace_noise": Mistake(
-            lambda mu, s: mu + s * tfd.Laplace(0.0, 1 / math.sqrt(2.0)).sample(tf.shape(mu)),
-            r"68\.3%.*not normal"),
-        "python_counter_seed": Mistake(_rep_python_counter_seed, r"tf\.function.*traced"),
-        "numpy_round_trip": Mistake(_rep_numpy_round_trip, r"no gradient"),
-        "returns_numpy_array": Mistake(
-            lambda mu, s: mu.numpy() + s.numpy() * np.random.standard_normal(mu.shape),
-            r"not a TensorFlow tensor.*gradient"),
-        "fixed_stateless_seed": Mistake(
-            lambda mu, s: mu + s * tf.random.stateless_normal(tf.shape(mu), seed=[1, 2]),
-            r"same z"),
-        "set_seed_inside": Mistake(_rep_set_seed, r"same z"),
+        # The distribution of the noise and its scale.
         "uniform_noise": Mistake(
-            lambda mu, s: mu + s * tf.random.uniform(tf.shape(mu)), r"uniform"),
+            lambda mu, s, seed: mu + s * tf.random.stateless_uniform(tf.shape(mu), seed),
+            r"uniform"),
         "uniform_noise_unit_variance": Mistake(
-            lambda mu, s: mu + s * tf.random.uniform(tf.shape(mu), -math.sqrt(3), math.sqrt(3)),
-            r"68\.3%.*not normal"),
+            lambda mu, s, seed: mu + s * tf.random.stateless_uniform(
+                tf.shape(mu), seed, -math.sqrt(3), math.sqrt(3)), r"68\.3%.*not normal"),
+        "laplace_noise": Mistake(
+            lambda mu, s, seed: mu + s * tfd.Laplace(0.0, 1 / math.sqrt(2.0)).sample(
+                tf.shape(mu), seed=seed), r"68\.3%.*not normal"),
         "truncated_normal_noise": Mistake(
-            lambda mu, s: mu + s * tf.random.truncated_normal(tf.shape(mu)),
+            lambda mu, s, seed: mu + s * tf.random.stateless_truncated_normal(tf.shape(mu), seed),
             r"standard deviation 0\.8\d"),
+        "box_muller_same_uniforms_twice": Mistake(_rep_box_muller_same_uniforms, r"mean"),
+        "box_muller_without_the_2": Mistake(_rep_box_muller_no_2, r"standard deviation 0\.7\d"),
         "variance_for_std": Mistake(
-            lambda mu, s: mu + s**2 * tf.random.normal(tf.shape(mu)), r"variance sigma\^2"),
+            lambda mu, s, seed: mu + s**2 * _stateless(tf.shape(mu), seed), r"variance sigma\^2"),
         "sqrt_sigma": Mistake(
-            lambda mu, s: mu + tf.sqrt(s) * tf.random.normal(tf.shape(mu)), r"sqrt\(sigma\)"),
+            lambda mu, s, seed: mu + tf.sqrt(s) * _stateless(tf.shape(mu), seed), r"sqrt\(sigma\)"),
         "sigma_as_log_variance": Mistake(
-            lambda mu, s: mu + tf.exp(0.5 * s) * tf.random.normal(tf.shape(mu)), r"log-variance"),
-        "exp_sigma": Mistake(
-            lambda mu, s: mu + tf.exp(s) * tf.random.normal(tf.shape(mu)), r"exp\(sigma\)"),
+            lambda mu, s, seed: mu + tf.exp(0.5 * s) * _stateless(tf.shape(mu), seed),
+            r"log-variance"),
         "sigma_forgotten": Mistake(
-            lambda mu, s: mu + tf.random.normal(tf.shape(mu)), r"not multiplied by sigma"),
+            lambda mu, s, seed: mu + _stateless(tf.shape(mu), seed), r"not multiplied by sigma"),
+        # The gradient path.
         "stop_gradient_mu": Mistake(
-            lambda mu, s: tf.stop_gradient(mu) + s * tf.random.normal(tf.shape(mu)),
+            lambda mu, s, seed: tf.stop_gradient(mu) + s * _stateless(tf.shape(mu), seed),
             r"no gradient reaches mu\b"),
         "stop_gradient_sigma": Mistake(
-            lambda mu, s: mu + tf.stop_gradient(s) * tf.random.normal(tf.shape(mu)),
+            lambda mu, s, seed: mu + tf.stop_gradient(s) * _stateless(tf.shape(mu), seed),
             r"no gradient reaches sigma"),
         "stop_gradient_all": Mistake(
-            lambda mu, s: tf.stop_gradient(mu + s * tf.random.normal(tf.shape(mu))),
+            lambda mu, s, seed: tf.stop_gradient(mu + s * _stateless(tf.shape(mu), seed)),
             r"no gradient reaches mu or sigma"),
+        "numpy_round_trip": Mistake(_rep_numpy_round_trip, r"no gradient"),
+        # What is returned.
+        "returns_numpy_array": Mistake(
+            lambda mu, s, seed: mu.numpy() + s.numpy() * np.ones(mu.shape, np.float32),
+            r"not a TensorFlow tensor.*gradient"),
+        "returns_python_float": Mistake(lambda mu, s, seed: 0.0, r"Python float, not a tensor"),
+        "returns_the_distribution": Mistake(
+            lambda mu, s, seed: tfd.Normal(mu, s), r"distribution.*not a sample"),
+        "returns_z_and_eps": Mistake(
+            lambda mu, s, seed: (mu + s * _stateless(tf.shape(mu), seed), _stateless(tf.shape(mu), seed)),
+            r"tuple of 2.*z alone"),
         "returns_eps_only": Mistake(
-            lambda mu, s: tf.random.normal(tf.shape(mu)), r"noise eps itself"),
-        "returns_mu_only": Mistake(lambda mu, s: mu, r"mu itself.*no noise"),
+            lambda mu, s, seed: _stateless(tf.shape(mu), seed), r"noise eps itself"),
+        "returns_mu_only": Mistake(lambda mu, s, seed: mu, r"mu itself.*no noise"),
         "summed_over_latent": Mistake(
-            lambda mu, s: tf.reduce_sum(mu + s * tf.random.normal(tf.shape(mu)), -1),
+            lambda mu, s, seed: tf.reduce_sum(mu + s * _stateless(tf.shape(mu), seed), -1),
             r"one number per example"),
         "float64": Mistake(
-            lambda mu, s: tf.cast(mu, tf.float64)
-            + tf.cast(s, tf.float64) * tf.random.normal(tf.shape(mu), dtype=tf.float64),
+            lambda mu, s, seed: tf.cast(mu, tf.float64) + tf.cast(s, tf.float64)
+            * tf.random.stateless_normal(tf.shape(mu), seed, dtype=tf.float64),
             r"dtype float64"),
         "transposed": Mistake(
-            lambda mu, s: tf.transpose(mu + s * tf.random.normal(tf.shape(mu))), r"transposed"),
-        "forgot_return": Mistake(lambda mu, s: None, r"None.*return"),
+            lambda mu, s, seed: tf.transpose(mu + s * _stateless(tf.shape(mu), seed)),
+            r"transposed"),
+        "forgot_return": Mistake(lambda mu, s, seed: None, r"None.*return"),
     },
-    give_away=("tf.shape(mu)", "random.normal(", "dtype=mu.dtype", "stateless_normal(",
+    # The solution's code; no hint may contain it.
+    give_away=("tf.shape(mu)", "stateless_normal(", "dtype=mu.dtype", "sample(seed=seed)",
                "mu + sigma * tf."),
     downstream=_rep_downstream,
 )

@@ -20,6 +20,18 @@ It then calls the network the way training and evaluation do: inside ``tf.functi
 with the batch size unknown, with gradients that must reach every weight, and on a
 smaller batch (each image's output may not depend on the others in the batch).
 A hint names a slip only after checking that the slip reproduces the outputs seen.
+Because the check judges the function with weights it sets itself, a network's initial
+outputs never decide anything: a correct network whose last layer starts at zero (all
+outputs 0 at first) passes, and a ReLU, sigmoid or tanh on the last layer is caught
+whatever it was initialised to. The initial weights are used for one thing only: from
+them, a few gradient steps must move every weight array, which fails for hidden layers
+initialised to zero (their ReLUs output 0 and pass no gradient, so they never train).
+
+What the checks cannot tell apart, and so accept: a function that returns vae_prac's own
+network (it computes exactly the task's function); layers that only act in training,
+such as Dropout (the check calls the network as inference does); a network that
+computes in float64 inside and returns float32; and sigma = max(softplus(a), 1e-6)
+instead of 1e-6 + softplus(a), which differ by at most 1e-6.
 """
 
 from __future__ import annotations
@@ -31,8 +43,11 @@ from collections import Counter
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
-from vae_prac.checks import Hint, check, choice
+from vae_prac.checks import Hint, check, choice, quiet_tensorflow
+
+tfd = tfp.distributions
 
 __all__ = ["inference_network", "generative_network", "phi_count_quiz"]
 
@@ -102,16 +117,33 @@ def _close(got, expected, rtol=1e-4, atol=1e-4) -> bool:
 
 # --- building and calling the student's network ---------------------------------------
 
-def _build(fn):
+def _judged(body, *args) -> None:
+    """Run a check's body. The student's code is called where its errors become hints
+    that name them (``_build``, ``_call``, ``_run_compiled``); any other error is the
+    check's own, and is reported as such, never as the student's mistake."""
+    try:
+        body(*args)
+    except (Hint, NotImplementedError):
+        raise
+    except Exception as err:
+        raise Hint(f"the check could not finish judging your network: it failed itself "
+                   f"({_first_line(err)}). That is not a mistake of yours; please tell "
+                   "your instructor.") from None
+
+
+def _build(fn, name):
     try:
         net = fn(LATENT, HIDDEN)   # as the later cells call it: (latent_dim, hidden_size)
-    except ValueError as err:
+    except NotImplementedError:
+        raise
+    except Exception as err:
         if "KerasTensor" in str(err):
             raise Hint("a TensorFlow function (tf.*) was given the symbolic tensors of a "
                        "functional Keras model, which it cannot take: in a functional "
                        "model use keras.ops or Keras layers (or write a subclassed "
                        "model).") from None
-        raise
+        raise Hint(f"building your network, {name}({LATENT}, {HIDDEN}), raised "
+                   f"{_first_line(err)}.") from None
     if net is None:
         raise Hint("your function returned None: did you forget to return the model?")
     if not isinstance(net, keras.Model):
@@ -126,6 +158,7 @@ def _first_line(err: Exception) -> str:
     ("in user code: ...") and the error after it; Keras adds its message in bold and
     the call's arguments last."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)   # TF's kernel prefix
     bold = re.findall(r"\x1b\[1m(.*?)\x1b\[0m", str(err), flags=re.S)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if re.match(r"^\w+(Error|Exception|Warning)\b", line)]
@@ -136,6 +169,7 @@ def _first_line(err: Exception) -> str:
         name, _, line = errors[-1].partition(": ")
     else:
         name, line = type(err).__name__, lines[0] if lines else ""
+    line = re.sub(r"\s*\[Op:\w+\].*$", "", line)   # TF's "[Op:Mul] name:" suffix
     line = line[:200].rstrip(". ")
     return f"{name}: {line}" if line else name
 
@@ -151,6 +185,12 @@ def _call(net, inputs, what="a batch"):
 
 
 def _array(t, what: str) -> np.ndarray:
+    if isinstance(t, (bool, int, float)):
+        raise Hint(f"{what} is a Python {type(t).__name__}, not a tensor: return the "
+                   f"tensor the network computes for the whole batch.")
+    if isinstance(t, tfd.Distribution):
+        raise Hint(f"{what} is a distribution (a TFP object), not a tensor: the network "
+                   f"returns the numbers that parameterize it.")
     if not (tf.is_tensor(t) or isinstance(t, np.ndarray)):
         raise Hint(f"{what} is a {type(t).__name__}, not a tensor.")
     a = np.asarray(t)
@@ -283,6 +323,39 @@ def _run_compiled(net, inputs, n_outputs, what):
     return [np.asarray(o) for o in outs]
 
 
+def _trainable_as_built(net, inputs, initial, n_outputs, what):
+    """From the weights the network was built with, a few gradient steps must change every
+    weight array. A last layer that starts at zero passes (the others move from the second
+    step); hidden layers that start at zero do not: their ReLUs output 0 and pass no
+    gradient, so training could never move them. The weights are restored afterwards."""
+    variables = _trainable(net)
+    signs = np.random.default_rng(7).choice([-1.0, 1.0], size=inputs.shape[:1])
+    for v, value in zip(variables, initial):
+        v.assign(value)
+    try:
+        for _ in range(3):
+            with tf.GradientTape() as tape:
+                out = _call(net, inputs)
+                outs = list(out) if n_outputs > 1 else [out]
+                loss = tf.add_n([tf.reduce_sum(tf.reshape(tf.cast(o, tf.float32), [len(signs), -1])
+                                               * signs[:, None].astype(np.float32))
+                                 for o in outs])
+            for v, g in zip(variables, tape.gradient(loss, variables)):
+                if g is not None:
+                    v.assign_sub(0.1 * tf.cast(tf.convert_to_tensor(g), v.dtype))
+        stuck = [v.path for v, value in zip(variables, initial)
+                 if np.array_equal(np.asarray(v.numpy()), value)]
+    finally:
+        for v, value in zip(variables, initial):
+            v.assign(value)
+    if stuck:
+        raise Hint(f"with the weights your {what} starts from, training cannot change "
+                   f"{', '.join(stuck)}: their gradient is 0 and stays 0. Are the hidden "
+                   "layers initialised to zero? Then every ReLU outputs 0 and passes no "
+                   "gradient back. Keep Keras's default initialisers for the hidden layers "
+                   "(a last layer that starts at zero is fine).")
+
+
 def _same_outputs_eager_compiled_small_batch(net, inputs, eager, n_outputs, what):
     compiled = _run_compiled(net, inputs, n_outputs, what)
     for got, expected in zip(compiled, eager):
@@ -328,6 +401,10 @@ def _sigma(a):
 
 
 def _check_encoder_outputs(out):
+    if isinstance(out, tfd.Distribution):
+        raise Hint("your network returns a distribution (a TFP object); return the list "
+                   "[mu, sigma] of two tensors (the later cells unpack it as "
+                   "`mu, sigma = encoder(x)` and build q_phi(z|x) from them).")
     if isinstance(out, dict):
         raise Hint("your network returns a dict; return a list of two tensors, mu then "
                    "sigma (the later cells unpack it as `mu, sigma = encoder(x)`).")
@@ -376,6 +453,31 @@ def _encoder_input_hint(net, x):
         raise Hint(f"your network only takes {what}; it must take images of shape "
                    "[batch, 28, 28, 1] (as data.eval_set gives them) and flatten them "
                    "itself.")
+
+
+_RANGES = {"ReLU": "never negative", "sigmoid": "between 0 and 1", "tanh": "between -1 and 1",
+           "softplus": "always positive"}
+
+
+def _outputs_hint(mu, sigma, params):
+    """Slips that concern both outputs: swapped, from one half, an activation on the last
+    layer. ``params`` are the last layer's outputs of the task's network."""
+    a_mu, a_sigma = params[:, :LATENT], params[:, LATENT:]
+    if _close(mu, _sigma(a_sigma), 1e-4, 1e-7) and _close(sigma, a_mu):
+        return ("mu and sigma are swapped: your network returns [sigma, mu]. It returns "
+                "the list [mu, sigma], mu first.")
+    with np.errstate(all="ignore"):
+        if _close(sigma, _sigma(mu), 1e-4, 1e-7) or _close(sigma, np.logaddexp(0.0, mu)):
+            return ("sigma is computed from the same outputs of the last layer as mu: mu "
+                    "is its first latent_dim outputs, and sigma comes from the other "
+                    "latent_dim.")
+    for act in ("ReLU", "sigmoid", "tanh", "softplus"):
+        out = ACTIVATIONS[act](params)
+        if _close(mu, out[:, :LATENT]) and _close(sigma, _sigma(out[:, LATENT:]), 1e-4, 1e-7):
+            return (f"the last dense layer has a {act} activation, so mu is "
+                    f"{_RANGES[act]}: that layer has no activation (the means can be any "
+                    f"real number, and sigma's softplus is applied to its raw outputs).")
+    return None
 
 
 def _mu_hint(mu, p, x, sigma_half):
@@ -467,8 +569,21 @@ def _sigma_hint(sigma, p, x):
 
 @check("inference_network")
 def inference_network(fn):
-    """``fn(latent_dim, hidden_size)`` -> keras.Model mapping x [B,28,28,1] to [mu, sigma]."""
-    net = _build(fn)
+    """``fn(latent_dim, hidden_size)`` -> keras.Model mapping x [B,28,28,1] to [mu, sigma].
+
+    Named slips, each verified on the outputs with the check's weights: a ReLU, sigmoid,
+    tanh or softplus on the last layer; mu and sigma swapped (returned as [sigma, mu], or
+    taken from the wrong halves); sigma computed from the outputs that give mu; sigma
+    through exp, a log-variance, ReLU, abs, sigmoid, a square or a square root instead of
+    1e-6 + softplus; the 1e-6 missing or another constant; a softplus that underflows or
+    overflows in float32; other hidden activations; images divided by 255 again.
+    """
+    with quiet_tensorflow():
+        net = _build(fn, "my_inference_network")
+        _judged(_inference_network, net)
+
+
+def _inference_network(net):
     x = _encoder_inputs()
     try:
         out = net(x)
@@ -477,6 +592,7 @@ def inference_network(fn):
         raise Hint(f"calling your network on images of shape {list(x.shape)} raised "
                    f"{_first_line(err)}.") from None
     _check_encoder_outputs(out)
+    initial = [np.array(v.numpy()) for v in _trainable(net)]
     p = _encoder_params(x)
     variables, layout = _check_weights(net, _encoder_layouts(p), PIXELS, "inference network")
     xf = x.reshape(BATCH, PIXELS).astype(np.float64)
@@ -493,6 +609,10 @@ def inference_network(fn):
         # A hint only for a slip that reproduces the outputs. With two heads, trying
         # both ways round also gives mu's values to the sigma head: a swap is no slip
         # there, so look at sigma where mu came out right first.
+        for mu, sigma in tried:
+            hint = _outputs_hint(mu, sigma, params)
+            if hint:
+                raise Hint(hint)
         mu_right = [(mu, sigma) for mu, sigma in tried if _close(mu, ref_mu)]
         for mu, sigma in mu_right:
             hint = _sigma_hint(sigma, p, xf)
@@ -512,6 +632,7 @@ def inference_network(fn):
                    "layer of 2 * latent_dim units with no activation, whose first "
                    "latent_dim outputs are mu.")
     _same_outputs_eager_compiled_small_batch(net, x, [mu, sigma], 2, "inference network")
+    _trainable_as_built(net, x, initial, 2, "inference network")
 
 
 # --- the generative network ------------------------------------------------------------
@@ -532,6 +653,10 @@ def _decoder_layout(p):
 
 
 def _check_decoder_output(out):
+    if isinstance(out, tfd.Distribution):
+        raise Hint("your network returns a distribution (a TFP object); return its "
+                   "logits, one tensor [batch, 28, 28, 1]: the later cells build the "
+                   "Bernoulli distribution from them.")
     if isinstance(out, (list, tuple, dict)):
         raise Hint(f"your network returns a {type(out).__name__}; it should return one "
                    "tensor, the logits.")
@@ -542,6 +667,9 @@ def _check_decoder_output(out):
     if logits.shape == (BATCH, 28, 28):
         raise Hint(f"the logits have shape {logits.shape}: the images need their channel "
                    "axis too, [batch, 28, 28, 1].")
+    if logits.shape == (BATCH, 1, 28, 28):
+        raise Hint(f"the logits have shape {logits.shape}, channels first: the images "
+                   "are [batch, 28, 28, 1], with the channel axis last.")
     if logits.shape != (BATCH, 28, 28, 1):
         raise Hint(f"for {BATCH} codes the logits should have shape "
                    f"({BATCH}, 28, 28, 1); yours have shape {logits.shape}.")
@@ -557,10 +685,15 @@ def _logits_hint(logits, p, z):
         if _close(logits, -np.logaddexp(0.0, -ref)):
             return ("these are log-probabilities (log sigmoid), not logits: the last dense "
                     "layer has no activation.")
+    effects = {"ReLU": "never negative, so no pixel probability is below 1/2",
+               "tanh": "squeezed into [-1, 1], so every pixel probability is stuck "
+                       "between sigmoid(-1) = 0.27 and 0.73",
+               "softplus": "always positive, so no pixel probability is below 1/2"}
     for act in ("ReLU", "tanh", "softplus"):
         if _close(logits, ACTIVATIONS[act](ref)):
-            return (f"the logits go through a {act}: logits can be any real number, so "
-                    "the last dense layer has no activation.")
+            return (f"the logits go through a {act} at the end: they are {effects[act]}. "
+                    "Logits can be any real number, so the last dense layer has no "
+                    "activation.")
     if _close(logits, ref.transpose(0, 2, 1, 3)):
         return ("the images come out transposed (rows and columns swapped): reshape the "
                 "784 outputs straight to [28, 28, 1], row by row.")
@@ -577,8 +710,18 @@ def _logits_hint(logits, p, z):
 
 @check("generative_network")
 def generative_network(fn):
-    """``fn(latent_dim, hidden_size)`` -> keras.Model mapping z [B,latent] to logits [B,28,28,1]."""
-    net = _build(fn)
+    """``fn(latent_dim, hidden_size)`` -> keras.Model mapping z [B,latent] to logits [B,28,28,1].
+
+    Named slips, each verified on the outputs with the check's weights: probabilities
+    (a sigmoid at the end) or log-probabilities instead of logits; a ReLU, tanh or
+    softplus at the end; images transposed; other hidden activations.
+    """
+    with quiet_tensorflow():
+        net = _build(fn, "my_generative_network")
+        _judged(_generative_network, net)
+
+
+def _generative_network(net):
     z = _decoder_inputs()
     inputs = getattr(net, "inputs", None) or []   # a functional model's declared inputs
     if len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].shape[-1] != LATENT:
@@ -587,6 +730,7 @@ def generative_network(fn):
                    "latent_dim, not a fixed number.")
     out = _call(net, z, f"codes z (latent_dim={LATENT})")
     _check_decoder_output(out)
+    initial = [np.array(v.numpy()) for v in _trainable(net)]
     p = _decoder_params(z)
     variables, layout = _check_weights(net, [_decoder_layout(p)], LATENT, "generative network")
     (assignment,) = _assignments(variables, layout)
@@ -599,6 +743,7 @@ def generative_network(fn):
                    "two dense layers of hidden_size units with ReLU, then a dense layer "
                    "of 784 units with no activation, reshaped to [28, 28, 1].")
     _same_outputs_eager_compiled_small_batch(net, z, [logits], 1, "generative network")
+    _trainable_as_built(net, z, initial, 1, "generative network")
 
 
 def phi_count_quiz(answer):

@@ -3,7 +3,7 @@
     from vae_prac.checks import reparameterization as check
     check.kl_formula(answer_kl)               # Math Task: the KL of two Gaussians in 1-D
     check.kl_closed_form(kl_closed_form)      # Code Task: KL(q || p) in closed form
-    check.reparameterize(my_reparameterize)   # Code Task: z = mu + sigma * eps
+    check.reparameterize(my_reparameterize)   # Code Task: z = mu + sigma * eps, from a seed
 
 Both checks judge what the student's function computes, never its source text.
 
@@ -11,23 +11,39 @@ Both checks judge what the student's function computes, never its source text.
   (6 examples, 5 latent dimensions, unequal values, one row where q = p). When the values
   are wrong, the slip is named only after its formula has been verified to give exactly
   the student's values on those same inputs.
-* ``reparameterize`` is judged as a sampler: the shape and dtype of z; independent noise
-  for every entry (between examples, latent dimensions and a leading samples axis); the
-  noise ``(z - mu) / sigma`` standard normal; pathwise gradients dz/dmu = 1 and
-  dz/dsigma = eps; fresh noise on every call, eagerly and inside ``tf.function`` (NumPy
-  noise is frozen into a traced graph). Any code that behaves like this passes, TFP's
-  reparameterized ``tfd.Normal(mu, sigma).sample()`` included.
+* ``reparameterize`` is judged as a seeded sampler, ``fn(mu, sigma, seed=seed)`` with a
+  stateless seed (a pair of integers, or an int tensor of shape [2]), as the later
+  cells call it: the same seed gives the same z (as a pair or as a tensor), different
+  seeds give different, uncorrelated noise, and nothing else (NumPy, TensorFlow's global
+  random state) feeds the noise; the shape and dtype of z; independent noise for every
+  entry (between examples, latent dimensions and a leading samples axis); the noise
+  ``(z - mu) / sigma`` standard normal; the pathwise gradients dz/dmu = 1 and
+  dz/dsigma = eps; and the same behaviour inside ``tf.function`` with the seed a
+  symbolic tensor, as in training. Any code that behaves like this passes: TFP's
+  ``tfd.Normal(mu, sigma).sample(seed=seed)``, Box-Muller noise from stateless uniforms,
+  ``tf.random.stateless_normal`` with ``mean=mu, stddev=sigma``.
+
+What the checks cannot tell apart, and so accept: a function that calls vae_prac's own
+``reparameterize(mu, sigma, seed=seed)`` or TFP's sampler inside instead of building z
+from eps (it behaves exactly like a correct answer, and no check reads sources), and a
+KL computed with ``tfd.kl_divergence`` (the same closed form).
 """
 
 from __future__ import annotations
 
+import inspect
+import itertools
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow, returned_array
+from vae_prac.checks.networks import _first_line
 
 __all__ = ["kl_formula", "kl_closed_form", "reparameterize"]
+
+tfd = tfp.distributions
 
 
 def kl_formula(answer) -> bool:
@@ -38,6 +54,37 @@ def kl_formula(answer) -> bool:
         "under q using E_q[z] = mu and E_q[z^2] = mu^2 + s^2. A correct formula is 0 when "
         "q = p and never negative.")
 
+
+def _judged(body, *args) -> None:
+    """Run a check's body. The student's code is called through ``_student``, which turns
+    its errors into hints that name them; any other error is the check's own, and is
+    reported as such, never as the student's mistake."""
+    try:
+        body(*args)
+    except (Hint, NotImplementedError):
+        raise
+    except Exception as err:
+        raise Hint(f"the check could not finish judging your function: it failed itself "
+                   f"({_first_line(err)}). That is not a mistake of yours; please tell "
+                   "your instructor.") from None
+
+
+def _student(call, what: str):
+    """``call()``, the student's code: an error it raises becomes a hint naming it (a
+    ``NotImplementedError`` still means the task is not done yet)."""
+    try:
+        return call()
+    except (Hint, NotImplementedError):
+        raise
+    except Exception as err:
+        raise Hint(f"{what} raised {_first_line(err)}.") from None
+
+
+def _python_number(value) -> str | None:
+    """"a Python float" (or int, bool) when ``value`` is a plain Python number, else None."""
+    if isinstance(value, (bool, int, float)):
+        return f"a Python {type(value).__name__}"
+    return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -80,6 +127,8 @@ def _kl_slips(mu: np.ndarray, sigma: np.ndarray):
          "gets standard deviations)", per_example(0.5 * (m2 + sigma - 1 - np.log(sigma)))),
         ("it looks like you used mu in place of mu^2",
          per_example(0.5 * (mu + s2 - 1 - log_s2))),
+        ("the mu^2 term is missing: the KL grows as the mean moves away from the prior's 0",
+         per_example(0.5 * (s2 - 1 - log_s2))),
         ("it looks like you treated sigma as a log-variance; it is the standard deviation "
          "itself", per_example(0.5 * (m2 + np.exp(sigma) - 1 - sigma))),
         ("the constant -1 inside the bracket is missing: in the row where mu = 0 and "
@@ -101,15 +150,28 @@ def kl_closed_form(fn) -> None:
 
     mu and sigma are float32 tensors [batch, latent_dim]; the result has one KL per
     example, [batch], summed over the latent dimensions. Any code computing the exact
-    value passes (tf, keras.ops, NumPy, or tfd.kl_divergence, which is the same closed
-    form); nothing later compiles this function, so NumPy is fine.
+    value passes (tf, keras.ops, NumPy, a Python loop returning a list, or
+    tfd.kl_divergence, which is the same closed form); nothing later compiles this
+    function, so NumPy is fine. A Monte Carlo estimate with a fixed seed (so repeatable)
+    is told apart only by its error: with thousands of samples it misses by hundredths
+    and the hint says it is close but not exact; with hundreds of millions of samples it
+    would come within the tolerance (1e-4) and pass.
     """
+    _judged(_kl_closed_form, fn)
+
+
+def _kl_closed_form(fn) -> None:
     mu_np, sigma_np = _kl_inputs()
     mu, sigma = tf.constant(mu_np), tf.constant(sigma_np)
     mu64, sigma64 = mu_np.astype(np.float64), sigma_np.astype(np.float64)
     expected = (0.5 * (mu64**2 + sigma64**2 - 1 - np.log(sigma64**2))).sum(-1)
-    got = returned_array(fn(mu, sigma), "kl_closed_form")
     batch, latent = KL_BATCH, KL_LATENT
+    value = _student(lambda: fn(mu, sigma), "kl_closed_form(mu, sigma)")
+    number = _python_number(value)
+    if number:
+        raise Hint(f"it returned {number}, one number for the whole batch: return one KL "
+                   f"per example, a tensor (or array) of shape [{batch}].")
+    got = returned_array(value, "kl_closed_form")
 
     if got.shape == (batch, latent):
         raise Hint(f"it returned one value per latent dimension, shape {got.shape}. The KL "
@@ -130,7 +192,8 @@ def kl_closed_form(fn) -> None:
         raise Hint(f"for mu and sigma of shape [{batch}, {latent}] it returned shape "
                    f"{got.shape}; expected one KL per example, shape [{batch}] (sum over "
                    f"the latent axis only, not over the batch).")
-    again = returned_array(fn(mu, sigma), "kl_closed_form")
+    again = returned_array(_student(lambda: fn(mu, sigma), "kl_closed_form(mu, sigma)"),
+                           "kl_closed_form")
     if not np.array_equal(np.nan_to_num(got), np.nan_to_num(again)):
         raise Hint("two calls with the same mu and sigma gave different values: that is a "
                    "random (Monte Carlo) estimate. The task asks for the closed form, which "
@@ -163,30 +226,82 @@ def kl_closed_form(fn) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# The reparameterized sampler.
+# The reparameterized sampler, drawn from a stateless seed.
 
 # A small input: unequal values in every row and latent dimension.
 SMALL_MU = np.array([[0.0, 1.0, -2.0], [3.0, 0.5, -0.7]], np.float32)
 SMALL_SIGMA = np.array([[1.5, 0.5, 2.0], [0.1, 0.8, 3.0]], np.float32)
+SEEDS = [(1, 2), (1, 3), (2, 2), (2, 1)]   # pairwise different, also in sum and product
 N_ROWS, N_DIMS = 4000, 5                 # the statistical test: 20,000 draws
-SAMPLES_SHAPE = (8, 500, 5)              # [samples, batch, latent_dim], as cell 33 uses
+STAT_SEED, OTHER_SEEDS = (2017, 4), [(2017, 5), (2018, 4)]
+SAMPLES_SHAPE = (8, 500, 5)              # [samples, batch, latent_dim], as section 8 uses
+SAMPLES_SEED = (36715, 1)
+CALL = "my_reparameterize(mu, sigma, seed=seed)"
+
+IGNORES_SEED = (
+    "two calls with the same seed {seed} gave different z: the noise must come from the "
+    "seed alone, so that the same seed always gives the same z (training relies on it). A "
+    "global tf.random.normal, NumPy's random numbers, or a stateful random op given the "
+    "seed as its op seed all carry state from call to call. Draw eps with a stateless "
+    "random op from seed (notebook 02 explains stateless seeds).")
 
 
+def _show(seed) -> str:
+    if tf.is_tensor(seed):
+        return f"tf.constant({seed.numpy().tolist()}, {seed.dtype.name})"
+    return str(tuple(seed))
 
-def _sample(fn, mu, sigma, where: str = ""):
-    """Call ``fn``; return its z as float64 numpy, after checking type, shape and dtype."""
-    z = fn(mu, sigma)
-    if z is None:
+
+def _check_signature(fn) -> None:
+    """Later cells call ``reparameterize(mu, sigma, seed=seed)``, by name (vae_prac's own
+    version, their fallback, takes ``n_samples`` third)."""
+    try:
+        signature = inspect.signature(getattr(fn, "python_function", fn))
+    except (TypeError, ValueError):   # a builtin or a callable object with no signature
+        return
+    try:
+        signature.bind(0, 0, seed=0)
+        return
+    except TypeError:
+        pass
+    positional = [p for p in signature.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 3 and positional[2].name != "seed":
+        raise Hint(f"your function's third argument is called {positional[2].name!r}: name "
+                   f"it seed, since the later cells pass it by name, as {CALL}.")
+    raise Hint(f"your function takes no argument seed: the task's function is "
+               f"my_reparameterize(mu, sigma, seed), and the later cells call it as {CALL}.")
+
+
+def _call(fn, mu, sigma, seed, where: str = ""):
+    return _student(lambda: fn(mu, sigma, seed=seed),
+                    f"calling {CALL} with mu of shape {list(mu.shape)} and seed "
+                    f"{_show(seed)}{where}")
+
+
+def _z(value, mu, where: str = "") -> np.ndarray:
+    """The student's z as float64 numpy, after checking its type, shape, dtype and values."""
+    if value is None:
         raise Hint("my_reparameterize returned None: did you forget the `return`?")
-    shape = tuple(mu.shape)
-    if isinstance(z, np.ndarray):
+    number = _python_number(value)
+    if number:
+        raise Hint(f"it returned {number}, not a tensor: z must be a TensorFlow tensor of "
+                   f"the shape of mu, computed from mu and sigma with TensorFlow operations "
+                   f"so that gradients reach them.")
+    if isinstance(value, (np.ndarray, np.generic)):
         raise Hint("it returned a NumPy array, not a TensorFlow tensor: z must stay a "
                    "TensorFlow computation of mu and sigma, or no gradient can reach them "
                    "(NumPy and .numpy() cut the path).")
-    if not tf.is_tensor(z):
-        raise Hint(f"it returned a {type(z).__name__}; return z alone, a TensorFlow tensor "
-                   f"of the shape of mu.")
-    got = tuple(z.shape)
+    if isinstance(value, tfd.Distribution):
+        raise Hint("it returned a distribution (a TFP object), not a sample: return z "
+                   "itself, a tensor of the shape of mu drawn from the seed.")
+    if isinstance(value, (tuple, list, dict)):
+        raise Hint(f"it returned a {type(value).__name__} of {len(value)}; return z alone, "
+                   f"one tensor of the shape of mu.")
+    if not tf.is_tensor(value):
+        raise Hint(f"it returned a {type(value).__name__}; return z alone, a TensorFlow "
+                   f"tensor of the shape of mu.")
+    shape, got = tuple(mu.shape), tuple(value.shape)
     if got != shape:
         if got == shape[::-1]:
             raise Hint(f"for mu and sigma of shape {list(shape)}{where} it returned shape "
@@ -198,13 +313,17 @@ def _sample(fn, mu, sigma, where: str = ""):
         raise Hint(f"for mu and sigma of shape {list(shape)}{where} it returned shape "
                    f"{list(got)}; z must have the shape of mu, with its own noise value "
                    f"for every entry.")
-    if z.dtype != mu.dtype:
-        raise Hint(f"z has dtype {z.dtype.name}, but mu and sigma are {mu.dtype.name}: draw "
-                   f"the noise in the dtype of mu, so z keeps it.")
-    values = z.numpy().astype(np.float64)
+    if value.dtype != mu.dtype:
+        raise Hint(f"z has dtype {value.dtype.name}, but mu and sigma are {mu.dtype.name}: "
+                   f"draw the noise in the dtype of mu, so z keeps it.")
+    values = np.asarray(value, np.float64)
     if not np.all(np.isfinite(values)):
         raise Hint(f"it returned NaN or Inf for finite mu and sigma > 0{where}.")
     return values
+
+
+def _sample(fn, mu, sigma, seed, where: str = "") -> np.ndarray:
+    return _z(_call(fn, mu, sigma, seed, where), mu, where)
 
 
 def _check_independent(eps: np.ndarray, axis: int, what: str, where: str) -> None:
@@ -252,37 +371,72 @@ def _spread_matches(dev: np.ndarray, sigma: np.ndarray, scale=None) -> bool:
 
 @check("reparameterize")
 def reparameterize(fn) -> None:
-    """``fn(mu, sigma)`` must return z ~ N(mu, diag(sigma^2)) as a differentiable function
-    of mu and sigma, with fresh standard normal noise for every entry on every call.
+    """``fn(mu, sigma, seed)`` must return z ~ N(mu, diag(sigma^2)) as a differentiable
+    function of mu and sigma, with standard normal noise drawn from the stateless ``seed``.
 
-    What is tested, on mu and sigma with unequal values in every row and dimension: the
-    shape and dtype of z (also for a leading samples axis, as later cells use); fresh
-    noise on each call, eagerly and inside ``tf.function``; independent noise between
-    examples, latent dimensions and samples; that eps = (z - mu) / sigma has mean 0,
-    standard deviation 1 for small and large sigma, and 68.3% of its draws within one
-    standard deviation (normal noise); and the pathwise gradients, dz/dmu = 1 and
-    dz/dsigma = eps, for every entry.
+    It is called as the later cells call it, ``fn(mu, sigma, seed=seed)``, with mu and
+    sigma float32 and unequal in every row and dimension. What is tested: the shape and
+    dtype of z (also with a leading samples axis); that the same seed gives the same z,
+    given as a pair of integers or as an int32 tensor; that different seeds
+    give different, uncorrelated noise, changing with both integers of the seed; that
+    the function leaves TensorFlow's global random state alone (no tf.random.set_seed);
+    independent noise between examples, latent dimensions and samples; that
+    eps = (z - mu) / sigma has mean 0, standard deviation 1 for small and large sigma, and
+    68.3% of its draws within one standard deviation (normal noise); the pathwise
+    gradients, dz/dmu = 1 and dz/dsigma = eps, for every entry; and all of it inside
+    ``tf.function`` with the seed a symbolic int32 tensor, as the training step passes it
+    (NumPy cannot read such a seed, and Python numbers made from it do not exist there).
+
+    It cannot tell apart, and accepts, a function that calls vae_prac's own
+    ``reparameterize`` inside: its behaviour is a correct answer's.
     """
     with quiet_tensorflow():
-        _reparameterize(fn)
+        _judged(_reparameterize, fn)
 
 
 def _reparameterize(fn) -> None:
+    _check_signature(fn)
     mu_small, sigma_small = tf.constant(SMALL_MU), tf.constant(SMALL_SIGMA)
-    z = _sample(fn, mu_small, sigma_small)
+    first = SEEDS[0]
+    z = _sample(fn, mu_small, sigma_small, first)
     if np.array_equal(z, SMALL_MU):
         raise Hint("it returned mu itself: z has no noise. z = mu + sigma * eps needs "
                    "standard normal noise eps.")
-    z_again = _sample(fn, mu_small, sigma_small)
-    if np.array_equal(z, z_again):
-        if hasattr(fn, "get_concrete_function"):   # decorated with @tf.function
-            raise Hint("two calls gave exactly the same z. Your function is compiled with "
-                       "tf.function, and its noise was drawn once, when it was traced "
-                       "(NumPy or Python random numbers become constants of the graph). "
-                       "Draw the noise with a TensorFlow random operation.")
-        raise Hint("two calls gave exactly the same z. Draw fresh noise inside the "
-                   "function on every call: no fixed seed, and no noise made once outside "
-                   "it.")
+
+    # The seed alone decides the noise: the same seed, as a pair or a tensor, the same z.
+    if not np.array_equal(z, _sample(fn, mu_small, sigma_small, first)):
+        raise Hint(IGNORES_SEED.format(seed=first))
+    # A function that resets the global seed leaves the next unseeded draw the same.
+    after = []
+    for _ in range(2):
+        _call(fn, mu_small, sigma_small, first)
+        after.append(tf.random.normal([8]).numpy())
+    if np.array_equal(*after):
+        raise Hint("your function resets TensorFlow's global random state (it calls "
+                   "tf.random.set_seed?), which changes every other random draw of the "
+                   "notebook too: draw eps with a stateless random op from seed, which "
+                   "needs no global state.")
+    # int32, as the training step passes it (TFP's samplers take no int64 seed).
+    as_tensor = _sample(fn, mu_small, sigma_small, tf.constant(first, tf.int32),
+                        " (the seed as an int32 tensor)")
+    if not np.allclose(as_tensor, z, rtol=1e-6, atol=1e-6):
+        raise Hint(f"the seed {first} given as an int32 tensor gave another z than the "
+                   f"pair of integers {first}: both are the same stateless seed (the "
+                   f"training step passes a tensor). Use seed as it is.")
+
+    # Different seeds, different z: each of the seed's two integers matters.
+    draws = {seed: _sample(fn, mu_small, sigma_small, seed) for seed in SEEDS[1:]}
+    draws[first] = z
+    same = [(a, b) for a, b in itertools.combinations(SEEDS, 2)
+            if np.allclose(draws[a], draws[b], rtol=1e-6, atol=1e-6)]
+    if len(same) == len(list(itertools.combinations(SEEDS, 2))):
+        raise Hint(f"the seeds {', '.join(map(str, SEEDS))} all gave the same z: the "
+                   "noise does not come from seed (a fixed seed inside the function?). "
+                   "Each seed must give its own noise.")
+    if same:
+        a, b = same[0]
+        raise Hint(f"the seeds {a} and {b} gave the same z: the noise must depend on the "
+                   f"whole seed, both of its integers, as a stateless random op uses it.")
 
     # The statistical test, with a gradient tape: [4000, 5] entries, all different.
     rng = np.random.default_rng(2017)
@@ -290,9 +444,9 @@ def _reparameterize(fn) -> None:
     sigma_np = rng.uniform(0.3, 3.0, (N_ROWS, N_DIMS)).astype(np.float32)
     mu_v, sigma_v = tf.Variable(mu_np), tf.Variable(sigma_np)
     with tf.GradientTape() as tape:
-        z_t = fn(tf.identity(mu_v), tf.identity(sigma_v))
-        total = tf.reduce_sum(z_t) if tf.is_tensor(z_t) else None
-    z = _sample(lambda m, s: z_t, mu_v, sigma_v)
+        z_t = _call(fn, tf.identity(mu_v), tf.identity(sigma_v), STAT_SEED)
+        total = tf.reduce_sum(z_t) if tf.is_tensor(z_t) and z_t.dtype.is_floating else None
+    z = _z(z_t, mu_v)
     mu64, sigma64 = mu_np.astype(np.float64), sigma_np.astype(np.float64)
     dev = z - mu64
     if abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05:
@@ -328,14 +482,28 @@ def _reparameterize(fn) -> None:
                    f"within one sigma of mu, where a normal distribution has 68.3%: the "
                    f"noise is not normal. eps must be standard normal, N(0, 1).")
 
-    grad_mu, grad_sigma = tape.gradient(total, [mu_v, sigma_v])
+    # Other seeds: fresh noise, unrelated to this seed's (training takes one seed a step).
+    for other in OTHER_SEEDS:
+        eps_other = (_sample(fn, tf.constant(mu_np), tf.constant(sigma_np), other)
+                     - mu64) / sigma64
+        shared = np.mean(np.isclose(eps_other, eps, rtol=1e-6, atol=1e-7))
+        r = np.corrcoef(eps.ravel(), eps_other.ravel())[0, 1]
+        if shared > 0.01 or abs(r) > 6 / np.sqrt(n) + 0.02:
+            how = (f"{shared:.0%} of it is the same" if shared > 0.01 else
+                   f"their correlation is {r:.2f}")
+            raise Hint(f"the noise for the seeds {STAT_SEED} and {other} is related "
+                       f"({how}): each seed must give its own independent noise, as a "
+                       f"stateless random op does.")
+
+    grad_mu, grad_sigma = _student(lambda: tape.gradient(total, [mu_v, sigma_v]),
+                                   "the gradient of your z with respect to mu and sigma")
     blocked = [name for name, g in (("mu", grad_mu), ("sigma", grad_sigma)) if g is None]
     if blocked:
         raise Hint(f"no gradient reaches {' or '.join(blocked)}. z must be computed from mu "
                    f"and sigma with TensorFlow operations all the way: NumPy, .numpy() or "
                    f"tf.stop_gradient cut the path the gradient needs.")
-    grad_mu = tf.convert_to_tensor(grad_mu).numpy()
-    grad_sigma = tf.convert_to_tensor(grad_sigma).numpy()
+    grad_mu = np.asarray(tf.convert_to_tensor(grad_mu))
+    grad_sigma = np.asarray(tf.convert_to_tensor(grad_sigma))
     if not np.allclose(grad_mu, 1.0, atol=1e-4):
         raise Hint("the gradient of z with respect to mu is not 1 for every entry: moving mu "
                    "should shift z by the same amount. Is z exactly mu plus the scaled noise?")
@@ -344,37 +512,67 @@ def _reparameterize(fn) -> None:
                    "built with. Is z exactly mu plus sigma times the noise, with the noise "
                    "drawn independently of mu and sigma?")
 
-    # A leading samples axis, as the later cells use: [samples, batch, latent_dim].
+    # A leading samples axis, as section 8 uses: [samples, batch, latent_dim].
     rng = np.random.default_rng(36715)
     mu3 = rng.normal(0.0, 2.0, SAMPLES_SHAPE).astype(np.float32)
     sigma3 = rng.uniform(0.3, 3.0, SAMPLES_SHAPE).astype(np.float32)
-    where = f" (mu and sigma of shape {list(SAMPLES_SHAPE)}, a leading samples axis)"
+    where = " (with a leading samples axis, as section 8 uses)"
     try:
-        z3 = _sample(fn, tf.constant(mu3), tf.constant(sigma3), where)
-    except (Hint, NotImplementedError):
-        raise
-    except Exception as err:   # e.g. noise of shape [batch, 1] that cannot broadcast
+        z3_t = fn(tf.constant(mu3), tf.constant(sigma3), seed=SAMPLES_SEED)
+    except Exception as err:   # e.g. noise of shape [batch, latent_dim] that cannot broadcast
         raise Hint(f"later cells pass mu and sigma of shape [samples, batch, latent_dim]; "
                    f"for shape {list(SAMPLES_SHAPE)} your function raised "
-                   f"{type(err).__name__}. z must have the shape of mu, whatever its rank.")
+                   f"{_first_line(err)}. z must have the shape of mu, whatever its "
+                   f"rank.") from None
+    z3 = _z(z3_t, tf.constant(mu3), where)
     eps3 = (z3 - mu3) / sigma3
     for axis, what in enumerate(("sample", "example", "latent dimension")):
         _check_independent(eps3, axis, what, where)
     if not _spread_matches(z3 - mu3, sigma3.astype(np.float64)):
         raise Hint(f"the spread of z does not follow sigma{where}.")
 
-    # Inside tf.function: the noise must be drawn when the graph runs, not when it is traced.
-    traced = tf.function(fn)
-    try:
-        first = _sample(traced, mu_small, sigma_small, " inside tf.function")
-        second = _sample(traced, mu_small, sigma_small, " inside tf.function")
-    except (Hint, NotImplementedError):
-        raise
-    except Exception as err:
-        raise Hint(f"inside tf.function your function raised {type(err).__name__}: "
-                   f"{str(err).splitlines()[0][:200]}")
-    if np.array_equal(first, second):
-        raise Hint("inside tf.function, two calls gave exactly the same z: the noise was "
-                   "drawn once, when the function was traced (NumPy or Python random "
-                   "numbers become constants of the graph, TensorFlow issue 36715). Draw "
-                   "the noise with a TensorFlow random operation.")
+    _check_compiled(fn, mu_small, sigma_small, draws)
+
+
+def _check_compiled(fn, mu, sigma, draws) -> None:
+    """Inside tf.function, with the seed a symbolic int32 tensor as the training step
+    passes it: the same z as eagerly, a gradient for mu and sigma."""
+    spec = tf.TensorSpec(mu.shape, mu.dtype)
+
+    @tf.function(input_signature=[spec, spec, tf.TensorSpec([2], tf.int32)])
+    def run(mu, sigma, seed):
+        with tf.GradientTape() as tape:
+            tape.watch([mu, sigma])
+            z = fn(mu, sigma, seed=seed)
+            total = tf.reduce_sum(z)
+        return z, tape.gradient(total, [mu, sigma])
+
+    where = " inside tf.function"
+    results = {}
+    for seed in (SEEDS[0], SEEDS[2], SEEDS[0]):
+        try:
+            z, grads = run(mu, sigma, tf.constant(seed, tf.int32))
+        except Exception as err:   # NotImplementedError too: NumPy on a symbolic tensor
+            numpy = "numpy" in str(err).lower()
+            raise Hint(
+                f"inside tf.function, where seed is a symbolic tensor as in the training "
+                f"step, your function raised {_first_line(err)}. "
+                + ("NumPy cannot draw noise from a seed tensor there. " if numpy else
+                   "There the seed has no Python value (no int(seed), no .numpy(), no "
+                   "NumPy). ")
+                + "Draw the noise with a TensorFlow stateless random op that takes seed as "
+                  "it is.") from None
+        if any(g is None for g in grads):
+            raise Hint("inside tf.function no gradient reaches mu or sigma: z must be "
+                       "computed from them with TensorFlow operations all the way.")
+        got = _z(z, mu, where)
+        if seed in results and not np.array_equal(got, results[seed]):
+            raise Hint(IGNORES_SEED.format(seed=seed) + " (This happened inside "
+                       "tf.function.)")
+        results.setdefault(seed, got)
+        if not np.allclose(got, draws[seed], rtol=1e-5, atol=1e-5):
+            raise Hint(f"inside tf.function, with the seed {seed} as a tensor, your "
+                       f"function gives another z than when called directly: something is "
+                       f"fixed when tf.function traces it (a Python number or NumPy value "
+                       f"made from the seed, or a counter). Use seed as it is, with "
+                       f"TensorFlow operations.")
