@@ -440,7 +440,10 @@ def test_a_full_disk_exits_2_keeping_the_last_checkpoint_whole(tmp_path, trained
             in line
         kept = {p.name.split(".")[0] for p in (run_dir / "checkpoints").glob("ckpt-*")}
         assert kept == {f"ckpt-{i}" for i in range(100, last + 1, 100)}
-        assert history_iterations(run_dir) == list(range(100, last + 1, 100))
+        # The history is written just before each checkpoint: it may hold the row of the
+        # checkpoint the disk had no room for (a resumed run measures it again).
+        assert history_iterations(run_dir) in (list(range(100, last + 1, 100)),
+                                               list(range(100, last + 101, 100)))
 
 
 def test_a_failed_checkpoint_save_leaves_nothing_half_written(tmp_path, monkeypatch):

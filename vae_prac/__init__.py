@@ -35,7 +35,7 @@ def _import_tensorflow_quietly():
 
 
 # The modules that do not need TensorFlow (the command line's own, for --help).
-_WITHOUT_TENSORFLOW = {f"{__name__}.{m}" for m in ("__main__", "cli", "config", "presets")}
+_WITHOUT_TENSORFLOW = {f"{__name__}.{m}" for m in ("__main__", "cli", "config", "presets", "run_lock")}
 
 
 class _TensorFlowFirst:
@@ -75,7 +75,8 @@ _EXPORTS = {
 
 # As before: `import vae_prac` then `vae_prac.training.make_optimizer(...)` works.
 _SUBMODULES = {"checks", "cli", "config", "data", "elbo", "evaluate", "grading", "model",
-               "plotting", "presets", "pretrained", "student", "training", "verification"}
+               "plotting", "presets", "pretrained", "run_lock", "student", "training",
+               "verification"}
 
 
 def __getattr__(name):

@@ -6,9 +6,11 @@
     vae-prac data                            # where MNIST is, and whether every file verifies
     vae-prac grade notebooks/student/*.ipynb # run notebooks and tabulate their checks
 
-Exit status: 0 done, 1 training diverged (NaN or Inf loss), 2 bad input (a setting, the
-data, a missing run) or an output that cannot be written (a path below a file, a
-read-only folder, a full disk), 130 interrupted with Ctrl-C.
+Exit status: 0 done, 1 training diverged (NaN or Inf loss), 2 bad input (a setting,
+sizes that could never run, the data, a missing run or one with no readable checkpoint,
+an --out another run is using), too little memory for the settings, or an output that
+cannot be written (a path below a file, a read-only folder, a full disk), 130
+interrupted with Ctrl-C.
 
 TensorFlow (seconds to import) is imported only by the commands that need it, so
 ``vae-prac --help`` answers at once.
@@ -55,6 +57,28 @@ def _int_at_least(minimum, what):
 
 _positive_int = _int_at_least(1, "a positive integer")
 _nonnegative_int = _int_at_least(0, "an integer >= 0")
+
+#: The most digits `sample` draws in one grid: 100 rows of 10, some 45 s of drawing on
+#: two CPU cores (the time grows faster than the count). More: another --seed.
+MAX_SAMPLES = 1000
+
+
+def _sample_count(text):
+    """An argparse type: how many digits `sample` draws, 1..MAX_SAMPLES."""
+    value = _positive_int(text)
+    if value > MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {MAX_SAMPLES} digits in one grid, got {text!r}; for more, "
+            f"run it again with another --seed")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (the command's usual error line)."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def _seed(text):
@@ -117,7 +141,7 @@ def _add_model_source(parser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vae-prac",
         description="Variational auto-encoders on MNIST: train, evaluate and sample.")
     parser.add_argument("--version", action="version",
@@ -166,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="a PNG grid of digits generated from the prior",
                        description="Draw z ~ p(z), decode, and save a grid of digits.")
     _add_model_source(p)
-    p.add_argument("--n", type=_positive_int, default=100, help="digits (default: 100)")
+    p.add_argument("--n", type=_sample_count, default=100,
+                   help=f"digits, at most {MAX_SAMPLES} (default: 100)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the noise")
     p.add_argument("--png", help="where to write the PNG (default: OUT/samples.png, "
                                  "OUT/means.png with --mean; NAME-samples.png or "
@@ -214,10 +239,14 @@ def main(argv=None) -> int:
         print("\nInterrupted.", file=sys.stderr)
         return 130
     except Exception as e:
-        known = isinstance(e, UsageError) or _is_data_error(e)
-        if not known and not _is_filesystem_error(e):
+        if isinstance(e, UsageError) or _is_data_error(e) or _is_run_error(e):
+            message = str(e)
+        elif _is_filesystem_error(e):
+            message = _filesystem_message(e, args)
+        elif _is_out_of_memory(e):
+            message = _memory_message(e, args)
+        else:
             raise
-        message = str(e) if known else _filesystem_message(e, args)
         _remove_debris(args)
         _error(args.command, message)
         return 2
@@ -230,6 +259,56 @@ def _error(command, message):
 def _is_data_error(e) -> bool:
     data = sys.modules.get("vae_prac.data")   # never imported yet: not a data error
     return data is not None and isinstance(e, data.DataError)
+
+
+def _is_run_error(e) -> bool:
+    """A folder another run holds, or whose checkpoints are all unreadable."""
+    training = sys.modules.get("vae_prac.training")
+    run_lock = sys.modules.get("vae_prac.run_lock")
+    return ((training is not None and isinstance(e, training.UnreadableCheckpointError))
+            or (run_lock is not None and isinstance(e, run_lock.RunLockedError)))
+
+
+def _is_out_of_memory(e) -> bool:
+    tf = sys.modules.get("tensorflow")
+    return isinstance(e, MemoryError) or (
+        tf is not None and isinstance(e, tf.errors.ResourceExhaustedError))
+
+
+def _size(n_bytes) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:,.0f} {unit}" if unit == "bytes" else f"{n_bytes:,.1f} {unit}"
+        n_bytes /= 1024
+
+
+def _memory_message(e, args) -> str:
+    """One line for an allocation that failed: what it asked for, what the settings need."""
+    from vae_prac.config import PIXELS, network_weights
+
+    shape = re.search(r"shape ?\[([\d, ]+)\]", str(e))
+    if shape:
+        dims = [int(d) for d in shape.group(1).split(",") if d.strip()]
+        failed = (f"allocating a tensor of shape [{', '.join(map(str, dims))}] "
+                  f"({_size(4 * math.prod(dims))} as float32) failed")
+    else:
+        failed = "an allocation failed"
+    message = f"out of memory: {failed}."
+    config = getattr(args, "config", None)
+    if config is not None:
+        weights = network_weights(config.latent_dim, config.hidden_size, config.hidden_layers)
+        # Weights, gradients and the optimizer's state: RMSProp keeps one value per
+        # weight, Adam two.
+        copies = 4 if config.optimizer == "adam" else 3
+        widest = config.batch_size * config.n_samples * max(
+            PIXELS, config.hidden_size, 2 * config.latent_dim)
+        message += (f" These settings need about {_size(4 * weights * copies)} for the "
+                    f"networks' {weights:,} weights with their gradients and the "
+                    f"optimizer's state, and {_size(4 * widest)} for each activation "
+                    f"of the widest layer in one step.")
+    flags = {"train": "--hidden-size, --latent-dim, --batch-size or --n-samples",
+             "evaluate": "--batch-size", "sample": "--n"}.get(args.command, "size")
+    return message + f" Choose a smaller {flags}, or use a machine with more memory."
 
 
 # --------------------------------------------------------------------------
@@ -343,7 +422,8 @@ def _save_png(fig, path):
 
 def _remove_debris(args):
     """After a failure: remove what a command left half-written, and an --out it created
-    and left empty. Only the files this program writes are touched."""
+    and left without a checkpoint (with the files it wrote there: nothing half-made is
+    left). Only the files this program writes are touched."""
     out = getattr(args, "out", None) if args.command == "train" else None
     if not out or not os.path.isdir(out):
         return
@@ -351,11 +431,24 @@ def _remove_debris(args):
         for name in os.listdir(out):
             if name.endswith(".partial"):
                 os.remove(os.path.join(out, name))
-        _remove_checkpoint_debris(os.path.join(out, "checkpoints"))
-        if getattr(args, "created_out", False) and not os.listdir(out):
-            os.rmdir(out)
+        checkpoints = os.path.join(out, "checkpoints")
+        _remove_checkpoint_debris(checkpoints)
+        if getattr(args, "created_out", False) and not os.path.exists(
+                os.path.join(checkpoints, "checkpoint")):
+            for name in os.listdir(out):
+                if name in _RUN_FILES or name.startswith("events.out.tfevents."):
+                    os.remove(os.path.join(out, name))
+            if os.path.isdir(checkpoints) and not os.listdir(checkpoints):
+                os.rmdir(checkpoints)
+            if not os.listdir(out):
+                os.rmdir(out)
     except OSError:
         pass   # cleaning up is a courtesy; the error being reported matters more
+
+
+#: The files `train` writes at the top of --out.
+_RUN_FILES = {"config.json", "history.csv", "history.json", "posterior_prior.png",
+              "prior_means.png", "elbo_curve.png", "metrics.json"}
 
 
 def _remove_checkpoint_debris(folder):
@@ -371,7 +464,8 @@ def _remove_checkpoint_debris(folder):
                   if state and state.model_checkpoint_path else -1)
         for name in os.listdir(folder):
             path = os.path.join(folder, name)
-            number = re.match(r"ckpt-(\d+)(_temp|\.)", name)
+            # (not ckpt-N.damaged-*: unreadable checkpoints kept aside on purpose)
+            number = re.match(r"ckpt-(\d+)(_temp|\.index$|\.data-)", name)
             if (name.startswith("checkpoint.tmp") or (number and (
                     number.group(2) == "_temp" or int(number.group(1)) > latest))):
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
@@ -383,20 +477,54 @@ def _remove_checkpoint_debris(folder):
 # train
 
 
+class _RunLock:
+    """The lock of --out (vae_prac.run_lock) for the whole command: taken at once if --out
+    exists, else by ``take()`` once it is created; released however the command ends."""
+
+    def __init__(self, out):
+        self.out, self.path = out, None
+
+    def take(self):
+        from vae_prac import run_lock
+        if self.path is None:
+            self.path = run_lock.acquire(self.out)
+
+    def __enter__(self):
+        if os.path.isdir(self.out):
+            self.take()
+        return self
+
+    def __exit__(self, *exc):
+        if self.path is not None:
+            from vae_prac import run_lock
+            run_lock.release(self.path)
+
+
 def cmd_train(args) -> int:
-    out = args.out
-    _check_output_path(out, "--out", folder=True)
+    _check_output_path(args.out, "--out", folder=True)
     if args.threads:   # before anything else of TensorFlow's runs
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    with _RunLock(args.out) as lock:
+        return _train(args, lock)
+
+
+def _train(args, lock) -> int:
+    out = args.out
     from vae_prac import data, training
 
+    # Checkpoints that cannot be read are set aside now, so that every step below sees
+    # the newest readable one (none readable: an error, exit 2).
+    _, note = training.use_newest_readable_checkpoint(os.path.join(out, "checkpoints"))
+    if note:
+        print(note)
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
              if hasattr(args, f.name)}
     if args.preset:
         flags = {**PRESETS[args.preset], **flags}
     config, changed = _train_config(out, flags)
+    args.config = config   # for the message of a failed allocation
     resume_from = _checkpoint_iteration(out)
 
     # Find and verify the data before anything is written to --out (load_mnist keeps
@@ -410,6 +538,7 @@ def cmd_train(args) -> int:
 
     args.created_out = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
+    lock.take()
     what = (f"an IWAE (objective L_{config.n_samples})" if config.objective == "iwae"
             else "a VAE")
     print(f"Training {what} (latent_dim={config.latent_dim}, hidden_size={config.hidden_size}) "
@@ -437,7 +566,18 @@ def cmd_train(args) -> int:
                             else "no checkpoint was written yet."))
         return 130
 
-    metrics = _final_evaluation(result.model, result.iteration, config, args)
+    return _measure(out, result.model, result.iteration, config, args)
+
+
+def _measure(out, model, iteration, config, args) -> int:
+    """The final evaluation, into metrics.json; Ctrl-C during it keeps the trained run."""
+    try:
+        metrics = _final_evaluation(model, iteration, config, args)
+    except KeyboardInterrupt:
+        print(f"Interrupted during the final evaluation. The trained model (checkpoint at "
+              f"iteration {_checkpoint_iteration(out)}), its history and figures are in "
+              f"{out}: run the same command again to measure it.")
+        return 130
     _write_json(os.path.join(out, "metrics.json"), metrics)
     print(_outputs_line(out))
     return 0
@@ -474,8 +614,7 @@ def _finished_run(out, iteration, config, args) -> int:
                    else training.History())
         _write_whole(os.path.join(out, "history.json"), history.to_json)
         _save_figures(out, model, history, config)
-        metrics = _final_evaluation(model, iteration, config, args)
-        _write_json(metrics_path, metrics)
+        return _measure(out, model, iteration, config, args)
     print(_outputs_line(out))
     return 0
 
@@ -484,7 +623,9 @@ def _outputs_line(out) -> str:
     """'Outputs in OUT: ...': what is really there, the usual files first."""
     first = ["config.json", "checkpoints", "history.csv", "history.json",
              "posterior_prior.png", "prior_means.png", "elbo_curve.png", "metrics.json"]
-    names = os.listdir(out)
+    from vae_prac.run_lock import LOCK_NAME
+
+    names = [n for n in os.listdir(out) if n != LOCK_NAME]   # (held until the command ends)
     events = [n for n in names if n.startswith("events.out.tfevents.")]
     listed = ([n for n in first if n in names]
               + sorted(n for n in names if n not in first and n not in events))
@@ -653,6 +794,7 @@ def _load_model(args):
         config = Config.from_dict(meta["config"])
         return model, meta["iteration"], config, f"shipped model {args.pretrained}"
     model, iteration, config = _restore(args.out)
+    args.config = config   # for the message of a failed allocation
     return model, iteration, config, f"model in {args.out}"
 
 

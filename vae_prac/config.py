@@ -41,19 +41,53 @@ def is_nonnegative_int(value) -> bool:
 #: 31 bits: a larger one would wrap around silently (2**32 would act as seed 0).
 SEED_LIMIT = 2**31
 
+#: TensorFlow counts the elements of a tensor, and sizes its shapes, with int32 in many
+#: kernels: one tensor beyond this overflows inside the graph instead of failing clearly.
+INT32_MAX = 2**31 - 1
+#: MNIST's training set: the images a batch is drawn from.
+MNIST_TRAIN_IMAGES = 60000
+#: Pixels of an image: the width of the encoder's input and of the decoder's output.
+PIXELS = 28 * 28
+
+
+def _how_to_fix(value) -> str:
+    """A hint for the usual slips: a number given as text, or an integer as a float."""
+    if isinstance(value, str):
+        return f" Pass a number, not the string {value!r}."
+    if (isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
+            and float(value).is_integer()):
+        return f" Pass an int: {int(value)}, not {value!r}."
+    return ""
+
 
 def check_positive_int(value, name: str) -> int:
     """``int(value)`` for an integer >= 1 (Python or NumPy), else a ValueError naming it."""
     if not is_positive_int(value):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        raise ValueError(f"{name} must be a positive integer, got {value!r}."
+                         + _how_to_fix(value))
     return int(value)
 
 
 def check_nonnegative_int(value, name: str) -> int:
     """``int(value)`` for an integer >= 0 (Python or NumPy), else a ValueError naming it."""
     if not is_nonnegative_int(value):
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}."
+                         + _how_to_fix(value))
     return int(value)
+
+
+def network_weights(latent_dim: int, hidden_size: int, hidden_layers: int) -> int:
+    """How many weights (kernels and biases) the encoder and the decoder have together.
+
+    The encoder maps 784 pixels through ``hidden_layers`` layers of ``hidden_size`` to
+    the 2 * ``latent_dim`` parameters of q_phi(z|x); the decoder maps ``latent_dim``
+    through the same hidden layers to 784 logits.
+    """
+    hidden = (hidden_layers - 1) * (hidden_size * hidden_size + hidden_size)
+    encoder = PIXELS * hidden_size + hidden_size + hidden + hidden_size * 2 * latent_dim \
+        + 2 * latent_dim
+    decoder = latent_dim * hidden_size + hidden_size + hidden + hidden_size * PIXELS + PIXELS
+    return encoder + decoder
 
 
 def check_seed(value, name: str = "seed") -> int:
@@ -201,6 +235,34 @@ class Config:
             raise ValueError(
                 f"Config.print_every ({self.print_every}) must be a multiple of "
                 f"Config.log_every ({self.log_every}).")
+        self._check_sizes()
+
+    def _check_sizes(self):
+        """Sizes that could never run: refused here, before anything is allocated or written."""
+        images = MNIST_TRAIN_IMAGES - self.n_validation
+        if self.batch_size > images:
+            held_out = (f" (MNIST's {MNIST_TRAIN_IMAGES} less n_validation="
+                        f"{self.n_validation})" if self.n_validation else "")
+            raise ValueError(
+                f"Config.batch_size must not exceed the {images} training "
+                f"images{held_out}, got {self.batch_size}.")
+        weights = network_weights(self.latent_dim, self.hidden_size, self.hidden_layers)
+        if weights > INT32_MAX:
+            raise ValueError(
+                f"Config.latent_dim={self.latent_dim}, hidden_size={self.hidden_size} and "
+                f"hidden_layers={self.hidden_layers} give networks of {weights:,} weights; "
+                f"the limit is 2**31 - 1 = {INT32_MAX:,} (TensorFlow's int32 sizes; 8 GiB "
+                f"of float32 before the optimizer's state). Choose smaller sizes.")
+        # The widest activation of one step: n_samples * batch_size rows of the widest
+        # layer (the decoder's 784 logits, unless a hidden or latent layer is wider).
+        width = max(PIXELS, self.hidden_size, 2 * self.latent_dim)
+        values = self.batch_size * self.n_samples * width
+        if values > INT32_MAX:
+            raise ValueError(
+                f"Config.batch_size * Config.n_samples * {width} (one step's widest "
+                f"activation) must be at most 2**31 - 1 = {INT32_MAX:,} (TensorFlow's "
+                f"int32 sizes), got {self.batch_size} * {self.n_samples} * {width} = "
+                f"{values:,}. Lower n_samples or batch_size.")
 
     def replace(self, **changes) -> "Config":
         """A copy with some settings changed (validated again)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -28,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from vae_prac import data
+from vae_prac import data, run_lock
 from vae_prac.config import Config
 from vae_prac.elbo import elbo, iwae_bound
 from vae_prac.evaluate import evaluate_elbo
@@ -218,8 +219,19 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
         your own networks as ``model=VAE(encoder=..., decoder=...)``.
 
     If ``config.logdir`` holds a checkpoint, training resumes from it at the right
-    iteration, with the same data order and noise as an uninterrupted run.
+    iteration, with the same data order and noise as an uninterrupted run (from the
+    newest one that reads back whole: see ``use_newest_readable_checkpoint``). While it
+    runs, ``train`` holds the logdir's lock (``vae_prac.run_lock``): another run on the
+    same logdir raises ``RunLockedError`` at once.
     """
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a vae_prac.Config, got {type(config).__name__}; "
+                        f"build one with Config(**settings) or Config.from_dict(settings).")
+    # Wrong images fail here, not after a first write or a thousand iterations.
+    if train_images is not None:
+        data._image_array(train_images)
+    if eval_x is not None:
+        data.validate_batch(eval_x, "eval_x")
     keras.utils.set_random_seed(config.seed)
     if train_images is None:
         train_images, _ = data.load_mnist("train", config.data_dir)
@@ -239,22 +251,43 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-    manager = None
-    if config.logdir:
-        write_config(config)
-        manager = tf.train.CheckpointManager(
-            checkpoint, os.path.join(config.logdir, "checkpoints"), max_to_keep=3)
-        if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            # The checkpoint restores the old learning rate; the config's is the one asked
-            # for. (A schedule is a function of the restored iteration count instead.)
-            if config.lr_schedule == "constant":
-                optimizer.learning_rate.assign(config.learning_rate)
-            if verbose:
-                at = int(step.numpy())
-                print(f"Resuming from {manager.latest_checkpoint} at iteration {at}"
-                      + ("." if at < config.n_iterations else
-                         f": nothing to train (n_iterations is {config.n_iterations})."))
+    loop = dict(config=config, model=model, optimizer=optimizer, step=step,
+                strategy=strategy, hooks=hooks, progress=progress, verbose=verbose,
+                train_images=train_images, eval_x=eval_x, batch_elbo=batch_elbo,
+                train_step=train_step)
+    if not config.logdir:
+        return _train_loop(manager=None, **loop)
+    # One run at a time in a logdir: two would delete each other's checkpoints.
+    with run_lock.hold(config.logdir, say=print if verbose else lambda line: None):
+        return _train_loop(manager=_open_checkpoints(config, checkpoint, optimizer, step,
+                                                     verbose), **loop)
+
+
+def _open_checkpoints(config, checkpoint, optimizer, step, verbose):
+    """The CheckpointManager of ``config.logdir``, its newest readable checkpoint restored."""
+    ckpt_dir = os.path.join(config.logdir, "checkpoints")
+    _, note = use_newest_readable_checkpoint(ckpt_dir)
+    write_config(config)
+    if note and verbose:
+        print(note)
+    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=3)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        # The checkpoint restores the old learning rate; the config's is the one asked
+        # for. (A schedule is a function of the restored iteration count instead.)
+        if config.lr_schedule == "constant":
+            optimizer.learning_rate.assign(config.learning_rate)
+        if verbose:
+            at = int(step.numpy())
+            print(f"Resuming from {manager.latest_checkpoint} at iteration {at}"
+                  + ("." if at < config.n_iterations else
+                     f": nothing to train (n_iterations is {config.n_iterations})."))
+    return manager
+
+
+def _train_loop(config, model, optimizer, step, strategy, hooks, progress, verbose,
+                train_images, eval_x, batch_elbo, train_step, manager) -> TrainResult:
+    """``train`` from the iteration in ``step`` to ``config.n_iterations``."""
     start = int(step.numpy())
 
     # The batches of data.train_dataset, from batch `start` on: the data order of an
@@ -297,8 +330,10 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
                         _scalar("elbo/test", test_elbo)
             if not math.isnan(test_elbo):
                 if manager:
-                    manager.save(checkpoint_number=it)
+                    # History first: a run stopped between the two writes keeps every
+                    # row, and its resumed run drops the rows after its checkpoint.
                     save_history_beside_checkpoints(config.logdir, history, start)
+                    manager.save(checkpoint_number=it)
                 if verbose:
                     _write(bar, f"Iteration {it:>6d}  train ELBO {train_elbo:9.3f}  "
                                 f"test ELBO {test_elbo:9.3f}  "
@@ -321,10 +356,10 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
 def save_history_beside_checkpoints(logdir: str, history: History, start: int) -> History:
     """Write ``logdir/history.csv``: the rows up to ``start`` it already held, then ``history``.
 
-    ``train`` calls this with every checkpoint, so a run killed outright (``kill -9``,
-    out of memory, a power cut) keeps every row up to its last checkpoint, and a resumed
-    run's history continues it with no row lost or repeated (rows after the checkpoint
-    are measured again). The file is replaced atomically: never half-written.
+    ``train`` calls this just before every checkpoint, so a run killed outright (``kill
+    -9``, out of memory, a power cut) keeps every row up to its last checkpoint, and a
+    resumed run's history continues it with no row lost or repeated (rows after the
+    checkpoint are measured again). The file is replaced atomically: never half-written.
     """
     path = os.path.join(logdir, "history.csv")
     merged = History()
@@ -369,11 +404,121 @@ def write_config(config: Config):
     os.replace(partial, path)
 
 
-def restore(logdir: str, config: Optional[Config] = None) -> tuple[VAE, int]:
+class UnreadableCheckpointError(RuntimeError):
+    """A folder has checkpoints, but none of them can be read back whole."""
+
+
+def _read_whole(prefix: str):
+    """Read every tensor of checkpoint ``prefix``: raises if a file is missing, cut short,
+    or fails its checksums (each tensor's is checked as it is read)."""
+    reader = tf.train.load_checkpoint(prefix)
+    for name in reader.get_variable_to_shape_map():
+        reader.get_tensor(name)
+
+
+def _why_unreadable(error: Exception) -> str:
+    text = str(error)
+    if isinstance(error, IndexError) or "Read less bytes" in text:
+        return "a file of it is cut short"
+    if "hecksum" in text or "checksum mismatch" in text:
+        return "its data fails its checksum"
+    if isinstance(error, tf.errors.NotFoundError) or "No such file" in text:
+        return "a file of it is missing"
+    if "bad magic number" in text or "sstable" in text:
+        return "its index file is damaged"
+    return text.splitlines()[0][:120] if text else type(error).__name__
+
+
+def newest_readable_checkpoint(ckpt_dir: str) -> tuple[Optional[str], list]:
+    """The newest checkpoint in ``ckpt_dir`` that reads back whole, or None; and the newer
+    ones that do not, as (path, why) pairs, newest first. Changes nothing."""
+    state = tf.train.get_checkpoint_state(ckpt_dir) if os.path.isdir(ckpt_dir) else None
+    if state is None:
+        return None, []
+    paths = list(state.all_model_checkpoint_paths)
+    if state.model_checkpoint_path not in paths:
+        paths.append(state.model_checkpoint_path)
+    unreadable = []
+    for path in reversed(paths):
+        try:
+            _read_whole(path)
+            return path, unreadable
+        except (tf.errors.OpError, IndexError, ValueError) as e:
+            unreadable.append((path, _why_unreadable(e)))
+    return None, unreadable
+
+
+def use_newest_readable_checkpoint(ckpt_dir: str) -> tuple[Optional[str], Optional[str]]:
+    """(the newest readable checkpoint of ``ckpt_dir`` or None, a one-line note or None).
+
+    Newer checkpoints that cannot be read (a file cut short by a crash, a flipped bit)
+    are renamed ``ckpt-N.damaged-TIME.*``, kept for inspection and never deleted, and
+    the folder's ``checkpoint`` file no longer lists them, so training resumes from the
+    newest readable one. The note says which, and why. Raises UnreadableCheckpointError
+    when there are checkpoints and none can be read.
+    """
+    newest, unreadable = newest_readable_checkpoint(ckpt_dir)
+    if not unreadable:
+        return newest, None
+    names = ", ".join(os.path.basename(p) for p, _ in unreadable)
+    why = (unreadable[0][1] if len(unreadable) == 1 else
+           "; ".join(f"{os.path.basename(p)}: {reason}" for p, reason in unreadable))
+    if newest is None:
+        raise UnreadableCheckpointError(
+            f"No checkpoint in {ckpt_dir} can be read ({why}). To train from iteration 0, "
+            f"move {ckpt_dir} aside (or delete it); or use another folder.")
+    try:
+        # Under the folder's lock: not while another run writes its checkpoints.
+        with run_lock.hold(os.path.dirname(ckpt_dir), say=lambda line: None):
+            aside = _set_aside(ckpt_dir, [p for p, _ in unreadable], newest)
+        kept = f"kept aside as {', '.join(aside)}"
+    except run_lock.RunLockedError:
+        kept = "left in place while another run writes to this folder"
+    except OSError as e:
+        kept = f"left in place, as it could not be renamed ({e.strerror or e})"
+    s = "s" if len(unreadable) > 1 else ""
+    return newest, (f"Checkpoint{s} {names} in {ckpt_dir} cannot be read ({why}): {kept}; "
+                    f"using {os.path.basename(newest)}, the newest readable one.")
+
+
+def _set_aside(ckpt_dir: str, damaged: list, newest: str) -> list:
+    """Rename the files of the ``damaged`` checkpoints and list only the others in the
+    folder's ``checkpoint`` file, with ``newest`` as the latest; returns the new names."""
+    from google.protobuf import text_format
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    names = []
+    for prefix in damaged:
+        aside = f"{prefix}.damaged-{stamp}"
+        for path in glob.glob(glob.escape(prefix) + ".index") + \
+                glob.glob(glob.escape(prefix) + ".data-*"):
+            os.replace(path, aside + path[len(prefix):])
+        names.append(os.path.basename(aside))
+    state = tf.train.get_checkpoint_state(ckpt_dir)
+    paths = list(state.all_model_checkpoint_paths)
+    times = list(state.all_model_checkpoint_timestamps)
+    kept = [i for i, p in enumerate(paths) if p not in damaged]
+    del state.all_model_checkpoint_paths[:], state.all_model_checkpoint_timestamps[:]
+    # Relative names, as CheckpointManager writes them: the folder may be moved.
+    state.all_model_checkpoint_paths.extend(os.path.basename(paths[i]) for i in kept)
+    if len(times) == len(paths):
+        state.all_model_checkpoint_timestamps.extend(times[i] for i in kept)
+    state.model_checkpoint_path = os.path.basename(newest)
+    partial = os.path.join(ckpt_dir, "checkpoint.tmp-set-aside")
+    with open(partial, "w") as f:
+        f.write(text_format.MessageToString(state))
+    os.replace(partial, os.path.join(ckpt_dir, "checkpoint"))
+    return names
+
+
+def restore(logdir: str, config: Optional[Config] = None,
+            verbose: bool = True) -> tuple[VAE, int]:
     """Load the latest checkpoint in ``logdir`` into a new VAE; returns (model, iteration).
 
     ``config`` gives the network sizes; by default they are read from the
-    ``config.json`` that ``train`` writes next to the checkpoints.
+    ``config.json`` that ``train`` writes next to the checkpoints. A newer checkpoint
+    that cannot be read is set aside, as ``train`` does, and the newest readable one
+    loaded; ``verbose`` prints a line saying so.
     """
     if config is None:
         path = os.path.join(logdir, "config.json")
@@ -384,7 +529,9 @@ def restore(logdir: str, config: Optional[Config] = None) -> tuple[VAE, int]:
         with open(path) as f:
             config = Config.from_dict(json.load(f))
     ckpt_dir = os.path.join(logdir, "checkpoints")
-    latest = tf.train.latest_checkpoint(ckpt_dir)
+    latest, note = use_newest_readable_checkpoint(ckpt_dir)
+    if note and verbose:
+        print(note)
     if latest is None:
         raise FileNotFoundError(
             f"No checkpoint in {ckpt_dir}. Train first, e.g. `vae-prac train --out {logdir}`.")
