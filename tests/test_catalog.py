@@ -12,7 +12,7 @@ import pytest
 from vae_prac import checks
 from catalog import Exercise
 
-MODULES = ["nb01", "nb02", "nb03", "nb04", "nb05", "nb06", "nb07"]
+MODULES = ["nb01", "nb02", "nb03", "nb04", "nb05", "nb06", "nb07", "nb07_tasks"]
 MIN_CORRECT, MIN_MISTAKES = 4, 8
 
 

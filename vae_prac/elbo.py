@@ -21,6 +21,12 @@ objective built from the same k samples:
 
 with ELBO = E[L_1] <= E[L_k] <= E[L_{k+1}] <= log p_theta(x). Averaging k samples inside
 the log (IWAE) instead of outside it (the ELBO with L = k samples) is the whole difference.
+Its gradient (reparameterized z_i) is sum_i w~_i grad log w_i, with the normalized weights
+w~_i = w_i / sum_j w_j of ``normalized_weights``; the gradient of the ELBO estimated with
+the same k samples weights every sample by 1/k.
+
+``mixture_prior`` is a learned prior, a mixture of diagonal Gaussians; the KL from
+q_phi(z|x) to it has no closed form, so the ELBO then uses ``kl="monte_carlo"``.
 """
 
 from __future__ import annotations
@@ -101,12 +107,40 @@ def log_importance_weights(model, x, k: int, seed=None, log_likelihood=None):
 def log_mean_exp(log_w, axis: int = 0):
     """log (1/k) sum_i exp(log_w_i) over ``axis`` (of length k), without forming exp(log_w).
 
-    Applied to log importance weights [k, batch] it gives L_k per image (notebook 07's
-    Code Task): the weights themselves underflow in float32 for real images.
+    Applied to log importance weights [k, batch] it gives L_k per image (notebook 07
+    measures the shipped models with it): the weights themselves underflow in float32
+    for real images.
     """
     log_w = tf.convert_to_tensor(log_w)
     k = tf.cast(tf.shape(log_w)[axis], log_w.dtype)
     return tf.reduce_logsumexp(log_w, axis=axis) - tf.math.log(k)
+
+
+def normalized_weights(log_w, axis: int = 0):
+    """w~_i = w_i / sum_j w_j over ``axis`` (the k samples), from log weights ``log_w``.
+
+    A softmax over the sample axis, which shifts each image's log weights by their own
+    maximum before exponentiating: log weights of real digits lie hundreds of nats apart,
+    between images and within one, and exp(log_w) itself underflows (notebook 07's Code
+    Task). The gradient of L_k is sum_i w~_i grad log w_i.
+    """
+    return tf.nn.softmax(tf.convert_to_tensor(log_w), axis=axis)
+
+
+def mixture_prior(logits, locs, scales) -> tfd.Distribution:
+    """A mixture of K diagonal Gaussians over R^d, a prior p(z) with learnable parameters.
+
+    ``logits`` [K] are the unnormalized log mixing weights (pi = softmax(logits)),
+    ``locs`` and ``scales`` [K, d] the components' means and (positive) standard
+    deviations: p(z) = sum_k pi_k N(z; locs_k, diag(scales_k^2)), one event of size d.
+    With it as the prior, KL(q_phi(z|x) || p(z)) has no closed form: estimate it by Monte
+    Carlo (``elbo(..., kl="monte_carlo")``, notebook 04). Notebook 07's Code Task.
+    """
+    return tfd.MixtureSameFamily(
+        mixture_distribution=tfd.Categorical(logits=logits),
+        components_distribution=tfd.Independent(tfd.Normal(locs, scales),
+                                                reinterpreted_batch_ndims=1),
+        name="mixture_prior")
 
 
 def iwae_bound(model, x, k: int, seed=None):
