@@ -371,3 +371,15 @@ def test_the_library_parts_stand_in_for_the_students():
                    progress=False, verbose=False)
     reference = train(config, progress=False, verbose=False)
     np.testing.assert_allclose(result.history.test_elbo, reference.history.test_elbo, rtol=1e-5)
+
+
+def test_train_accepts_a_students_elbo_in_float64():
+    # 05's check accepts an ELBO computed in float64; train() must then sum it, not fail.
+    def elbo64(model, x, seed):
+        return tf.cast(vae_prac.batch_elbo(model, x, seed), tf.float64)
+
+    config = Config(latent_dim=4, hidden_size=16, n_iterations=100, print_every=100,
+                    log_every=100, n_eval=100)
+    result = train(config, batch_elbo=elbo64, progress=False, verbose=False)
+    reference = train(config, progress=False, verbose=False)
+    np.testing.assert_allclose(result.history.train_elbo, reference.history.train_elbo, rtol=1e-5)

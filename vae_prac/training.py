@@ -695,7 +695,7 @@ def _compile_train_loop(model, optimizer, step, strategy, config, batch_elbo=Non
             batch_elbo, finite = one_step()
             if not finite:
                 break
-            total += batch_elbo
+            total += tf.cast(batch_elbo, total.dtype)   # a student's ELBO may be float64
             done += 1
             step.assign_add(1)
         return total, done
