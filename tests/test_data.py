@@ -451,3 +451,44 @@ def test_data_functions_check_counts_and_seeds_by_the_common_rules(test_images):
     batch = next(iter(data.train_dataset(x, batch_size=np.int64(4), seed=np.int32(3))))
     assert batch.shape == (4, 28, 28, 1)
     assert data.eval_set(np.int64(3)).shape == (3, 28, 28, 1)
+
+
+# --- TensorFlow only when a tensor is made ------------------------------------------
+
+
+def _run_python(code):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAE_PRAC_")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_the_data_command_does_not_import_tensorflow():
+    # Comparing checksums needs no TensorFlow, whose import takes seconds (tens on a
+    # busy laptop); `vae-prac data` must answer without it.
+    result = _run_python(
+        "import sys\n"
+        "from vae_prac import cli\n"
+        "code = cli.main(['data'])\n"
+        "print('exit', code, 'tensorflow imported:', 'tensorflow' in sys.modules)\n")
+    assert result.returncode == 0, result.stderr
+    assert "raw SHA-256 OK" in result.stdout
+    assert "exit 0 tensorflow imported: False" in result.stdout
+
+
+def test_tensors_from_the_data_module_alone_keep_stderr_quiet():
+    # Imported first, the data module brings TensorFlow in itself when a function makes
+    # a tensor, as quietly as the rest of the library (no C++ start-up lines on stderr).
+    result = _run_python(
+        "import sys\n"
+        "from vae_prac import data\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "images, _ = data.load_mnist('test')\n"
+        "batch = next(iter(data.train_dataset(images[:64], batch_size=8)))\n"
+        "x = data.validate_batch(batch.numpy())\n"
+        "print(type(x).__name__, tuple(x.shape))\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["EagerTensor", "(8,", "28,", "28,", "1)"]
+    assert result.stderr == ""

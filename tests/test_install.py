@@ -6,7 +6,8 @@ pin with no wheel for one of them fails here and not on a student's machine (the
 in constraints.txt; `python tools/lock.py` regenerates them). They skip, saying so, when
 PyPI cannot be reached, or when pip runs past DRY_RUN_TIMEOUT (then only after checking
 PyPI's file lists for a wheel of every pin). The offline tests check the same pins
-against this environment.
+against this environment. The notebooks' install cell, as Colab runs it, must keep the
+TensorFlow it finds (see `test_colab_install_keeps_its_tensorflow`).
 """
 
 import functools
@@ -15,11 +16,17 @@ import importlib.metadata
 import importlib.util
 import json
 import re
+import os
 import shlex
+import subprocess
 import sys
+import tempfile
+import types
 import urllib.request
+import venv
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from packaging import tags
@@ -82,6 +89,15 @@ def test_readme_and_ci_install_with_the_pins(readme_install):
                and _extras(readme_install) <= _extras(c) for c in ci), (
         f".ci/run installs with {ci}: one of them should be the README's "
         f"{shlex.join(readme_install)} (the same extras or more), so CI tests what users get")
+
+
+def test_readme_names_every_pinned_python():
+    quick_start = (ROOT / "README.md").read_text().split("## Quick start", 1)[1]
+    quick_start = quick_start.split("\n## ", 1)[0]
+    missing = [p for p in lock.PYTHONS if not re.search(rf"\b{re.escape(p)}\b", quick_start)]
+    assert not missing, (
+        f"README's Quick start does not name Python {', '.join(missing)}, for which "
+        "constraints.txt is pinned and tested (tools/lock.py's PYTHONS)")
 
 
 @pytest.fixture(scope="module")
@@ -294,3 +310,135 @@ def test_the_311_pins_have_no_wheels_for_310(pypi, pins_text):
         "the 3.10 pins differ? Regenerate constraints.txt with `python tools/lock.py "
         "--upgrade`")
     assert not _wheel_problems(differ, "3.11")
+
+
+# The notebooks' install cell in Colab. Colab has its own TensorFlow and, maybe, no
+# tf-keras, which TensorFlow Probability imports and which must match TensorFlow's minor
+# version. Without a requirement on the TensorFlow it finds, pip takes the newest tf-keras
+# and replaces TensorFlow to match it (a 570 MB download, and not Colab's build), whatever
+# range pyproject.toml gives: so the cell names the installed TensorFlow. This runs the
+# cell as IPython would in Colab, and resolves what it asks for in an environment that
+# has only that TensorFlow. pip decides from installed packages' metadata alone, so a
+# `.dist-info` folder stands in for TensorFlow's 2 GB.
+
+COLAB_TENSORFLOWS = ("2.20.0", "2.21.0")
+
+
+@pytest.fixture(scope="module")
+def colab_install_cell():
+    """The source of the solution notebooks' install cell (the same in each)."""
+    cells = {}
+    for path in sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] == "code" and "%pip install" in source:
+                cells[path.name] = source
+                break
+    assert cells, "no solution notebook has a `%pip install` cell"
+    assert len(set(cells.values())) == 1, (
+        "the notebooks install vae_prac in different ways: "
+        + "; ".join(f"{name}: {source!r}" for name, source in cells.items()))
+    return next(iter(cells.values()))
+
+
+def _pip_arguments_in_colab(source, tensorflow):
+    """The arguments that the cell gives %pip in Colab with TensorFlow `tensorflow`:
+    the cell is transformed by IPython's own transformer and its `{expressions}` are
+    expanded in the cell's namespace, as IPython does. The cell is expected to read the
+    installed version with importlib.metadata (importing TensorFlow before installing
+    would need a restart after it)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+    from IPython.utils.text import DollarFormatter
+
+    calls = []
+
+    class Shell:
+        def run_line_magic(self, name, line, _stack_depth=1):
+            scope = dict(sys._getframe(1).f_locals)
+            calls.append((name, DollarFormatter().vformat(line, args=[], kwargs=scope)))
+
+    shell = Shell()
+    real_version = importlib.metadata.version
+
+    def version(name):
+        return tensorflow if name == "tensorflow" else real_version(name)
+
+    code = TransformerManager().transform_cell(source)
+    with mock.patch.dict(sys.modules, {"google.colab": types.ModuleType("google.colab")}), \
+            mock.patch("importlib.metadata.version", version):
+        exec(compile(code, "<the notebooks' install cell>", "exec"),
+             {"get_ipython": lambda: shell, "__name__": "__main__"})
+    installs = [shlex.split(line) for name, line in calls if name == "pip"]
+    assert len(installs) == 1 and installs[0][0] == "install", (
+        f"in Colab the install cell should run one `%pip install`, it ran {calls}")
+    return installs[0][1:]
+
+
+def _environment_with(path, dists):
+    """A virtual environment (no pip) in which `dists` {name: version} look installed."""
+    venv.create(path, with_pip=False, symlinks=os.name != "nt")
+    python = path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    for name, version in dists.items():
+        info = Path(site) / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        (info / "INSTALLER").write_text("pip\n")
+        (info / "RECORD").write_text("")
+    return python
+
+
+def _colab_dry_run(source, tensorflow):
+    """What the install cell would install where only TensorFlow `tensorflow` is:
+    {canonical name: version}, or the exception (a timeout skips, a failure fails)."""
+    arguments = _pip_arguments_in_colab(source, tensorflow)
+    ours = [a for a in arguments if a.replace(" ", "").startswith("vae_prac@")]
+    assert len(ours) == 1, f"the install cell should install vae_prac @ git+...: {arguments}"
+    # This checkout's pyproject.toml stands for the one the cell would fetch.
+    arguments[arguments.index(ours[0])] = str(ROOT)
+    with tempfile.TemporaryDirectory() as tmp:
+        python = _environment_with(Path(tmp) / "colab", {"tensorflow": tensorflow})
+        report = Path(tmp) / "report.json"
+        command = [sys.executable, "-m", "pip", "--python", str(python), "--isolated",
+                   "install", "--dry-run", "--report", str(report), "--index-url", lock.INDEX,
+                   "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
+                   *arguments]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  timeout=DRY_RUN_TIMEOUT,
+                                  env=dict(os.environ, PIP_CONFIG_FILE=os.devnull))
+        except subprocess.TimeoutExpired as e:
+            return e
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+            return RuntimeError(f"pip install {shlex.join(arguments)} failed:\n{tail}")
+        return {lock.canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+                for item in json.loads(report.read_text())["install"]}
+
+
+@pytest.fixture(scope="module")
+def colab_dry_runs(pypi, colab_install_cell):
+    with ThreadPoolExecutor(len(COLAB_TENSORFLOWS)) as pool:
+        return dict(zip(COLAB_TENSORFLOWS, pool.map(
+            lambda version: _colab_dry_run(colab_install_cell, version), COLAB_TENSORFLOWS)))
+
+
+@pytest.mark.parametrize("tensorflow", COLAB_TENSORFLOWS)
+def test_colab_install_keeps_its_tensorflow(tensorflow, colab_dry_runs):
+    result = colab_dry_runs[tensorflow]
+    if isinstance(result, subprocess.TimeoutExpired):
+        pytest.skip(f"pip took over {DRY_RUN_TIMEOUT} s to resolve the install cell; "
+                    "is PyPI slow?")
+    if isinstance(result, Exception):
+        pytest.fail(str(result))
+    assert "tensorflow" not in result, (
+        f"In Colab with TensorFlow {tensorflow} and no tf-keras, the notebooks' install "
+        f"cell replaces TensorFlow with {result['tensorflow']} (a 570 MB download): it "
+        "should name the installed TensorFlow, e.g. "
+        "\"tensorflow=={version('tensorflow')}\" after `from importlib.metadata import version`")
+    minor = tensorflow.rsplit(".", 1)[0] + "."
+    assert result.get("tf-keras", "").startswith(minor), (
+        f"with TensorFlow {tensorflow} the install cell installs tf-keras "
+        f"{result.get('tf-keras')}, which does not match it")

@@ -198,3 +198,58 @@ def test_a_check_line_split_across_stream_messages_is_still_read():
 def test_grade_notebooks_rejects_a_bad_timeout():
     with pytest.raises(ValueError, match="timeout"):
         grading.grade_notebooks([], timeout=0)
+
+
+# --- opened and saved in JupyterLab ------------------------------------------------
+
+COMMITTED_NOTEBOOKS = sorted((student.ROOT / "notebooks").glob("*/*.ipynb"))
+
+
+def _as_the_browser_sends(value):
+    """A notebook's JSON as JupyterLab's model gives it back: every multi-line string
+    that the file stores as a list of lines (sources, stream text, output data) joined."""
+    if isinstance(value, dict):
+        return {key: ("".join(item) if isinstance(item, list)
+                      and (key in ("source", "text") or "/" in key)   # "text/plain"
+                      else _as_the_browser_sends(item))
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_the_browser_sends(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("path", COMMITTED_NOTEBOOKS,
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_notebook_opened_and_saved_in_jupyterlab_is_unchanged(path):
+    # JupyterLab sends the notebook's JSON to Jupyter's server, which validates it and
+    # writes it with nbformat (splitting the strings into lines again). A notebook saved
+    # without a change must come back byte for byte, so a student's diff shows only
+    # their work; and the committed notebooks are already what normalize() makes.
+    text = path.read_text(encoding="utf-8")
+    nb = nbformat.from_dict(_as_the_browser_sends(json.loads(text)))
+    nbformat.validate(nb)
+    saved = nbformat.writes(nb, version=nbformat.NO_CONVERT)
+    assert saved + ("" if saved.endswith("\n") else "\n") == text
+    assert student.dumps(student.normalize(nb, path.name)) == text
+
+
+def test_a_kernel_changes_only_the_python_version_in_the_metadata():
+    # When its kernel starts, JupyterLab replaces the notebook's kernelspec and
+    # language_info with the kernel's and marks the notebook unsaved if they differ.
+    # The kernelspec matches; language_info differs only in the Python version
+    # ("3.11.7"), which the committed notebooks leave out because it depends on the
+    # machine: a student's Python may be any supported one.
+    kernelspec = pytest.importorskip("jupyter_client.kernelspec")
+    ipkernel = pytest.importorskip("ipykernel.ipkernel")
+    try:
+        spec = kernelspec.KernelSpecManager().get_kernel_spec("python3")
+    except kernelspec.NoSuchKernel:
+        pytest.skip("no python3 kernel here: JupyterLab could not run the notebooks")
+    from_kernel = {"kernelspec": {"name": "python3", "display_name": spec.display_name,
+                                  "language": spec.language},
+                   "language_info": dict(ipkernel.IPythonKernel.language_info)}
+    stored = nbformat.read(COMMITTED_NOTEBOOKS[0], as_version=4).metadata
+    assert stored["kernelspec"] == from_kernel["kernelspec"]
+    kernel, ours = from_kernel["language_info"], stored["language_info"]
+    differs = {key for key in kernel.keys() | ours.keys() if kernel.get(key) != ours.get(key)}
+    assert differs == {"version"}

@@ -44,7 +44,7 @@ except ImportError:   # Python 3.10: pytest (a dev dependency) brings tomli ther
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "vae-prac"
 # The Pythons the README's install command is pinned and tested for (oldest first).
-PYTHONS = ("3.10", "3.11", "3.12")
+PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 # The Python CI tests with: every extra is pinned for it, and environment.yml uses it.
 CI_PYTHON = "3.11"
 # The extras of the README's install (and of environment.yml), pinned for every Python.

@@ -34,8 +34,10 @@ def _import_tensorflow_quietly():
         os.close(devnull)
 
 
-# The modules that do not need TensorFlow (the command line's own, for --help).
-_WITHOUT_TENSORFLOW = {f"{__name__}.{m}" for m in ("__main__", "cli", "config", "presets", "run_lock")}
+# The modules that do not need TensorFlow at import (the command line's own, for --help,
+# and data, whose file logistics `vae-prac data` uses; it imports TensorFlow when needed).
+_WITHOUT_TENSORFLOW = {f"{__name__}.{m}"
+                       for m in ("__main__", "cli", "config", "data", "presets", "run_lock")}
 
 
 class _TensorFlowFirst:

@@ -46,9 +46,21 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from vae_prac.config import check_positive_int, check_seed
+
+
+def _tensorflow():
+    """TensorFlow, imported on first need: finding, verifying and loading the files
+    does not need it, so `vae-prac data` answers without its seconds of start-up."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        import vae_prac
+
+        vae_prac._import_tensorflow_quietly()   # its C++ start-up lines kept off stderr
+        import tensorflow as tf
+    return tf
+
 
 # --------------------------------------------------------------------------
 # Errors. Every message says what was wrong and how to fix it.
@@ -488,6 +500,7 @@ def train_dataset(images, batch_size=64, binarization="threshold", seed=0,
     draw every time an image is seen, yet the whole sequence of batches is the
     same for the same seed.
     """
+    tf = _tensorflow()
     _check_method(binarization)
     batch_size = check_positive_int(batch_size, "batch_size")
     seed = check_seed(seed)
@@ -542,7 +555,8 @@ def validate_batch(x, name="x"):
     [B,784] holding binary pixels (0 or 1). The value checks use numpy, so call
     this eagerly, before any tf.function, not inside one.
     """
-    if isinstance(x, tf.Tensor) and tf.is_symbolic_tensor(x):
+    tf = sys.modules.get("tensorflow")   # x is a tf.Tensor only if TensorFlow is loaded
+    if tf is not None and isinstance(x, tf.Tensor) and tf.is_symbolic_tensor(x):
         raise TypeError(
             f"validate_batch got a symbolic tensor for {name}; it checks values with numpy "
             "and works only eagerly. Call it on the data before the tf.function."
@@ -567,7 +581,7 @@ def validate_batch(x, name="x"):
             f"{arr.min()} to {arr.max()}. The model's likelihood is Bernoulli per pixel; "
             "convert grey-level images with vae_prac.data.binarize(images)."
         )
-    return tf.convert_to_tensor(arr.reshape(-1, 28, 28, 1).astype(np.float32))
+    return _tensorflow().convert_to_tensor(arr.reshape(-1, 28, 28, 1).astype(np.float32))
 
 
 # --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
+from vae_prac.config import check_positive_int
 from vae_prac.model import two_seeds
 
 
@@ -40,23 +41,40 @@ def image_grid(images, ncols: int = 10, title: str | None = None, titles=None,
     return fig
 
 
-def posterior_prior(model, x, seed=None, title: str | None = None):
-    """A posterior predictive sample of ``x[0]`` beside a prior predictive sample.
+def _strip(images, gap: int = 2):
+    """Images side by side in one array, NaN between them (drawn light grey)."""
+    images = _images(images)
+    strip = np.full((28, len(images) * (28 + gap) - gap), np.nan, np.float32)
+    for i, img in enumerate(images):
+        strip[:, i * (28 + gap):i * (28 + gap) + 28] = img
+    return strip
 
-    The original practical's picture: the left digit is drawn as x' ~ p_theta(x|z) with
-    z ~ q_phi(z|x), so it should look like x; the right one with z ~ p(z), so it shows
-    what the model generates on its own.
+
+def posterior_prior(model, x, seed=None, title: str | None = None, n: int = 8):
+    """Posterior predictive samples of digits beside prior predictive samples.
+
+    The original practical's picture, for the first ``n`` digits of ``x`` (one digit is
+    repeated ``n`` times, to show how its samples vary). Each column is a digit x, a
+    draw x' ~ p_theta(x|z) with z ~ q_phi(z|x), which should look like x, and a draw
+    with z ~ p(z) instead, which shows what the model generates on its own.
     """
-    x = tf.convert_to_tensor(np.asarray(x, np.float32)[:1])
+    n = check_positive_int(n, "n")
+    x = np.asarray(x, np.float32).reshape(-1, 28, 28, 1)[:n]
+    if len(x) == 1:
+        x = np.repeat(x, n, axis=0)
     posterior_seed, prior_seed = two_seeds(seed)   # one seed for both would correlate them
-    posterior_sample = model.posterior_predictive_sample(x, seed=posterior_seed)
-    prior_sample = model.prior_predictive_sample(1, seed=prior_seed)
-    fig, (left, mid, right) = plt.subplots(1, 3, figsize=(6, 2.3))
-    for ax, img, panel_title in ((left, x, "Data x"),
-                                 (mid, posterior_sample, "Posterior sample"),
-                                 (right, prior_sample, "Prior sample")):
-        ax.imshow(_images(img)[0], cmap="gray_r", vmin=0, vmax=1)
-        ax.set_title(panel_title)
+    posterior_sample = model.posterior_predictive_sample(tf.convert_to_tensor(x),
+                                                         seed=posterior_seed)
+    prior_sample = model.prior_predictive_sample(len(x), seed=prior_seed)
+    cmap = plt.get_cmap("gray_r").with_extremes(bad="0.9")   # the gaps between digits
+    fig, axes = plt.subplots(3, 1, figsize=(max(4.0, 0.95 * len(x)), 3.9))
+    for ax, img, row_title in (
+            (axes[0], x, "Data $x$"),
+            (axes[1], posterior_sample,
+             r"Posterior samples: $x' \sim p_\theta(x \mid z)$, $z \sim q_\phi(z \mid x)$"),
+            (axes[2], prior_sample, r"Prior samples: $x \sim p_\theta(x \mid z)$, $z \sim p(z)$")):
+        ax.imshow(_strip(np.asarray(img)), cmap=cmap, vmin=0, vmax=1)
+        ax.set_title(row_title, fontsize=10)
         ax.axis("off")
     if title:
         fig.suptitle(title)
@@ -79,21 +97,41 @@ def elbo_curve(history, reference: float | None = None, objective: str = "ELBO")
     """Train and test ELBO (nats per image) against iteration.
 
     ``objective`` names what the training column holds (e.g. "L_5" for an IWAE run).
+    The axes zoom on where the curves spend most iterations; when that leaves the first
+    iterations (the ELBO starts hundreds of nats lower) below the axes, an inset shows
+    the whole run.
     """
     it = np.asarray(history.iteration)
-    train = np.asarray(history.train_elbo)
-    test = np.asarray(history.test_elbo)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(it, train, label=f"train {objective} (batch)", alpha=0.7)
+    train = np.asarray(history.train_elbo, dtype=float)
+    test = np.asarray(history.test_elbo, dtype=float)
     has_test = ~np.isnan(test)
-    ax.plot(it[has_test], test[has_test], "o-", label="test ELBO (fixed set)")
-    if reference is not None:
-        ax.axhline(reference, color="gray", ls="--", label=f"reference {reference:.1f}")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+
+    def draw(axes, marker_size=None):
+        axes.plot(it, train, label=f"train {objective} (batch)", alpha=0.7)
+        axes.plot(it[has_test], test[has_test], "o-", markersize=marker_size,
+                  label="test ELBO (fixed set)")
+        if reference is not None:
+            axes.axhline(reference, color="gray", ls="--", label=f"reference {reference:.1f}")
+
+    draw(ax)
     ax.set_xlabel("iteration")
     ax.set_ylabel("ELBO (nats per image)")
-    if len(train):
-        ax.set_ylim(np.nanpercentile(np.r_[train, test[has_test]], 5) - 10, None)
-    ax.legend()
+    values = np.r_[train, test[has_test]]
+    values = values[np.isfinite(values)]
+    bottom = np.percentile(values, 5) - 10 if len(values) else None
+    zoomed = bottom is not None and values.min() < bottom
+    if zoomed:   # the zoom hides the start: show the whole run beside it
+        ax.set_ylim(bottom, None)
+        inset = ax.inset_axes([0.5, 0.1, 0.46, 0.42])   # where the curves are not
+        draw(inset, marker_size=2)
+        margin = 0.05 * (values.max() - values.min())
+        inset.set_ylim(values.min() - margin, values.max() + margin)
+        inset.axhspan(*ax.get_ylim(), color="0.9", zorder=0)
+        inset.set_title("the whole run (shaded: the range above)", fontsize=8)
+        inset.tick_params(labelsize=7)
+        inset.grid(alpha=0.3)
+    ax.legend(**({"loc": "lower left", "fontsize": 8} if zoomed else {}))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
