@@ -119,6 +119,107 @@ def elbo_folded_seed(model, x, seed):
     return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
 
 
+# The notebook's own way: the sampler chosen in section 1 (the student's my_reparameterize
+# where its check passed, else vae_prac's, called the same way).
+reparameterize = training.reparameterize_reference
+
+
+def my_reparameterize(mu, sigma, seed):
+    """Notebook 04's task as a student writes it: stateless noise from seed."""
+    return mu + sigma * tf.random.stateless_normal(tf.shape(mu), seed=seed)
+
+
+def elbo_students_sampler(model, x, seed):
+    """The solution's shape with the notebook's chosen sampler."""
+    mu, sigma = model.encoder(x)
+    z = reparameterize(mu, sigma, seed)
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
+def elbo_own_sampler_function(model, x, seed):
+    """The student's own my_reparameterize, called directly."""
+    mu, sigma = model.encoder(x)
+    z = my_reparameterize(mu, sigma, seed)
+    log_px = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=x, logits=model.decoder(z)), axis=[1, 2, 3])
+    return tf.reduce_sum(log_px - tfd.kl_divergence(model.posterior(x), model.prior()))
+
+
+def elbo_float64(model, x, seed):
+    """Everything after the networks in float64; the result stays float64."""
+    mu, sigma = model.encoder(x)
+    z = vae_prac.reparameterize(mu, sigma, seed=seed)
+    logits = tf.cast(model.decoder(z), tf.float64)
+    x64 = tf.cast(x, tf.float64)
+    log_px = tf.reduce_sum(x64 * logits - tf.nn.softplus(logits), axis=[1, 2, 3])
+    mu, sigma = tf.cast(mu, tf.float64), tf.cast(sigma, tf.float64)
+    kl = 0.5 * tf.reduce_sum(mu**2 + sigma**2 - 1.0 - 2.0 * tf.math.log(sigma), axis=1)
+    return tf.reduce_sum(log_px - kl)
+
+
+def elbo_box_muller(model, x, seed):
+    """Standard normal noise made from two stateless uniforms (Box-Muller)."""
+    mu, sigma = model.encoder(x)
+    seed_1, seed_2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    u1 = tf.random.stateless_uniform(tf.shape(mu), seed_1, minval=1e-7, maxval=1.0)
+    u2 = tf.random.stateless_uniform(tf.shape(mu), seed_2)
+    eps = tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos(2.0 * np.pi * u2)
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
+    return tf.reduce_sum(model.likelihood(mu + sigma * eps).log_prob(x) - kl)
+
+
+def elbo_sticking_the_landing(model, x, seed):
+    """Monte Carlo KL with q's parameters cut from the gradient (Roeder et al., 2017):
+    the score term it drops has expectation 0, so the gradient stays unbiased."""
+    mu, sigma = model.encoder(x)
+    z = vae_prac.reparameterize(mu, sigma, seed=seed)
+    q_fixed = vae_prac.posterior(tf.stop_gradient(mu), tf.stop_gradient(sigma))
+    kl = q_fixed.log_prob(z) - model.prior().log_prob(z)
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
+def elbo_hand_written_softplus(model, x, seed):
+    """log p(x|z) = x l - log(1 + e^l), softplus written out (fine below l = 88)."""
+    mu, sigma = model.encoder(x)
+    z = mu + sigma * tf.random.stateless_normal(tf.shape(mu), seed=seed)
+    logits = model.decoder(z)
+    log_px = tf.reduce_sum(x * logits - tf.math.log(1.0 + tf.exp(logits)), axis=[1, 2, 3])
+    kl = tf.reduce_sum(-tf.math.log(sigma) + 0.5 * (sigma**2 + mu**2) - 0.5, axis=-1)
+    return tf.reduce_sum(log_px - kl)
+
+
+def elbo_clipped_probabilities(model, x, seed):
+    """Probabilities clipped away from 0 and 1, as Keras' cross-entropy does: finite for
+    a confident decoder; the check cannot tell the clipping (see its docstring)."""
+    mu, sigma = model.encoder(x)
+    z = vae_prac.reparameterize(mu, sigma, seed=seed)
+    p = tf.clip_by_value(tf.sigmoid(model.decoder(z)), 1e-7, 1.0 - 1e-7)
+    log_px = tf.reduce_sum(x * tf.math.log(p) + (1.0 - x) * tf.math.log(1.0 - p), [1, 2, 3])
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
+    return tf.reduce_sum(log_px - kl)
+
+
+def elbo_debug_prints(model, x, seed):
+    """A student's debugging prints left in (Python print: once per trace)."""
+    mu, sigma = model.encoder(x)
+    print("mu", mu.shape, "sigma", sigma.shape)
+    z = vae_prac.reparameterize(mu, sigma, seed=seed)
+    ell = model.likelihood(z).log_prob(x)
+    kl = tfd.kl_divergence(model.posterior(x), model.prior())
+    print("terms", ell.shape, kl.shape)
+    return tf.reduce_sum(ell) - tf.reduce_sum(kl)
+
+
+@tf.function
+def elbo_compiled(model, x, seed):
+    """Decorated with tf.function by the student: the check runs it traced."""
+    mu, sigma = model.encoder(x)
+    z = vae_prac.reparameterize(mu, sigma, seed=seed)
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
 # Mistakes.
 
 def elbo_wrong_sign(model, x, seed):
@@ -277,6 +378,104 @@ def elbo_numpy_encoder(model, x, seed):
     return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
 
 
+def elbo_kl_stop_gradient(model, x, seed):
+    mu, sigma, z, ell, kl = _terms(model, x, seed)
+    return tf.reduce_sum(ell - tf.stop_gradient(kl))
+
+
+def elbo_kl_stop_gradient_on_mu_sigma(model, x, seed):
+    mu, sigma, z, ell, _ = _terms(model, x, seed)
+    q = vae_prac.posterior(tf.stop_gradient(mu), tf.stop_gradient(sigma))
+    return tf.reduce_sum(ell - tfd.kl_divergence(q, model.prior()))
+
+
+def elbo_kl_from_numpy(model, x, seed):
+    """The KL written in NumPy from mu.numpy(): right value, no gradient through it."""
+    mu, sigma, z, ell, _ = _terms(model, x, seed)
+    m, s = mu.numpy(), sigma.numpy()
+    kl = 0.5 * np.sum(m**2 + s**2 - 1.0 - np.log(s**2), axis=1)
+    return tf.reduce_sum(ell - kl)
+
+
+def elbo_python_float(model, x, seed):
+    return float(_solution_elbo(model, x, seed))
+
+
+def elbo_numpy_scalar(model, x, seed):
+    return _solution_elbo(model, x, seed).numpy()
+
+
+def _hand_kl(mu, sigma, log_term):
+    return 0.5 * tf.reduce_sum(mu**2 + sigma**2 - 1.0 - log_term, axis=1)
+
+
+def elbo_kl_log_sigma(model, x, seed):
+    """The hand-written KL with log sigma where log sigma^2 belongs."""
+    mu, sigma, z, ell, _ = _terms(model, x, seed)
+    return tf.reduce_sum(ell - _hand_kl(mu, sigma, tf.math.log(sigma)))
+
+
+def elbo_kl_log_sigma_other_noise(model, x, seed):
+    mu, sigma = model.encoder(x)
+    z = tfd.MultivariateNormalDiag(mu, sigma).sample(seed=seed)
+    return tf.reduce_sum(model.likelihood(z).log_prob(x)
+                         - _hand_kl(mu, sigma, tf.math.log(sigma)))
+
+
+def elbo_kl_without_minus_one(model, x, seed):
+    mu, sigma, z, ell, _ = _terms(model, x, seed)
+    kl = 0.5 * tf.reduce_sum(mu**2 + sigma**2 - tf.math.log(sigma**2), axis=1)
+    return tf.reduce_sum(ell - kl)
+
+
+def elbo_kl_doubled(model, x, seed):
+    """A KL weight of 2 (beta = 2): biased, and no named slip."""
+    _, _, _, ell, kl = _terms(model, x, seed)
+    return tf.reduce_sum(ell - 2.0 * kl)
+
+
+def elbo_naive_sigmoid_log_likelihood(model, x, seed):
+    """log(sigmoid(l)) and log(1 - sigmoid(l)): NaN once the decoder is confident."""
+    mu, sigma, z, _, kl = _terms(model, x, seed)
+    p = tf.sigmoid(model.decoder(z))
+    log_px = tf.reduce_sum(x * tf.math.log(p) + (1 - x) * tf.math.log(1 - p), axis=[1, 2, 3])
+    return tf.reduce_sum(log_px - kl)
+
+
+def elbo_likelihood_keeps_channel_axis(model, x, seed):
+    """Summed over axes [1, 2] only: [batch, 1] minus [batch] broadcasts to [batch, batch]."""
+    mu, sigma, z, _, kl = _terms(model, x, seed)
+    log_px = tf.reduce_sum(tfd.Bernoulli(logits=model.decoder(z)).log_prob(x), axis=[1, 2])
+    return tf.reduce_sum(log_px - kl)
+
+
+def elbo_global_seed(model, x, seed):
+    """tf.random.set_seed from the seed's values: reproducible eagerly, not in a graph."""
+    mu, sigma, _, _, kl = _terms(model, x, seed)
+    tf.random.set_seed(int(seed[0]) * 1000 + int(seed[1]))
+    z = mu + sigma * tf.random.normal(tf.shape(mu))
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
+
+
+def elbo_uniform_noise(model, x, seed):
+    """Noise from U(0, 1): not centred, not normal."""
+    mu, _ = model.encoder(x)
+    return _elbo_with_noise(model, x, tf.random.stateless_uniform(tf.shape(mu), seed))
+
+
+def elbo_box_muller_without_cosine(model, x, seed):
+    """Box-Muller's radius alone: always positive noise."""
+    mu, _ = model.encoder(x)
+    u = tf.random.stateless_uniform(tf.shape(mu), seed, minval=1e-7, maxval=1.0)
+    return _elbo_with_noise(model, x, tf.sqrt(-2.0 * tf.math.log(u)))
+
+
+def elbo_noise_of_latent_shape(model, x, seed):
+    """Noise of shape [latent_dim] only: every image of the batch gets the same."""
+    mu, _ = model.encoder(x)
+    return _elbo_with_noise(model, x, tf.random.stateless_normal(tf.shape(mu)[1:], seed))
+
+
 def elbo_per_image(model, x, seed):
     _, _, _, ell, kl = _terms(model, x, seed)
     return ell - kl
@@ -334,6 +533,15 @@ BATCH_ELBO = Exercise(
         "keras_bce_summed": elbo_keras_bce,
         "two_samples": elbo_two_samples,
         "folded_seed_other_noise": elbo_folded_seed,
+        "students_sampler": elbo_students_sampler,
+        "own_sampler_function_cross_entropy": elbo_own_sampler_function,
+        "float64": elbo_float64,
+        "box_muller_noise": elbo_box_muller,
+        "sticking_the_landing": elbo_sticking_the_landing,
+        "hand_written_softplus_and_kl": elbo_hand_written_softplus,
+        "clipped_probabilities": elbo_clipped_probabilities,
+        "debug_prints": elbo_debug_prints,
+        "tf_function_decorated": elbo_compiled,
     },
     mistakes={
         "wrong_sign": Mistake(elbo_wrong_sign, r"wrong sign"),
@@ -368,6 +576,29 @@ BATCH_ELBO = Exercise(
         "numpy_encoder": Mistake(elbo_numpy_encoder, r"no gradient reaches the encoder"),
         "per_image": Mistake(elbo_per_image, r"one ELBO per image"),
         "no_return": Mistake(elbo_no_return, r"forget the `return`"),
+        "kl_stop_gradient": Mistake(elbo_kl_stop_gradient,
+                                    r"no gradient flows through the KL"),
+        "kl_stop_gradient_on_mu_sigma": Mistake(elbo_kl_stop_gradient_on_mu_sigma,
+                                                r"no gradient flows through the KL"),
+        "kl_from_numpy": Mistake(elbo_kl_from_numpy, r"inside tf\.function.*numpy"),
+        "python_float": Mistake(elbo_python_float, r"returned a Python float"),
+        "numpy_scalar": Mistake(elbo_numpy_scalar, r"numpy float32, not a TensorFlow tensor"),
+        "kl_log_sigma": Mistake(elbo_kl_log_sigma, r"log sigma\^2.*2 log sigma"),
+        "kl_log_sigma_other_noise": Mistake(elbo_kl_log_sigma_other_noise,
+                                            r"log sigma\^2.*2 log sigma"),
+        "kl_without_minus_one": Mistake(elbo_kl_without_minus_one,
+                                        r"1/2 per latent dimension.*constant"),
+        "kl_doubled_no_named_slip": Mistake(elbo_kl_doubled, r"average is .* biased"),
+        "naive_sigmoid_log_likelihood": Mistake(elbo_naive_sigmoid_log_likelihood,
+                                                r"sure of its pixels.*log 0"),
+        "likelihood_keeps_channel_axis": Mistake(elbo_likelihood_keeps_channel_axis,
+                                                 r"8 times the batch ELBO.*extra axis"),
+        "global_seed_reset": Mistake(elbo_global_seed, r"inside tf\.function"),
+        "uniform_noise": Mistake(elbo_uniform_noise, r"standard normal"),
+        "box_muller_without_cosine": Mistake(elbo_box_muller_without_cosine,
+                                             r"standard normal"),
+        "noise_of_latent_shape": Mistake(elbo_noise_of_latent_shape,
+                                         r"every image .* same noise"),
     },
     give_away=ELBO_GIVE_AWAY,
     downstream=_elbo_downstream,
@@ -429,7 +660,32 @@ def midpoint_squeeze(model, x_a, x_b):
         tf.reduce_mean(_means(model, x_a, x_b), axis=0, keepdims=True))), axis=0)
 
 
+def midpoint_float64_numpy(model, x_a, x_b):
+    """NumPy in float64 after the networks, the logistic function written out."""
+    mu_a = model.encoder(x_a[None])[0].numpy().astype(np.float64)
+    mu_b = model.encoder(x_b[None])[0].numpy().astype(np.float64)
+    logits = model.decoder((0.5 * (mu_a + mu_b)).astype(np.float32)).numpy()
+    return np.exp(-np.logaddexp(0.0, -logits[0].astype(np.float64)))
+
+
+def midpoint_debug_print_posterior_mean(model, x_a, x_b):
+    q = model.posterior(np.stack([x_a, x_b]))
+    print("means:", q.mean().shape)
+    z = 0.5 * q.mean()[0] + 0.5 * q.mean()[1]
+    return model.likelihood(z[None]).mean()[0]
+
+
 # Mistakes.
+
+def midpoint_thresholded(model, x_a, x_b):
+    z = tf.reduce_mean(_means(model, x_a, x_b), axis=0, keepdims=True)
+    return tf.round(model.decode(z))[0]
+
+
+def midpoint_unequal_weights(model, x_a, x_b):
+    mu = _means(model, x_a, x_b)
+    return model.decode(0.25 * mu[:1] + 0.75 * mu[1:])[0]
+
 
 def midpoint_averaged_images(model, x_a, x_b):
     return tf.reduce_mean(model.decode(_means(model, x_a, x_b)), axis=0)
@@ -524,6 +780,8 @@ DECODE_MIDPOINT = Exercise(
         "numpy": midpoint_numpy,
         "tfd_probs_parameter": midpoint_tfd_probs,
         "squeeze_sigmoid": midpoint_squeeze,
+        "float64_numpy": midpoint_float64_numpy,
+        "debug_print_posterior_mean": midpoint_debug_print_posterior_mean,
     },
     mistakes={
         "averaged_decoded_images": Mistake(midpoint_averaged_images, r"averaged the two decoded"),
@@ -541,6 +799,8 @@ DECODE_MIDPOINT = Exercise(
         "one_image_twice": Mistake(midpoint_one_image, r"one image only"),
         "sum_of_codes": Mistake(midpoint_sum, r"sum of the two codes"),
         "no_return": Mistake(midpoint_no_return, r"forget the `return`"),
+        "thresholded": Mistake(midpoint_thresholded, r"rounded"),
+        "unequal_weights": Mistake(midpoint_unequal_weights, r"differs from the decoded midpoint"),
     },
     give_away=("reduce_mean(mu", "decode(z)[0]", "stack([x_a, x_b])", "(mu_a + mu_b) / 2"),
     downstream=_midpoint_downstream,
@@ -701,6 +961,128 @@ def step_new_optimizer(model, optimizer, batch_elbo, x, seed):
     return elbo
 
 
+def step_loss_as_mean_of_one_number(model, optimizer, batch_elbo, x, seed):
+    """keras.ops throughout; the mean of one number is that number."""
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = keras.ops.mean(keras.ops.negative(elbo))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply(grads, model.trainable_variables)
+    return elbo
+
+
+def step_apply_without_variables(model, optimizer, batch_elbo, x, seed):
+    """Keras 3's optimizer.apply(grads) uses the variables it was built with."""
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = tf.negative(elbo)
+    optimizer.apply(tape.gradient(loss, model.trainable_variables))
+    return elbo
+
+
+def step_float64_loss(model, optimizer, batch_elbo, x, seed):
+    """The loss in float64; the gradients come back in the weights' float32."""
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -tf.cast(elbo, tf.float64)
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply(grads, model.trainable_variables)
+    return elbo
+
+
+def step_debug_print(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -elbo
+    grads = tape.gradient(loss, model.trainable_variables)
+    print("gradients:", len(grads), "loss:", loss)
+    optimizer.apply(grads, model.trainable_variables)
+    return elbo
+
+
+def step_elbo_again_same_seed(model, optimizer, batch_elbo, x, seed):
+    """Returns a second evaluation, before the update, with the same seed: the same value."""
+    returned = batch_elbo(model, x, seed)
+    with tf.GradientTape() as tape:
+        loss = -batch_elbo(model, x, seed)
+    optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    return returned
+
+
+def step_manual_sgd(model, optimizer, batch_elbo, x, seed):
+    """Updates the weights by hand with the optimizer's learning rate."""
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -elbo
+    grads = tape.gradient(loss, model.trainable_variables)
+    for v, g in zip(model.trainable_variables, grads):
+        v.assign_sub(optimizer.learning_rate * g)
+    return elbo
+
+
+def step_watches_nothing(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -elbo
+    optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    return elbo
+
+
+def step_library_elbo(model, optimizer, batch_elbo, x, seed):
+    """Calls vae_prac.batch_elbo by name instead of the batch_elbo it is handed."""
+    with tf.GradientTape() as tape:
+        elbo = vae_prac.batch_elbo(model, x, seed=seed)
+        loss = -elbo
+    optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    return elbo
+
+
+def step_fixed_seed(model, optimizer, batch_elbo, x, seed):
+    return step_apply_gradients(model, optimizer, batch_elbo, x, tf.constant([0, 0]))
+
+
+def step_seed_none(model, optimizer, batch_elbo, x, seed):
+    return step_apply_gradients(model, optimizer, batch_elbo, x, None)
+
+
+def step_clipped_gradients(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -elbo
+    grads, _ = tf.clip_by_global_norm(tape.gradient(loss, model.trainable_variables), 1.0)
+    optimizer.apply(grads, model.trainable_variables)
+    return elbo
+
+
+def step_own_learning_rate(model, optimizer, batch_elbo, x, seed):
+    with tf.GradientTape() as tape:
+        elbo = batch_elbo(model, x, seed)
+        loss = -elbo
+    grads = [1e-3 * g for g in tape.gradient(loss, model.trainable_variables)]
+    optimizer.apply(grads, model.trainable_variables)
+    return elbo
+
+
+def step_returns_elbo_after_update(model, optimizer, batch_elbo, x, seed):
+    step_apply_gradients(model, optimizer, batch_elbo, x, seed)
+    return batch_elbo(model, x, seed)
+
+
+def step_returns_dict(model, optimizer, batch_elbo, x, seed):
+    return {"elbo": step_apply_gradients(model, optimizer, batch_elbo, x, seed)}
+
+
+def step_returns_elbo_and_loss(model, optimizer, batch_elbo, x, seed):
+    elbo = step_apply_gradients(model, optimizer, batch_elbo, x, seed)
+    return elbo, -elbo
+
+
+def step_returns_python_float(model, optimizer, batch_elbo, x, seed):
+    """float() of the ELBO: a Python number eagerly, and inside tf.function AutoGraph
+    turns float() into a cast, so train() gets its tensor."""
+    return float(step_apply_gradients(model, optimizer, batch_elbo, x, seed))
+
+
 def _step_downstream(fn):
     """Cell 28's run, short: vae_prac.train with the step (compiled), learning something."""
     config = vae_prac.Config(latent_dim=4, hidden_size=32, n_iterations=200, print_every=100,
@@ -722,6 +1104,12 @@ TRAIN_STEP = Exercise(
         "two_networks_loss_at_gradient": step_two_networks,
         "persistent_tape": step_persistent_tape,
         "inner_tf_function": step_compiled,
+        "loss_as_mean_of_one_number": step_loss_as_mean_of_one_number,
+        "returns_python_float": step_returns_python_float,
+        "apply_without_variables": step_apply_without_variables,
+        "float64_loss": step_float64_loss,
+        "debug_print": step_debug_print,
+        "elbo_evaluated_twice_same_seed": step_elbo_again_same_seed,
     },
     mistakes={
         "maximizes_the_loss": Mistake(step_maximizes_loss, r"wrong way"),
@@ -738,6 +1126,17 @@ TRAIN_STEP = Exercise(
         "no_return": Mistake(step_no_return, r"returned None"),
         "numpy_value": Mistake(step_numpy_value, r"inside tf\.function"),
         "new_optimizer": Mistake(step_new_optimizer, r"optimizer you were given|optimizer passed in"),
+        "manual_sgd_update": Mistake(step_manual_sgd, r"applied by hand"),
+        "tape_watches_nothing": Mistake(step_watches_nothing, r"gradients came back"),
+        "library_elbo_by_name": Mistake(step_library_elbo, r"another function than the batch_elbo"),
+        "fixed_seed": Mistake(step_fixed_seed, r"different seeds gave the same update"),
+        "seed_none": Mistake(step_seed_none, r"seed=None"),
+        "clipped_gradients": Mistake(step_clipped_gradients, r"times its size.*clipped"),
+        "own_learning_rate": Mistake(step_own_learning_rate, r"times its size.*learning rate"),
+        "returns_elbo_after_update": Mistake(step_returns_elbo_after_update,
+                                             r"computed before the update"),
+        "returns_dict": Mistake(step_returns_dict, r"returned a dict"),
+        "returns_elbo_and_loss": Mistake(step_returns_elbo_and_loss, r"shape \[2\]"),
     },
     give_away=("tape.gradient(loss", "optimizer.apply(grads", "loss = -elbo", "with tf.GradientTape() as tape:\n"),
     downstream=_step_downstream,

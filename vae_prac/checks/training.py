@@ -1,24 +1,39 @@
 """Checks for notebook 05, training a VAE.
 
     from vae_prac.checks import training as check
+    check.inference_network(my_inference_network)    # notebook 03's, pasted
+    check.generative_network(my_generative_network)  # notebook 03's, pasted
+    check.reparameterize(my_reparameterize)          # notebook 04's, pasted
     check.batch_elbo(my_batch_elbo)         # Code Task: the ELBO summed over a batch
-    check.rmsprop_scale(answer_rmsprop)     # Math Task: sum or mean over the batch?
     check.train_step(my_train_step)         # Code Task: one step of RMSProp on -ELBO
+    check.rmsprop_scale(answer_rmsprop)     # Math Task: sum or mean over the batch?
     check.decode_midpoint(decode_midpoint)  # Code Task: decode a z of your choice
 
 The code checks build a small VAE of their own (fixed weights, several latent
 dimensions, unequal values) and judge what the student's function computes.
 
 * ``batch_elbo`` accepts any unbiased estimate of the batch's ELBO whose noise comes
-  from ``seed``: z from ``vae_prac.reparameterize`` or ``q.sample(seed=...)`` (or any
-  other seeded draw), the KL in closed form or by Monte Carlo. It must be a scalar,
-  give the same value for the same seed (a tuple or a tensor) and different values for
-  different seeds, let gradients reach every weight of both networks, and work inside
-  ``tf.function`` with a seed tensor, as the training step uses it. Then, over 300
-  seeds, its values and its gradients must agree on average with the library's
+  from ``seed``: z from the student's sampler, ``vae_prac.reparameterize`` or
+  ``q.sample(seed=...)`` (or any other seeded draw of standard normal noise, Box-Muller
+  included), the KL in closed form or by Monte Carlo, in float32 or float64. It must be
+  a scalar tensor, give the same value for the same seed (a tuple or a tensor) and
+  different values for different seeds, let gradients reach every weight of both
+  networks, stay finite for a confident decoder (logits of +-40, as after training),
+  and work inside ``tf.function`` with a seed tensor, as the training step uses it.
+  Then, over 300 seeds, its values and its gradients (along the log-likelihood's and
+  the KL's directions for the encoder) must agree on average with the library's
   (paired on the same seeds, so a student drawing the same z differs only by the KL's
   Monte Carlo noise). A slip is named only after its formula has been verified: on the
   same seed exactly, or on average over the seeds.
+  What it cannot tell apart: a function that calls ``vae_prac.batch_elbo`` passes (it
+  judges behaviour), and so does one that draws z with ``vae_prac.reparameterize``
+  instead of the student's own sampler (the same seeded noise); so does a
+  log-likelihood that clips probabilities (``log(p + 1e-7)``), which on the check's
+  models differs from the exact one by less than the tolerance; and the Monte Carlo KL
+  with ``stop_gradient`` on q's parameters ("sticking the landing", Roeder et al. 2017)
+  passes because it is unbiased, as it should.
+* ``train_step`` is judged by the update it makes (see its docstring). It cannot tell a
+  step that computes extra things it then ignores from the plain one.
 * ``decode_midpoint`` is compared with the decoded midpoint of the posterior means;
   the usual slips (logits, a batch of one, a binary sample, averaged images, samples of
   z, one image only, sigma) are each verified before they are named.
@@ -36,15 +51,25 @@ import tensorflow_probability as tfp
 
 from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow, returned_array
 from vae_prac.elbo import elbo as _elbo_terms
-from vae_prac.model import VAE, posterior, stateless_seed
+from vae_prac.model import VAE, posterior, reparameterize as _library_reparameterize
+from vae_prac.model import stateless_seed
 
 tfd = tfp.distributions
 
 __all__ = ["batch_elbo", "rmsprop_scale", "train_step", "decode_midpoint",
-           "decode_midpoint_reference", "inference_network", "generative_network"]
+           "decode_midpoint_reference", "inference_network", "generative_network",
+           "reparameterize", "reparameterize_reference"]
 
-# Notebook 05 trains the student's own networks: their checks (notebook 03's) run here too.
+# Notebook 05 trains the student's own networks and sampler: their checks (notebook 03's
+# and 04's) run here too.
 from vae_prac.checks.networks import generative_network, inference_network  # noqa: E402,F401
+from vae_prac.checks.reparameterization import reparameterize  # noqa: E402,F401
+
+
+def reparameterize_reference(mu, sigma, seed):
+    """``vae_prac.reparameterize`` called as ``my_reparameterize(mu, sigma, seed)`` is:
+    z = mu + sigma * eps, with eps standard normal drawn from the stateless ``seed``."""
+    return _library_reparameterize(mu, sigma, seed=seed)
 
 
 def _small_vae(seed: int = 0, scale=1.5, latent_dim: int = 8,
@@ -117,6 +142,8 @@ def _elbo_slips(model, x, eps):
     q, p = posterior(mu, sigma), model.prior()
     kl = tfd.kl_divergence(q, p).numpy().astype(np.float64)
     kl_sq = tfd.kl_divergence(posterior(mu, sigma ** 2), p).numpy().astype(np.float64)
+    # The closed form written by hand with log sigma where log sigma^2 belongs.
+    kl_log_sigma = kl + 0.5 * np.sum(np.log(sigma.numpy().astype(np.float64)), axis=-1)
 
     def ell(z, logits_fn=None):
         flat = tf.reshape(z, [-1, ELBO_LATENT])
@@ -172,6 +199,18 @@ def _elbo_slips(model, x, eps):
         "sigma squared": (np.sum(ll_sq - kl_sq), sq_hint),
         "sigma squared in z": (np.sum(ll_sq - kl), sq_hint),
         "sigma squared in kl": (np.sum(ll - kl_sq), sq_hint),
+        "kl log sigma": (np.sum(ll - kl_log_sigma),
+                         "the KL's log term is half what it should be: the closed form "
+                         "has log sigma^2, which is 2 log sigma, not log sigma."),
+        "kl without -1": (np.sum(ll - kl - 0.5 * ELBO_LATENT),
+                          "the KL is too large by 1/2 per latent dimension: a constant "
+                          "term of the closed form is missing (the KL of q = p, mu = 0 "
+                          "and sigma = 1, must be 0)."),
+        "batch times": (ELBO_BATCH * right,
+                        f"the value is {ELBO_BATCH} times the batch ELBO: one term kept an "
+                        f"extra axis (e.g. the log-likelihood summed over axes [1, 2] "
+                        f"only, shape [batch, 1]), so subtracting the KL, shape [batch], "
+                        f"broadcast to [batch, batch]. Each term needs shape [batch]."),
         "z = mu": (np.sum(ll_mu - kl),
                    "z is the posterior mean mu, not a sample: the expectation over q(z|x) "
                    "needs z drawn from q(z|x), with its noise taken from seed."),
@@ -185,19 +224,24 @@ def _ell_direction(model, x, variables):
         eps = tf.random.stateless_normal([ELBO_N_SAMPLES // 4, *mu.shape], seed=[5, 5])
         ell = tf.reduce_sum(tf.reduce_mean(
             model.likelihood(mu + sigma * eps).log_prob(x), axis=0))
-    grads = tape.gradient(ell, variables)
+    return _unit(tape.gradient(ell, variables))
+
+
+def _unit(grads):
+    """``grads`` scaled to length 1 (all of them together), as NumPy arrays."""
     norm = tf.sqrt(tf.add_n([tf.reduce_sum(g ** 2) for g in grads]))
-    return [g / norm for g in grads]
+    return [(g / norm).numpy() for g in grads]
 
 
 def _elbo_probe(fn, model, x, directions):
-    """A compiled seed -> [value, d value along the encoder, along the decoder].
+    """A compiled seed -> [value, d value along each of ``directions``].
 
     The seed is a symbolic int32 tensor of shape [2], as in the training step;
-    ``directions`` are (encoder, decoder) lists of arrays shaped like the weights.
+    ``directions`` are (encoder, decoder, encoder) lists of arrays shaped like the
+    weights: the unit gradients of E[log p(x|z)] for each network, and of the KL.
     """
     encoder, decoder = model.encoder.trainable_variables, model.decoder.trainable_variables
-    to_encoder, to_decoder = ([tf.constant(v) for v in d] for d in directions)
+    to_ell, to_decoder, to_kl = ([tf.constant(v) for v in d] for d in directions)
 
     def along(grads, direction):
         return tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32) * v)
@@ -208,7 +252,8 @@ def _elbo_probe(fn, model, x, directions):
         with tf.GradientTape() as tape:
             value = tf.cast(fn(model, x, seed=seed), tf.float32)
         g_enc, g_dec = tape.gradient(value, [encoder, decoder])
-        return tf.stack([value, along(g_enc, to_encoder), along(g_dec, to_decoder)])
+        return tf.stack([value, along(g_enc, to_ell), along(g_dec, to_decoder),
+                         along(g_enc, to_kl)])
     return probe
 
 
@@ -231,18 +276,31 @@ def _elbo_reference():
     many = tf.random.stateless_normal([ELBO_N_SAMPLES, *mu.shape], seed=[3, 3])
     expected, on_average = _elbo_slips(model, x, many)
     encoder, decoder = model.encoder.trainable_variables, model.decoder.trainable_variables
-    directions = tuple([v.numpy() for v in _ell_direction(model, x, variables)]
-                       for variables in (encoder, decoder))
-    probe = _elbo_probe(_library_batch_elbo, model, x, directions)
-    per_seed = np.array([probe(s).numpy() for s in _elbo_seeds()], np.float64)
-    # d KL / d phi along the encoder direction: what the gradient is when z is cut off.
     with tf.GradientTape() as tape:
         kl = tf.reduce_sum(tfd.kl_divergence(model.posterior(x), model.prior()))
-    kl_along = float(tf.add_n([tf.reduce_sum(g * v) for g, v in zip(
-        tape.gradient(kl, encoder), directions[0])]))
+    kl_grads = tape.gradient(kl, encoder)
+    directions = (_ell_direction(model, x, encoder), _ell_direction(model, x, decoder),
+                  _unit(kl_grads))
+    probe = _elbo_probe(_library_batch_elbo, model, x, directions)
+    per_seed = np.array([probe(s).numpy() for s in _elbo_seeds()], np.float64)
+    # d KL / d phi along the two encoder directions (the probe's columns 1 and 3): what
+    # the gradient is when z is cut off, and what is missing when the KL is.
+    kl_along = np.array([float(tf.add_n([tf.reduce_sum(g * v) for g, v in zip(kl_grads, d)]))
+                         for d in (directions[0], directions[2])])
     return dict(right=right, same_seed=same_seed, other_seed=other_seed, expected=expected,
                 on_average=on_average, per_seed=per_seed, kl_along=kl_along,
                 directions=directions)
+
+
+def _error_line(err) -> str:
+    """``Type: message`` of an error raised in a student's traced code: the message's last
+    line (tf.function puts a trace of "user code" before it), the type said once."""
+    name = type(err).__name__
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if last.startswith(name + ":"):
+        last = last[len(name) + 1:].strip()
+    return f"{name}: {last[:200]}"
 
 
 def _close(a, b) -> bool:
@@ -259,7 +317,7 @@ def _call_elbo(fn, model, x, seed, where=""):
     try:
         value = fn(model, x, seed=seed)
     except TypeError as err:
-        if "seed" in str(err) and "argument" in str(err):
+        if "keyword argument 'seed'" in str(err):
             raise Hint("keep the signature my_batch_elbo(model, x, seed): later cells "
                        "call it with the keyword seed=.")
         raise
@@ -278,6 +336,14 @@ def _call_elbo(fn, model, x, seed, where=""):
     if array.shape != ():
         raise Hint(f"it returned shape {list(array.shape)}{where}; expected one number, "
                    f"the ELBO summed over the batch.")
+    if not tf.is_tensor(value):
+        # A number taken out of TensorFlow carries no gradient: training needs the tensor.
+        kind = ("a Python float" if type(value) is float else
+                f"a {type(value).__module__.split('.')[0]} {type(value).__name__}")
+        raise Hint(f"it returned {kind}, not a TensorFlow tensor: float(), .numpy() or "
+                   f"NumPy took the value out of TensorFlow, so no gradient can reach the "
+                   f"weights and training could not learn from it. Return the tensor "
+                   f"itself.")
     return float(array)
 
 
@@ -286,7 +352,8 @@ def batch_elbo(fn) -> None:
     """``fn(model, x, seed)``: an unbiased estimate of the ELBO summed over the batch.
 
     The noise must come from ``seed``; gradients must reach both networks; it must work
-    inside ``tf.function``. See the module's docstring for how it is judged.
+    inside ``tf.function``. See the module's docstring for how it is judged, and for
+    what it cannot tell apart.
     """
     ref = _elbo_reference()
     model, x = _elbo_model(), _images(ELBO_BATCH)
@@ -339,6 +406,7 @@ def batch_elbo(fn) -> None:
                    f"output.")
 
     _judge_noise(fn, model, x)
+    _judge_confident(fn, model, x)
 
     # Inside tf.function with a seed tensor, as the training step compiles it.
     try:
@@ -348,11 +416,9 @@ def batch_elbo(fn) -> None:
     except Hint:
         raise
     except Exception as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise Hint(f"it works eagerly but fails inside tf.function, which the training step "
-                   f"compiles it into: {type(err).__name__}: {lines[-1][:200] if lines else ''}"
-                   f" (inside tf.function tensors have no values yet: no NumPy, .numpy() "
-                   f"or Python int() on them)")
+                   f"compiles it into: {_error_line(err)} (inside tf.function tensors have "
+                   f"no values yet: no NumPy, .numpy() or Python int() on them)")
     if not _close(first[0], got):
         a, b = apart(float(first[0]), got, "f", 2)
         raise Hint(f"inside tf.function it gives {a} for the seed that gives {b} eagerly: "
@@ -367,17 +433,56 @@ def batch_elbo(fn) -> None:
     _judge_on_average(mine, ref)
 
 
-
 class _Watched(keras.Model):
-    """A decoder that remembers every z it is given (eagerly), then decodes it."""
+    """A decoder that remembers every z it is given eagerly, then decodes it.
+
+    Inside a ``tf.function`` (a student may compile the ELBO) z has no value yet, and
+    nothing is recorded: the value checks judge such a function.
+    """
 
     def __init__(self, decoder):
-        super().__init__()
+        super().__init__(name="watched_decoder")
         self.decoder, self.seen = decoder, []
 
     def call(self, z):
-        self.seen.append(np.asarray(z, np.float64))
+        if tf.executing_eagerly():
+            self.seen.append(np.asarray(z, np.float64))
         return self.decoder(z)
+
+
+class _Confident(keras.Model):
+    """A decoder whose logits are ``factor`` times another's: as sure of each pixel as a
+    trained decoder is of many (logits beyond +-17, where sigmoid rounds to 0 or 1)."""
+
+    def __init__(self, decoder, factor):
+        super().__init__(name="confident_decoder")
+        self.decoder, self.factor = decoder, factor
+
+    def call(self, z):
+        return self.factor * self.decoder(z)
+
+
+CONFIDENT_LOGIT = 40.0     # the largest |logit| of the confident decoder: float32's
+                           # sigmoid is exactly 1 beyond about 17, exp overflows beyond 88
+
+
+def _judge_confident(fn, model, x) -> None:
+    """The value must stay finite when the decoder is sure of its pixels, as after some
+    training: a log-likelihood written as log(sigmoid(l)) and log(1 - sigmoid(l)) passes
+    on the untrained model and turns into NaN there."""
+    mu, _ = model.encoder(x)
+    factor = CONFIDENT_LOGIT / float(tf.reduce_max(tf.abs(model.decoder(mu))))
+    confident = VAE(ELBO_LATENT, encoder=model.encoder,
+                    decoder=_Confident(model.decoder, factor))
+    value = returned_array(fn(confident, x, seed=tf.constant(ELBO_SEED, tf.int32)),
+                           "my_batch_elbo", "a number")
+    if not np.all(np.isfinite(value)):
+        raise Hint(f"for a decoder that is sure of its pixels (logits up to "
+                   f"+-{CONFIDENT_LOGIT:.0f}, as training soon makes them) it returns "
+                   f"{float(np.sum(value))}: in float32, sigmoid(l) rounds to exactly 1 once "
+                   f"l > 17, so log(1 - sigmoid(l)) is log 0 (and 0 x -inf is nan). "
+                   f"Training would stop with a NaN loss. Compute the log-likelihood from "
+                   f"the logits themselves, as in notebook 03, not from probabilities.")
 
 
 NOISE_SEEDS = 60        # x 8 images x 5 dimensions: 2400 draws of the noise
@@ -435,7 +540,8 @@ def _biased(diff: np.ndarray, scale: float) -> bool:
 
 
 def _judge_on_average(mine: np.ndarray, ref: dict) -> None:
-    """Compare ``mine`` [seeds, 3] with the library's on the same seeds (see probe)."""
+    """Compare ``mine`` [seeds, 4] with the library's on the same seeds (see the probe):
+    the value, then the gradient along the encoder's and the decoder's directions."""
     lib = ref["per_seed"]
     diff = mine - lib
     n = len(diff)
@@ -446,9 +552,9 @@ def _judge_on_average(mine: np.ndarray, ref: dict) -> None:
         # ELBO does (0.5 and 2%: the error of the library's own expectations).
         matches = []
         for value, hint in ref["on_average"].values():
-            apart = abs(value - ref["expected"])
-            if (abs(average - value) < SIGMAS * error + 0.5 + 0.02 * apart
-                    and apart > 4 * (SIGMAS * error + 0.5)):
+            distance = abs(value - ref["expected"])
+            if (abs(average - value) < SIGMAS * error + 0.5 + 0.02 * distance
+                    and distance > 4 * (SIGMAS * error + 0.5)):
                 matches.append((abs(average - value), hint))
         if matches:
             raise Hint(min(matches)[1])
@@ -458,11 +564,26 @@ def _judge_on_average(mine: np.ndarray, ref: dict) -> None:
                    f"Check each part: z drawn from q(z|x) with the noise from seed, the "
                    f"log-likelihood summed over pixels, the KL summed over latent "
                    f"dimensions, the sum over the batch.")
-    if _biased(diff[:, 1], lib[:, 1].mean()):
-        average = mine[:, 1].mean()
-        error = mine[:, 1].std() / math.sqrt(n)
-        for cut_off in (-ref["kl_along"], 0.0):   # closed-form KL; Monte Carlo KL
-            if abs(average - cut_off) < SIGMAS * error + 0.01 + 1e-3 * abs(cut_off):
+
+    # The encoder's gradient, along two directions: E[log p(x|z)]'s and the KL's.
+    encoder = [1, 3]
+    if any(_biased(diff[:, c], lib[:, c].mean()) for c in encoder):
+        def near(values, target):
+            error = values.std() / math.sqrt(n)
+            return abs(values.mean() - target) < SIGMAS * error + 0.01 + 1e-3 * abs(target)
+
+        kl_along = ref["kl_along"]
+        # KL cut off: the encoder's gradient lacks -d KL / d phi, on every seed.
+        if all(near(diff[:, c], k) for c, k in zip(encoder, kl_along)):
+            raise Hint("the value is right, but no gradient flows through the KL term back "
+                       "to mu and sigma (tf.stop_gradient on the KL, or on mu and sigma "
+                       "inside it, or values taken out of TensorFlow): the encoder would "
+                       "learn only from the log-likelihood, and nothing would pull q(z|x) "
+                       "towards the prior.")
+        # z cut off: only the KL's gradient is left (closed form), or none on average
+        # (a Monte Carlo KL at a fixed z).
+        for cut_off in (-kl_along, np.zeros(2)):
+            if all(near(mine[:, c], k) for c, k in zip(encoder, cut_off)):
                 raise Hint("the value is right, but its gradient does not flow through z "
                            "back to mu and sigma (is z built with tf.stop_gradient, or "
                            "from values taken out of TensorFlow?), so the encoder would "
@@ -470,7 +591,8 @@ def _judge_on_average(mine: np.ndarray, ref: dict) -> None:
         raise Hint("the value is right on average, but its gradient with respect to the "
                    "encoder's weights phi is not: check how z is built from mu and sigma "
                    "(a draw from q(z|x) = N(mu, sigma^2), computed with TensorFlow "
-                   "operations so that gradients flow through it).")
+                   "operations so that gradients flow through it) and that the KL is a "
+                   "TensorFlow computation of mu and sigma.")
     if _biased(diff[:, 2], lib[:, 2].mean()):
         raise Hint("the value is right on average, but its gradient with respect to the "
                    "decoder's weights theta is not: compute the log-likelihood from the "
@@ -485,10 +607,19 @@ def _probs_from_logits(model, x) -> float:
     return float(tf.reduce_sum(ell - tfd.kl_divergence(posterior(mu, sigma), model.prior())))
 
 
+def _letter(answer):
+    """The letter of an answer written "(b)", "b)" or "b. Almost nothing"; else as is."""
+    import re
+
+    found = re.match(r"\s*\(?\s*([a-dA-D])\s*(?:[).:,]|\s|$)", answer) \
+        if isinstance(answer, str) else None
+    return found[1].lower() if found else answer
+
+
 def rmsprop_scale(answer) -> bool:
     """Math Task: what happens with RMSProp if the batch sum becomes a batch mean? (b)"""
     return choice(
-        "rmsprop_scale", answer, "b",
+        "rmsprop_scale", _letter(answer), "b",
         "write out one RMSProp step: the update is lr * g / sqrt(v + eps), where v is a "
         "running average of g^2. What happens to it when every gradient g is divided by "
         "the batch size?")
@@ -499,14 +630,27 @@ def rmsprop_scale(answer) -> bool:
 
 STEP_LR = 0.01
 STEP_SEED = (5, 9)
+STEP_OTHER_SEED = (6, 1)
 
 
 def _library_batch_elbo_sum(model, x, seed):
-    """The ELBO function handed to the student's step: the library's, summed."""
+    """The library's batch ELBO, ``vae_prac.batch_elbo``: what a step that ignores the
+    ``batch_elbo`` it is handed would most likely call instead."""
     return tf.reduce_sum(_elbo_terms(model, x, seed=seed).elbo)
 
 
-def _run_step(fn, optimizer: str, compiled: bool = False):
+def _handed_batch_elbo(model, x, seed):
+    """The ELBO function handed to the student's step: the library's on noise of its own
+    (from the seed folded with 1), so that a step calling another ELBO shows."""
+    if seed is None:
+        raise Hint("the step called batch_elbo with seed=None: pass on the seed the step "
+                   "was given, batch_elbo(model, x, seed), so that its noise comes from it.")
+    seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int32), 1)
+    return _library_batch_elbo_sum(model, x, seed)
+
+
+def _run_step(fn, optimizer: str, compiled: bool = False, seed=STEP_SEED,
+              batch_elbo=_handed_batch_elbo):
     """Run one step on a fresh small VAE; (returned value, weight changes, n encoder vars).
 
     With plain gradient descent (``"sgd"``) the change of each weight is exactly
@@ -520,11 +664,11 @@ def _run_step(fn, optimizer: str, compiled: bool = False):
     x = _images(ELBO_BATCH, seed=3)
 
     def call(x, seed):
-        return fn(model, opt, _library_batch_elbo_sum, x, seed)
+        return fn(model, opt, batch_elbo, x, seed)
 
     if compiled:
         call = tf.function(call)
-    value = call(x, tf.constant(STEP_SEED, tf.int32))
+    value = call(x, tf.constant(seed, tf.int32))
     deltas = [v.numpy() - b for v, b in zip(model.trainable_variables, before)]
     return value, deltas, len(model.encoder.trainable_variables)
 
@@ -537,27 +681,77 @@ def _same_update(mine, ref) -> bool:
     return np.allclose(_flat(mine), _flat(ref), rtol=1e-3, atol=1e-7)
 
 
-def _step_or_hint(fn, optimizer: str, compiled: bool = False):
+def _step_or_hint(fn, optimizer: str, compiled: bool = False, seed=STEP_SEED):
     import warnings
 
     try:
         with warnings.catch_warnings(), quiet_tensorflow():
             warnings.simplefilter("ignore")   # Keras warns about missing gradients
-            return _run_step(fn, optimizer, compiled)
+            return _run_step(fn, optimizer, compiled, seed)
     except (Hint, NotImplementedError):
         raise
     except Exception as err:
         text = str(err)
-        last = [line.strip() for line in text.splitlines() if line.strip()]
         if "no gradients provided" in text.lower() or "'NoneType'" in text:
             raise Hint("no gradients came back (they are None): compute the loss inside the "
                        "`with tf.GradientTape() as tape:` block, from TensorFlow operations, "
                        "and ask the tape for the gradient of that same loss.")
         if compiled:
             raise Hint(f"it works eagerly but fails inside tf.function, which train() "
-                       f"compiles it into: {type(err).__name__}: {last[-1][:200] if last else ''}"
-                       f" (no .numpy(), float() or NumPy on tensors inside the step)")
+                       f"compiles it into: {_error_line(err)} (no .numpy(), float() or "
+                       f"NumPy on tensors inside the step)")
         raise
+
+
+def _judge_sgd_update(fn, mine, ref) -> None:
+    """Name what makes the plain gradient-descent update ``mine`` differ from ``ref``."""
+    from vae_prac.training import gradient_step
+
+    flat_mine, flat_ref = _flat(mine), _flat(ref)
+    ratio = float(flat_mine @ flat_ref / (flat_ref @ flat_ref))
+    if np.allclose(flat_mine, ratio * flat_ref, rtol=1e-3, atol=1e-7):
+        if ratio < 0:
+            raise Hint("the weights moved the wrong way: the step lowered the ELBO. "
+                       "Optimizers minimize, so the loss is -ELBO, and the gradients "
+                       "are those of that loss (not of the ELBO itself).")
+        if np.isclose(ratio, 1 / ELBO_BATCH, rtol=1e-2):
+            raise Hint(f"the update is {ELBO_BATCH} times smaller than the gradient of "
+                       f"-ELBO summed over the batch: the loss was averaged over the "
+                       f"{ELBO_BATCH} images. Here, as in the original, it is the sum "
+                       f"(with RMSProp the factor nearly cancels; with other optimizers "
+                       f"it does not).")
+        if np.isclose(ratio, 2.0, rtol=1e-2):
+            raise Hint("the update is twice the gradient step: the gradients were "
+                       "applied twice (or the loss counted twice).")
+        raise Hint(f"the update points the way of the gradient step on -ELBO but is "
+                   f"{ratio:.3g} times its size: the loss or its gradients were scaled "
+                   f"(averaged, clipped, or multiplied by a learning rate of your own). "
+                   f"Apply the gradients of -ELBO, summed over the batch, as they are: "
+                   f"the optimizer brings its own learning rate.")
+    # Another ELBO than the one handed in (vae_prac.batch_elbo, or my_batch_elbo).
+    _, other_elbo, _ = _run_step(
+        lambda m, o, b, x, s: gradient_step(m, o, _library_batch_elbo_sum, x, s), "sgd")
+    if _same_update(mine, other_elbo):
+        raise Hint("the step computed the ELBO with another function than the batch_elbo "
+                   "it was handed (vae_prac.batch_elbo, or your my_batch_elbo by name): "
+                   "call the batch_elbo argument, so that training runs the ELBO it is "
+                   "given.")
+    # The seed: the same seed must give the same update, another seed another one.
+    _, again, _ = _step_or_hint(fn, "sgd")
+    if not _same_update(mine, again):
+        raise Hint("two steps from the same weights with the same seed moved them "
+                   "differently: pass the step's seed on to batch_elbo(model, x, seed), "
+                   "so that its noise comes from that seed.")
+    _, other_seed, _ = _step_or_hint(fn, "sgd", seed=STEP_OTHER_SEED)
+    if _same_update(mine, other_seed):
+        raise Hint("two different seeds gave the same update: the seed the step was "
+                   "given never reached batch_elbo. Pass it on: batch_elbo(model, x, seed).")
+    raise Hint("with plain gradient descent one step should move each weight by the "
+               "learning rate times the gradient of -ELBO; this step moves them "
+               "differently. Compute the loss -ELBO from batch_elbo(model, x, seed) "
+               "inside the tape, differentiate it with respect to "
+               "model.trainable_variables, and apply those gradients once with the "
+               "optimizer you were given.")
 
 
 @check("train_step")
@@ -570,6 +764,10 @@ def train_step(fn) -> None:
     with respect to which weights; then with RMSProp, as training uses it, eagerly and
     inside ``tf.function``, as ``train()`` compiles it. Every change must match the
     library's step (``vae_prac.gradient_step``) on the same weights, batch and seed.
+    The ``batch_elbo`` handed to the step draws its own noise from the seed, so a step
+    that calls another ELBO, or drops the seed, shows in its update. What it cannot
+    tell apart: a step that also computes things it does not use, or that calls
+    ``vae_prac.gradient_step`` itself (it judges behaviour, not source).
     """
     from vae_prac.training import gradient_step
 
@@ -586,39 +784,19 @@ def train_step(fn) -> None:
                        f"with respect to model.trainable_variables, which holds both "
                        f"networks' weights.")
     if not _same_update(mine, ref):
-        flat_mine, flat_ref = _flat(mine), _flat(ref)
-        ratio = float(flat_mine @ flat_ref / (flat_ref @ flat_ref))
-        if np.allclose(flat_mine, ratio * flat_ref, rtol=1e-3, atol=1e-7):
-            if ratio < 0:
-                raise Hint("the weights moved the wrong way: the step lowered the ELBO. "
-                           "Optimizers minimize, so the loss is -ELBO, and the gradients "
-                           "are those of that loss (not of the ELBO itself).")
-            if np.isclose(ratio, 1 / ELBO_BATCH, rtol=1e-2):
-                raise Hint(f"the update is {ELBO_BATCH} times smaller than the gradient of "
-                           f"-ELBO summed over the batch: the loss was averaged over the "
-                           f"{ELBO_BATCH} images. Here, as in the original, it is the sum "
-                           f"(with RMSProp the factor nearly cancels, as the Math Task "
-                           f"showed; with other optimizers it does not).")
-            if np.isclose(ratio, 2.0, rtol=1e-2):
-                raise Hint("the update is twice the gradient step: the gradients were "
-                           "applied twice (or the loss counted twice).")
-        raise Hint("with plain gradient descent one step should move each weight by the "
-                   "learning rate times the gradient of -ELBO; this step moves them "
-                   "differently. Compute the loss -ELBO from batch_elbo(model, x, seed) "
-                   "inside the tape, differentiate it with respect to "
-                   "model.trainable_variables, and apply those gradients once with the "
-                   "optimizer you were given.")
+        _judge_sgd_update(fn, mine, ref)
 
     # What it returns: the batch ELBO of this step (train() logs it).
     if value is None:
         raise Hint("the step returned None: return the batch ELBO it computed (train() "
                    "prints and records it).")
-    expected = float(_library_batch_elbo_sum(_small_vae(seed=3, latent_dim=ELBO_LATENT),
-                                             _images(ELBO_BATCH, seed=3),
-                                             tf.constant(STEP_SEED, tf.int32)))
-    got = np.asarray(value, np.float64)
+    expected = float(_handed_batch_elbo(_small_vae(seed=3, latent_dim=ELBO_LATENT),
+                                        _images(ELBO_BATCH, seed=3),
+                                        tf.constant(STEP_SEED, tf.int32)))
+    got = returned_array(value, "the step", "a number")
     if got.shape != ():
-        raise Hint(f"the step returned shape {got.shape}; return the batch ELBO, one number.")
+        raise Hint(f"the step returned shape {list(got.shape)}; return the batch ELBO, "
+                   f"one number.")
     got = float(got)
     if not np.isclose(got, expected, rtol=1e-4, atol=1e-3):
         if np.isclose(got, -expected, rtol=1e-4, atol=1e-3):
@@ -634,6 +812,11 @@ def train_step(fn) -> None:
     for compiled in (False, True):
         _, mine_rms, _ = _step_or_hint(fn, "rmsprop", compiled)
         if not _same_update(mine_rms, ref_rms):
+            if _same_update(mine_rms, ref):
+                raise Hint("with RMSProp the weights moved by exactly the learning rate "
+                           "times the gradient, a plain gradient-descent step: the "
+                           "gradients were applied by hand, not by the optimizer. Let the "
+                           "optimizer you were given apply them (optimizer.apply).")
             where = "inside tf.function" if compiled else "with RMSProp"
             raise Hint(f"{where} the step's update differs from the library's on the same "
                        f"weights and batch: use the optimizer passed in (never a new one), "
@@ -741,8 +924,9 @@ def decode_midpoint(fn) -> None:
         if close(got, image):
             raise Hint(hint)
     if np.all((got == 0) | (got == 1)):
-        raise Hint("it returned only 0s and 1s, a binary sample; return the pixel "
-                   "probabilities of the decoded midpoint, nothing random.")
+        raise Hint("it returned only 0s and 1s (a binary sample, or probabilities "
+                   "rounded); return the pixel probabilities of the decoded midpoint "
+                   "themselves.")
     again = _as_image(fn(model, x_a.copy(), x_b.copy()))
     if not np.array_equal(got, again):
         raise Hint("two calls gave different images: something in it is random. Use the "
