@@ -73,3 +73,9 @@ def test_a_check_reports_once_and_prints_nothing_under_outcome(capsys):
     for exercise in EXERCISES:
         checks.outcome(exercise.check, next(iter(exercise.correct.values())))
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("written", ["b", " B ", "(b)", "b)", "b. Almost nothing", "b: the same"])
+def test_a_math_task_answer_may_be_written_around_its_letter(written):
+    assert checks.outcome(lambda a: checks.choice("quiz", a, "b", "hint"), written)[0] == checks.PASSED
+    assert checks.outcome(lambda a: checks.choice("quiz", a, "b", "hint"), "(c)")[0] == checks.NOT_YET

@@ -158,12 +158,19 @@ def check(name: str):
     return decorate
 
 
+def letter(answer):
+    """The letter of an answer written "b", "(b)", "b)" or "b. Almost nothing"; else as is."""
+    found = re.match(r"\s*\(?\s*([a-hA-H])\s*(?:[).:,]|\s|$)", answer) \
+        if isinstance(answer, str) else None
+    return found[1].lower() if found else answer
+
+
 def choice(name: str, answer, correct: str, hint: str) -> None:
-    """Check a multiple-choice answer (a letter such as ``"b"``)."""
+    """Check a multiple-choice answer (a letter such as ``"b"``, also written "(b)")."""
     if answer is None or answer is Ellipsis:
         return report(name, NOT_DONE, "set your answer to one of the letters, "
                                       "then run this cell again.")
-    if str(answer).strip().lower() == correct:
+    if str(letter(answer)).strip().lower() == correct:
         return report(name, PASSED)
     return report(name, NOT_YET, hint)
 

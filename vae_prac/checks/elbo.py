@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import Hint, check, choice, quiet_tensorflow, returned_array
+from vae_prac.checks import Hint, check, choice, letter, quiet_tensorflow, returned_array
 
 tfd = tfp.distributions
 
@@ -421,7 +421,7 @@ def jensen_quiz(answer):
     """Y is 1 or 4, each with probability 1/2: log E[Y] against E[log Y], and why it is a
     lower bound."""
     return choice("jensen_quiz", answer, "c", _JENSEN_HINTS.get(
-        _letter(answer), "answer with one of the letters a, b, c or d: compute log E[Y] and "
+        letter(answer), "answer with one of the letters a, b, c or d: compute log E[Y] and "
                          "E[log Y] for this Y, then ask whether their order could flip."))
 
 
@@ -438,9 +438,6 @@ _PHI_HINTS = {
 def phi_quiz(answer):
     """Which network's weights are phi?"""
     return choice("phi_quiz", answer, "b", _PHI_HINTS.get(
-        _letter(answer), "answer with one of the letters a, b, c or d: phi are the "
+        letter(answer), "answer with one of the letters a, b, c or d: phi are the "
                          "parameters of q_phi(z|x). Which network computes it?"))
 
-
-def _letter(answer):
-    return answer.strip().lower() if isinstance(answer, str) else None

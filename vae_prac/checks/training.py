@@ -607,19 +607,10 @@ def _probs_from_logits(model, x) -> float:
     return float(tf.reduce_sum(ell - tfd.kl_divergence(posterior(mu, sigma), model.prior())))
 
 
-def _letter(answer):
-    """The letter of an answer written "(b)", "b)" or "b. Almost nothing"; else as is."""
-    import re
-
-    found = re.match(r"\s*\(?\s*([a-dA-D])\s*(?:[).:,]|\s|$)", answer) \
-        if isinstance(answer, str) else None
-    return found[1].lower() if found else answer
-
-
 def rmsprop_scale(answer) -> bool:
     """Math Task: what happens with RMSProp if the batch sum becomes a batch mean? (b)"""
     return choice(
-        "rmsprop_scale", _letter(answer), "b",
+        "rmsprop_scale", answer, "b",
         "write out one RMSProp step: the update is lr * g / sqrt(v + eps), where v is a "
         "running average of g^2. What happens to it when every gradient g is divided by "
         "the batch size?")
