@@ -287,3 +287,12 @@ def test_whose_says_which_parts_are_the_students(monkeypatch):
         "Training with yours: encoder; vae_prac's: decoder, step."
     monkeypatch.setattr(checks, "RESULTS", {"a": True})
     assert checks.whose({"encoder": "a"}) == "Training with yours: encoder."
+
+
+def test_iw_subsets(capsys):
+    assert run(capsys, evaluation.iw_subsets, "b")[0]
+    assert run(capsys, evaluation.iw_subsets, "(b)")[0]
+    for wrong in ("a", "c", "d"):
+        ok, line = run(capsys, evaluation.iw_subsets, wrong)
+        assert not ok and "not yet" in line and "(b)" not in line
+    assert "not done yet" in run(capsys, evaluation.iw_subsets, None)[1]

@@ -207,3 +207,14 @@ def test_console_script_resolves_to_a_callable(pyproject):
     installed = importlib.metadata.entry_points(group="console_scripts", name="vae-prac")
     assert [ep.value for ep in installed] == [target]
     assert callable(next(iter(installed)).load())
+
+
+def test_the_stored_results_are_shipped(pyproject):
+    # Notebook 06 reads vae_prac/results/ through the package, also from a wheel (Colab).
+    import fnmatch
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["vae_prac"]
+    results = sorted((ROOT / "vae_prac" / "results").iterdir())
+    assert results, "vae_prac/results holds nothing"
+    for file in results:
+        assert any(fnmatch.fnmatch(f"results/{file.name}", p) for p in patterns), \
+            f"vae_prac/results/{file.name} would be left out of the wheel"

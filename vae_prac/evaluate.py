@@ -7,10 +7,20 @@ q_phi(z|x) is. Importance sampling with q_phi as the proposal gives a tighter bo
     L_k(x) = log (1/k) sum_{i=1}^k w_i,   w_i = p_theta(x|z_i) p(z_i) / q_phi(z_i|x),
     z_i ~ q_phi(z|x).
 
-E[L_1] is the ELBO, E[L_k] grows with k, and L_k -> log p_theta(x) as k -> infinity:
-with k = 5000 it is the standard estimate of the test log-likelihood. The sum of
-weights is formed with logsumexp, since the w_i themselves under- or overflow, and the
-k samples are processed in chunks so memory stays bounded whatever k is.
+E[L_1] is the ELBO, and E[L_k] never decreases with k: the mean of k+1 weights is the
+average, over the k-subsets I of them, of the subset means, so by Jensen's inequality
+E[L_{k+1}] = E log E_I[mean_I w] >= E E_I[log mean_I w] = E[L_k] (Burda et al.). By
+Jensen again E[L_k] <= log p_theta(x), so L_k is a lower bound in expectation; a single
+estimate can exceed log p_theta(x). As k -> infinity, L_k -> log p_theta(x) almost
+surely by the strong law of large numbers, since E_q[w] = p_theta(x) is finite; E[L_k]
+-> log p_theta(x) as well when the ELBO is finite (L_k then lies between the average of
+the log weights and a tangent to the log at p_theta(x), both convergent in mean; Burda
+et al.'s Theorem 1 assumes bounded weights). The bias log p_theta(x) - E[L_k] can
+shrink slowly, more slowly than 1/k when q_phi(z|x) has much lighter tails than the
+posterior (the weights then have infinite variance). With k = 5000, L_k is the standard
+estimate of the test log-likelihood. The sum of weights is formed with logsumexp, since
+the w_i themselves under- or overflow, and the k samples are processed in chunks so
+memory stays bounded whatever k is.
 """
 
 from __future__ import annotations
@@ -153,8 +163,12 @@ def active_units(model, x, threshold: float = ACTIVE_UNIT_THRESHOLD,
     """How many latent dimensions the model uses: Burda et al.'s (2015) criterion.
 
     A unit u is active if A_u = Cov_x(E_{q_phi(z|x)}[z_u]) > ``threshold`` (10^-2):
-    its posterior mean moves with the image. An inactive unit's posterior is the same
-    for every x, so it carries no information about x (its KL term is near 0).
+    its posterior mean moves with the image. The criterion looks only at the posterior
+    mean: an inactive unit's mean barely moves with x, but its standard deviation may
+    still vary with x, and a posterior that is the same for every x need not be the
+    prior, so its KL term need not be small. In a trained model such units usually also
+    have q_phi(z_u|x) close to p(z_u), a KL near 0; count the units whose average KL
+    exceeds a threshold to see that side.
     """
     return int(np.sum(posterior_mean_variance(model, x, batch_size) > threshold))
 
