@@ -132,6 +132,93 @@ def nw_no_return(log_w):
     tf.nn.softmax(log_w, axis=0)
 
 
+@tf.function
+def nw_tf_function(log_w):
+    """Compiled: retraced for each shape of log_w."""
+    return tf.nn.softmax(log_w, axis=0)
+
+
+def nw_python_loops(log_w):
+    """Pure Python: per image, shift by its maximum, exp, divide; a list of lists."""
+    rows = np.asarray(log_w).tolist()
+    k, batch = len(rows), len(rows[0])
+    out = [[0.0] * batch for _ in range(k)]
+    for j in range(batch):
+        top = max(rows[i][j] for i in range(k))
+        e = [math.exp(rows[i][j] - top) for i in range(k)]
+        for i in range(k):
+            out[i][j] = e[i] / sum(e)
+    return out
+
+
+def nw_keras_activation(log_w):
+    return keras.activations.softmax(log_w, axis=0)
+
+
+def nw_categorical_probs(log_w):
+    """A tfd.Categorical per image (its logits on the last axis), probabilities transposed back."""
+    return tf.transpose(tfd.Categorical(logits=tf.transpose(log_w)).probs_parameter())
+
+
+def nw_float64_output_with_debug_print(log_w):
+    print("log_w:", log_w.shape)
+    return tf.nn.softmax(tf.cast(log_w, tf.float64), axis=0)
+
+
+def nw_shift_over_the_images(log_w):
+    """Each *sample's* maximum over the images (axis 1) as the shift."""
+    e = tf.exp(log_w - tf.reduce_max(log_w, axis=1, keepdims=True))
+    return e / tf.reduce_sum(e, axis=0, keepdims=True)
+
+
+def nw_sum_over_the_images(log_w):
+    e = tf.exp(log_w - tf.reduce_max(log_w, axis=0, keepdims=True))
+    return e / tf.reduce_sum(e, axis=1, keepdims=True)
+
+
+def nw_divided_by_the_total(log_w):
+    e = tf.exp(log_w - tf.reduce_max(log_w, axis=0, keepdims=True))
+    return e / tf.reduce_sum(e)
+
+
+def nw_min_shift(log_w):
+    e = tf.exp(log_w - tf.reduce_min(log_w, axis=0, keepdims=True))
+    return e / tf.reduce_sum(e, axis=0, keepdims=True)
+
+
+def nw_min_shift_float64(log_w):
+    a = tf.cast(log_w, tf.float64)
+    e = tf.exp(a - tf.reduce_min(a, axis=0, keepdims=True))
+    return e / tf.reduce_sum(e, axis=0, keepdims=True)
+
+
+def nw_mean_shift_float64(log_w):
+    """Fine while an image's log weights lie within about 709 nats of their mean."""
+    a = np.asarray(log_w, np.float64)
+    e = np.exp(a - a.mean(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
+
+
+def nw_log_w_unchanged(log_w):
+    return log_w
+
+
+def nw_exp_only(log_w):
+    return tf.exp(log_w)
+
+
+def nw_float16(log_w):
+    return tf.nn.softmax(tf.cast(log_w, tf.float16), axis=0)
+
+
+def nw_one_number(log_w):
+    return 1.0
+
+
+def nw_transposed_wrong_axis(log_w):
+    return tf.nn.softmax(tf.transpose(log_w), axis=0)
+
+
 def _nw_downstream(fn):
     """Section 1: the gradient of L_k against the w~-weighted gradients of log w_i."""
     keras.utils.set_random_seed(1)
@@ -159,6 +246,11 @@ NORMALIZED_WEIGHTS = Exercise(
         "float64_max_shift": nw_float64,
         "softmax_of_transpose": nw_transposed_softmax,
         "stop_gradient_inside": nw_stop_gradient,
+        "tf_function": nw_tf_function,
+        "python_loops": nw_python_loops,
+        "keras_activations_softmax": nw_keras_activation,
+        "tfd_categorical_probs": nw_categorical_probs,
+        "float64_output_debug_print": nw_float64_output_with_debug_print,
     },
     mistakes={
         "softmax_default_axis": Mistake(nw_default_axis, r"batch axis.*default axis"),
@@ -179,6 +271,20 @@ NORMALIZED_WEIGHTS = Exercise(
         "squeezed_samples": Mistake(nw_squeezed, r"k = 1"),
         "returns_the_bound": Mistake(nw_returns_bound, r"one value per image"),
         "no_return": Mistake(nw_no_return, r"forget the `return`"),
+        "shift_by_each_samples_maximum": Mistake(nw_shift_over_the_images,
+                                                 r"each sample's maximum over the images"),
+        "sum_over_the_images": Mistake(nw_sum_over_the_images, r"division is by a sum over "
+                                                              r"the batch axis"),
+        "divided_by_the_total": Mistake(nw_divided_by_the_total, r"whole array sum to 1"),
+        "shift_by_the_minimum": Mistake(nw_min_shift, r"overflowed.*smallest"),
+        "shift_by_the_minimum_float64": Mistake(nw_min_shift_float64, r"-2500.*float64"),
+        "shift_by_the_mean_float64": Mistake(nw_mean_shift_float64, r"-2500.*float64"),
+        "log_w_unchanged": Mistake(nw_log_w_unchanged, r"log weights themselves"),
+        "exp_not_normalized": Mistake(nw_exp_only, r"not normalized.*underflow"),
+        "float16": Mistake(nw_float16, r"float16"),
+        "one_number": Mistake(nw_one_number, r"returned one number"),
+        "transposed_and_wrong_axis": Mistake(nw_transposed_wrong_axis,
+                                             r"\[batch, k\].*Transposed back, they are not"),
     },
     give_away=("softmax(log_w, axis=0)", "reduce_logsumexp(log_w, axis=0, keepdims=True)"),
     downstream=_nw_downstream,
@@ -292,6 +398,115 @@ def tb_no_return(x, q, beta, s=0.5):
     _tb_expected(x, q, s) - beta * tfd.kl_divergence(q, tfd.Normal(0.0, 1.0))
 
 
+@tf.function
+def tb_tf_function(x, q, beta, s=0.5):
+    """Compiled, q passed in as a distribution."""
+    return _tb_expected(x, q, s) - beta * tfd.kl_divergence(q, tfd.Normal(0.0, 1.0))
+
+
+def tb_cross_entropy(x, q, beta, s=0.5):
+    """N(x; z, s^2) = N(z; x, s^2), so E_q[log N(x; z, s^2)] = -H(q, N(x, s^2))."""
+    return -q.cross_entropy(tfd.Normal(x, s)) - beta * q.kl_divergence(tfd.Normal(0.0, 1.0))
+
+
+def tb_gauss_hermite(x, q, beta, s=0.5):
+    """NumPy quadrature of the expectation (exact for a quadratic), hand-written KL."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(20)
+    m, sd = float(q.mean()), float(q.stddev())
+    z = m + sd * nodes
+    log_lik = -0.5 * np.log(2 * np.pi * s * s) - (x - z) ** 2 / (2 * s * s)
+    expected = float(weights @ log_lik) / math.sqrt(2 * math.pi)
+    return expected - beta * (m * m + sd * sd - 1.0 - 2.0 * math.log(sd)) / 2
+
+
+def _tb_kl(q):
+    return tfd.kl_divergence(q, tfd.Normal(0.0, 1.0))
+
+
+def tb_kl_without_half(x, q, beta, s=0.5):
+    m, v = q.mean(), q.variance()
+    return _tb_expected(x, q, s) - beta * (m * m + v - 1.0 - tf.math.log(v))
+
+
+def tb_kl_log_term(x, q, beta, s=0.5):
+    m, v = q.mean(), q.variance()
+    return _tb_expected(x, q, s) - beta * (0.5 * (m * m + v - 1.0) - tf.math.log(v))
+
+
+def tb_constant_dropped(x, q, beta, s=0.5):
+    m, v = q.mean(), q.variance()
+    return -((x - m) ** 2 + v) / (2 * s * s) - beta * _tb_kl(q)
+
+
+def tb_constant_with_s(x, q, beta, s=0.5):
+    m, v = q.mean(), q.variance()
+    return -0.5 * math.log(2 * math.pi * s) - ((x - m) ** 2 + v) / (2 * s * s) - beta * _tb_kl(q)
+
+
+def tb_constant_without_half(x, q, beta, s=0.5):
+    m, v = q.mean(), q.variance()
+    return -math.log(2 * math.pi * s * s) - ((x - m) ** 2 + v) / (2 * s * s) - beta * _tb_kl(q)
+
+
+def tb_squared_error_sign(x, q, beta, s=0.5):
+    m, v = q.mean(), q.variance()
+    return -0.5 * math.log(2 * math.pi * s * s) + ((x - m) ** 2 + v) / (2 * s * s) - beta * _tb_kl(q)
+
+
+def tb_beta_on_both(x, q, beta, s=0.5):
+    return beta * (_tb_expected(x, q, s) - _tb_kl(q))
+
+
+def tb_one_minus_beta(x, q, beta, s=0.5):
+    return _tb_expected(x, q, s) - (1.0 - beta) * _tb_kl(q)
+
+
+def tb_kl_over_beta(x, q, beta, s=0.5):
+    return _tb_expected(x, q, s) - _tb_kl(q) / beta
+
+
+def tb_prior_scale_s(x, q, beta, s=0.5):
+    return _tb_expected(x, q, s) - beta * tfd.kl_divergence(q, tfd.Normal(0.0, s))
+
+
+def tb_kl_to_likelihood(x, q, beta, s=0.5):
+    return _tb_expected(x, q, s) - beta * tfd.kl_divergence(q, tfd.Normal(x, s))
+
+
+def tb_unit_likelihood(x, q, beta, s=0.5):
+    return _tb_expected(x, q, 1.0) - beta * _tb_kl(q)
+
+
+def tb_negated_loss(x, q, beta, s=0.5):
+    return beta * _tb_kl(q) - _tb_expected(x, q, s)
+
+
+def tb_stddev_in_likelihood_only(x, q, beta, s=0.5):
+    m, sd = q.mean(), q.stddev()
+    expected = -0.5 * tf.math.log(2 * math.pi * s * s) - ((x - m) ** 2 + sd) / (2 * s * s)
+    return expected - beta * _tb_kl(q)
+
+
+def tb_at_mean_and_reverse_kl(x, q, beta, s=0.5):
+    return tfd.Normal(q.mean(), s).log_prob(x) - beta * tfd.kl_divergence(tfd.Normal(0.0, 1.0), q)
+
+
+def tb_no_kl(x, q, beta, s=0.5):
+    return _tb_expected(x, q, s)
+
+
+def tb_no_likelihood(x, q, beta, s=0.5):
+    return -beta * _tb_kl(q)
+
+
+def tb_s_renamed(x, q, beta, sigma=0.5):
+    return _tb_expected(x, q, sigma) - beta * _tb_kl(q)
+
+
+def tb_returns_text(x, q, beta, s=0.5):
+    return f"{float(_tb_expected(x, q, s) - beta * _tb_kl(q)):.4f}"
+
+
 def _tb_downstream(fn):
     """Section 2: L_beta at q = p(z|x) for x = 1 and beta = 0.5, 1, 2, printed as floats."""
     post = toy_posterior(1.0, 0.5)
@@ -309,6 +524,9 @@ TOY_BETA_BOUND = Exercise(
         "keras_ops": tb_keras_ops,
         "float64_normal_at_mean_minus_variance": tb_float64,
         "python_floats": tb_python_floats,
+        "tf_function": tb_tf_function,
+        "tfd_cross_entropy": tb_cross_entropy,
+        "numpy_gauss_hermite": tb_gauss_hermite,
     },
     mistakes={
         "reverse_kl": Mistake(tb_reverse_kl, r"wrong way round"),
@@ -324,6 +542,28 @@ TOY_BETA_BOUND = Exercise(
         "per_sample": Mistake(tb_per_sample, r"100 numbers"),
         "ignores_beta": Mistake(tb_ignores_beta, r"does not change with beta"),
         "no_return": Mistake(tb_no_return, r"forget the `return`"),
+        "kl_without_its_half": Mistake(tb_kl_without_half, r"KL is twice too large"),
+        "kl_log_term": Mistake(tb_kl_log_term, r"log term is twice too large"),
+        "constant_dropped": Mistake(tb_constant_dropped, r"misses its constant"),
+        "constant_with_s": Mistake(tb_constant_with_s, r"has s where the variance s\^2"),
+        "constant_without_half": Mistake(tb_constant_without_half,
+                                         r"constant of log N.*twice too large"),
+        "squared_error_sign": Mistake(tb_squared_error_sign, r"squared error enters"),
+        "beta_on_both_terms": Mistake(tb_beta_on_both, r"whole ELBO"),
+        "one_minus_beta": Mistake(tb_one_minus_beta, r"weighted by 1 - beta"),
+        "kl_over_beta": Mistake(tb_kl_over_beta, r"divided by beta"),
+        "prior_with_scale_s": Mistake(tb_prior_scale_s, r"taken to N\(0, s\^2\)"),
+        "kl_to_the_likelihood": Mistake(tb_kl_to_likelihood, r"taken to N\(x, s\^2\)"),
+        "unit_variance_likelihood": Mistake(tb_unit_likelihood, r"standard deviation 1 whatever s"),
+        "negated_loss": Mistake(tb_negated_loss, r"-L_beta, a loss"),
+        "stddev_in_likelihood_only": Mistake(tb_stddev_in_likelihood_only,
+                                             r"standard deviation is used"),
+        "at_the_mean_and_reverse_kl": Mistake(tb_at_mean_and_reverse_kl,
+                                              r"two slips.*spread.*wrong way round"),
+        "no_kl": Mistake(tb_no_kl, r"KL term is missing"),
+        "no_likelihood": Mistake(tb_no_likelihood, r"log-likelihood .* is missing"),
+        "s_renamed": Mistake(tb_s_renamed, r"pass s by that name"),
+        "returns_text": Mistake(tb_returns_text, r"returned text"),
     },
     give_away=("beta * tfd.kl_divergence(q", "- beta * kl"),
     downstream=_tb_downstream,
@@ -366,6 +606,30 @@ def mp_scale_diag_linear_operator(logits, locs, scales):
 
 def _independent(locs, scales):
     return tfd.Independent(tfd.Normal(locs, scales), 1)
+
+
+def mp_scale_tril(logits, locs, scales):
+    return tfd.MixtureSameFamily(tfd.Categorical(logits=logits),
+                                 tfd.MultivariateNormalTriL(locs, tf.linalg.diag(scales)))
+
+
+@tf.function
+def mp_tf_function(logits, locs, scales):
+    """Built inside a compiled function and returned from it."""
+    return tfd.MixtureSameFamily(tfd.Categorical(logits=logits), _independent(locs, scales))
+
+
+def mp_bijectors(logits, locs, scales):
+    """Standard Normals shifted and scaled by bijectors."""
+    base = _independent(tf.zeros_like(locs), tf.ones_like(scales))
+    move = tfp.bijectors.Chain([tfp.bijectors.Shift(locs), tfp.bijectors.Scale(scales)])
+    return tfd.MixtureSameFamily(tfd.Categorical(logits=logits),
+                                 tfd.TransformedDistribution(base, move))
+
+
+def mp_probs_exp_unnormalized(logits, locs, scales):
+    """tfd.Categorical normalizes probabilities it is given: exp(logits) works as well."""
+    return tfd.MixtureSameFamily(tfd.Categorical(probs=tf.exp(logits)), _independent(locs, scales))
 
 
 def mp_no_independent(logits, locs, scales):
@@ -441,6 +705,117 @@ def mp_codes_of_one_batch_axis_only(logits, locs, scales):
     return _FlatOnly(logits, locs, scales)
 
 
+class _OwnSampler(_HandWritten):
+    """A hand-written sampler: a component per draw, then its Normal, from stateless seeds."""
+
+    def __init__(self, logits, locs, scales, spread=lambda s: s):
+        super().__init__(logits, locs, scales, stable=True)
+        self.spread = spread
+
+    def sample(self, n, seed=(0, 0)):
+        seeds = tf.random.experimental.stateless_split(tf.constant(seed, tf.int64), 2)
+        k = tf.random.stateless_categorical(self.logits[None], n, seed=seeds[0])[0]
+        noise = tf.random.stateless_normal([n, self.locs.shape[1]], seed=seeds[1])
+        return tf.gather(self.locs, k) + tf.gather(self.spread(self.scales), k) * noise
+
+
+def mp_own_sampler(logits, locs, scales):
+    return _OwnSampler(logits, locs, scales)
+
+
+def mp_sampler_scale_squared(logits, locs, scales):
+    return _OwnSampler(logits, locs, scales, spread=lambda s: s ** 2)
+
+
+class _SamplerWithoutSeed(_HandWritten):
+    def sample(self, n):
+        return mp_mvn_diag(self.logits, self.locs, self.scales).sample(n)
+
+
+def mp_sampler_without_seed(logits, locs, scales):
+    return _SamplerWithoutSeed(logits, locs, scales, stable=True)
+
+
+class _MaxOrMean(_HandWritten):
+    """Log-sum-exp replaced by a max, or by the pi-weighted mean of the log densities."""
+
+    def __init__(self, logits, locs, scales, how):
+        super().__init__(logits, locs, scales)
+        self.how = how
+
+    def log_prob(self, z):
+        z = tf.convert_to_tensor(z)[..., None, :]
+        comp = tf.reduce_sum(tfd.Normal(self.locs, self.scales).log_prob(z), axis=-1)
+        if self.how == "max":
+            return tf.reduce_max(comp + tf.nn.log_softmax(self.logits), axis=-1)
+        if self.how == "mean":
+            return tf.reduce_sum(tf.nn.softmax(self.logits) * comp, axis=-1)
+        return tf.reduce_logsumexp(comp + tf.nn.softmax(self.logits), axis=-1)   # pi, not log pi
+
+
+def mp_max_over_components(logits, locs, scales):
+    return _MaxOrMean(logits, locs, scales, "max")
+
+
+def mp_weighted_mean_of_log_densities(logits, locs, scales):
+    return _MaxOrMean(logits, locs, scales, "mean")
+
+
+def mp_pi_added_in_log_space(logits, locs, scales):
+    return _MaxOrMean(logits, locs, scales, "pi")
+
+
+def mp_float64(logits, locs, scales):
+    return mp_mvn_diag(tf.cast(logits, tf.float64), tf.cast(locs, tf.float64),
+                       tf.cast(scales, tf.float64))
+
+
+def mp_softplus_scales(logits, locs, scales):
+    return mp_mvn_diag(logits, locs, tf.math.softplus(scales))
+
+
+def mp_exp_scales(logits, locs, scales):
+    return mp_mvn_diag(logits, locs, tf.exp(scales))
+
+
+def mp_covariance_diag(logits, locs, scales):
+    return tfd.MixtureSameFamily(tfd.Categorical(logits=logits),
+                                 tfd.MultivariateNormalFullCovariance(locs, tf.linalg.diag(scales)))
+
+
+def mp_negated_logits(logits, locs, scales):
+    return mp_mvn_diag(-logits, locs, scales)
+
+
+def mp_locs_ignored(logits, locs, scales):
+    return mp_mvn_diag(logits, tf.zeros_like(locs), scales)
+
+
+def mp_scales_ignored(logits, locs, scales):
+    return mp_mvn_diag(logits, locs, tf.ones_like(scales))
+
+
+def mp_tf_constant(logits, locs, scales):
+    return mp_mvn_diag(tf.constant(logits), tf.constant(locs), tf.constant(scales))
+
+
+def mp_stop_gradient_scales(logits, locs, scales):
+    return mp_mvn_diag(logits, locs, tf.stop_gradient(scales))
+
+
+def mp_debug_print_with_float(logits, locs, scales):
+    """Fine eagerly; inside tf.function float() of a tensor fails."""
+    print(f"smallest scale {float(tf.reduce_min(scales)):.3f}")
+    return mp_mvn_diag(logits, locs, scales)
+
+
+def mp_numpy_for_the_size(logits, locs, scales):
+    """A list of K components sized with .numpy(): fine eagerly, fails in tf.function."""
+    components = [tfd.MultivariateNormalDiag(locs[k], scales[k])
+                  for k in range(logits.numpy().shape[0])]
+    return tfd.Mixture(tfd.Categorical(logits=logits), components)
+
+
 def mp_log_of_sum_of_exp(logits, locs, scales):
     return _HandWritten(logits, locs, scales)
 
@@ -490,6 +865,11 @@ MOG_PRIOR = Exercise(
         "keras_ops_normalized_logits": mp_keras_ops_logits,
         "linear_operator_diag": mp_scale_diag_linear_operator,
         "hand_written_class_logsumexp": mp_hand_written_logsumexp,
+        "scale_tril": mp_scale_tril,
+        "tf_function": mp_tf_function,
+        "bijectors_shift_scale": mp_bijectors,
+        "categorical_probs_exp_unnormalized": mp_probs_exp_unnormalized,
+        "own_stateless_sampler": mp_own_sampler,
     },
     mistakes={
         "normal_without_independent": Mistake(mp_no_independent, r"all d = 4 dimensions"),
@@ -507,6 +887,25 @@ MOG_PRIOR = Exercise(
         "codes_of_one_batch_axis_only": Mistake(mp_codes_of_one_batch_axis_only,
                                                 r"any leading axes must work"),
         "no_return": Mistake(mp_no_return, r"forget the `return`"),
+        "float64": Mistake(mp_float64, r"dtype is float64"),
+        "softplus_of_scales": Mistake(mp_softplus_scales, r"softplus\(scales\)"),
+        "exp_of_scales": Mistake(mp_exp_scales, r"exp\(scales\)"),
+        "covariance_diag_scales": Mistake(mp_covariance_diag, r"sqrt\(scales\).*covariance"),
+        "negated_logits": Mistake(mp_negated_logits, r"softmax\(-logits\)"),
+        "locs_ignored": Mistake(mp_locs_ignored, r"mean 0"),
+        "scales_ignored": Mistake(mp_scales_ignored, r"scale 1"),
+        "max_over_components": Mistake(mp_max_over_components, r"not max"),
+        "weighted_mean_of_log_densities": Mistake(mp_weighted_mean_of_log_densities, r"Jensen"),
+        "pi_added_in_log_space": Mistake(mp_pi_added_in_log_space, r"enters as its log"),
+        "tf_constant": Mistake(mp_tf_constant, r"no gradient reaches `logits`"),
+        "stop_gradient_on_scales": Mistake(mp_stop_gradient_scales,
+                                           r"no gradient reaches `scales`"),
+        "debug_print_with_float": Mistake(mp_debug_print_with_float,
+                                          r"not inside tf.function"),
+        "numpy_for_the_size": Mistake(mp_numpy_for_the_size, r"not inside tf.function"),
+        "sampler_scale_squared": Mistake(mp_sampler_scale_squared, r"not its spread"),
+        "sampler_without_seed": Mistake(mp_sampler_without_seed,
+                                        r"must take a number of draws and a seed"),
     },
     give_away=("tfd.MixtureSameFamily(tfd.Categorical(logits=logits)",),
     downstream=_mp_downstream,

@@ -15,10 +15,15 @@ dimensions with unequal mixing logits (one negative), means and scales (none equ
 1, so a variance passed as a scale shows), as ``tf.Variable``s. Its ``log_prob`` is
 compared with a float64 log-sum-exp of the mixture's terms on codes near the components
 and on one code 40 units from all of them (where a sum of exp() underflows), also laid
-out [k, batch, d] as the importance-weighted bound has them; its ``sample(n, seed)`` must
-give [n, d] codes whose mean is the mixture's; and the gradient
-of the log density must reach ``logits``, ``locs`` and ``scales``. Slips are named only
-when their formula gives the student's values.
+out [k, batch, d] as the importance-weighted bound has them; the gradient of the log
+density must reach ``logits``, ``locs`` and ``scales``, eagerly and inside
+``tf.function`` (the notebook's training step builds the prior there, so a ``.numpy()``
+or ``float()`` of an argument, harmless eagerly, fails there); its dtype must stay
+float32, the encoder's; and its ``sample(n, seed=...)`` must give [n, d] codes whose
+mean and variance are the mixture's. Slips are named only when their formula gives the
+student's values (the weights, the scales, the log-sum-exp: max or a mean of logs in its
+place). Weights given as unnormalized probabilities (``probs=exp(logits)``) pass:
+``tfd.Categorical`` normalizes them itself, so density and samples are right.
 """
 
 from __future__ import annotations
@@ -57,11 +62,15 @@ def _lse(a, axis=-1):
     return (top + np.log(np.exp(a - top).sum(axis=axis, keepdims=True))).squeeze(axis)
 
 
+def _components(z, locs=LOCS, scales=SCALES):
+    """log N(z; locs_k, diag(scales_k^2)) per code and component, float64; [n, K]."""
+    z = np.asarray(z, np.float64)[:, None, :]                                  # [n, 1, d]
+    return _log_normal(z, locs.astype(np.float64), scales.astype(np.float64)).sum(-1)
+
+
 def _mixture(z, log_pi, locs=LOCS, scales=SCALES):
     """log sum_k pi_k N(z; locs_k, diag(scales_k^2)) per code, float64; z [n, d]."""
-    z = np.asarray(z, np.float64)[:, None, :]                                  # [n, 1, d]
-    comp = _log_normal(z, locs.astype(np.float64), scales.astype(np.float64)).sum(-1)
-    return _lse(comp + log_pi)
+    return _lse(_components(z, locs, scales) + log_pi)
 
 
 def _log_softmax(a):
@@ -88,11 +97,39 @@ def _slips():
                               "is its standard deviation, and `scales` are standard "
                               "deviations already."),
         "sqrt scale": (_mixture(CODES, right_pi, scales=np.sqrt(SCALES)),
-                       "the components' scale seems to be sqrt(scales): `scales` are "
-                       "standard deviations already; pass them as they are."),
+                       "the components' scale seems to be sqrt(scales) (as with a covariance "
+                       "diag(scales)): `scales` are standard deviations already; pass them "
+                       "as they are."),
         "first component": (_mixture(CODES, np.array([0.0, -np.inf, -np.inf])),
                             "that is the first component alone: the prior mixes all K "
                             "components, weighted by softmax(logits)."),
+        "softplus scale": (_mixture(CODES, right_pi, scales=np.log1p(np.exp(SCALES))),
+                           "the components' scale seems to be softplus(scales): `scales` are "
+                           "positive standard deviations already (whoever calls the prior "
+                           "makes them positive, as the notebook's softplus does); pass them "
+                           "as they are."),
+        "exp scale": (_mixture(CODES, right_pi, scales=np.exp(SCALES)),
+                      "the components' scale seems to be exp(scales): `scales` are standard "
+                      "deviations, not their logs; pass them as they are."),
+        "scales ignored": (_mixture(CODES, right_pi, scales=np.ones_like(SCALES)),
+                           "every component seems to have scale 1: use `scales`, the "
+                           "components' standard deviations."),
+        "locs ignored": (_mixture(CODES, right_pi, locs=np.zeros_like(LOCS)),
+                         "every component seems to have mean 0: use `locs`, the components' "
+                         "means."),
+        "negated logits": (_mixture(CODES, _log_softmax(-LOGITS)),
+                           "the mixing weights are softmax(-logits): a sign is flipped, so "
+                           "the largest logit gets the smallest weight."),
+        "pi as log weight": (_mixture(CODES, np.exp(right_pi)),
+                             "the mixing weights enter the log-sum-exp as pi_k itself; in log "
+                             "space a weight enters as its log, log pi_k = log_softmax(logits)."),
+        "max component": ((_components(CODES) + right_pi).max(axis=-1),
+                          "log_prob is the largest of log pi_k + log N(z; locs_k, ...), not "
+                          "the log of the sum over the components: use logsumexp, not max."),
+        "mean of logs": ((_components(CODES) * np.exp(right_pi)).sum(axis=-1),
+                         "log_prob is sum_k pi_k log N(z; locs_k, ...), the weighted mean of "
+                         "the components' log densities (below the mixture's, by Jensen); "
+                         "the mixture's is log sum_k pi_k N(z; locs_k, ...)."),
     }
 
 
@@ -111,9 +148,14 @@ def _log_prob(dist, z) -> np.ndarray:
                    f"one density over all d = {D} dimensions (tfd.Independent(tfd.Normal("
                    f"locs, scales), 1), or tfd.MultivariateNormalDiag).")
     n = len(z)
+    dtype = getattr(dist, "dtype", None)
+    if dtype is not None and dtype != tf.float32:
+        raise Hint(f"the distribution's dtype is {getattr(dtype, 'name', dtype)}: its log_prob "
+                   f"refuses the encoder's float32 codes. Build it from the float32 arguments "
+                   f"as they are, without a cast.")
     try:
         value = dist.log_prob(tf.constant(z))
-    except (ValueError, tf.errors.InvalidArgumentError) as err:
+    except (TypeError, ValueError, tf.errors.InvalidArgumentError) as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise Hint(f"its log_prob of {n} codes of shape [{n}, {D}] failed "
                    f"({type(err).__name__}: {lines[0][:160] if lines else ''}): the prior "
@@ -184,9 +226,9 @@ def _judge(fn, logits, locs, scales) -> None:
         i = int(np.argmax(near)) if not np.allclose(got[:-1], right[:-1], rtol=1e-4, atol=1e-3) \
             else len(right) - 1
         mine, theirs = apart(float(got[i]), float(right[i]), "f", 3)
-        raise Hint(f"log_prob of the code {np.round(CODES[i], 2).tolist()} should be "
-                   f"{theirs}, yours is {mine}: log sum_k pi_k N(z; locs_k, diag(scales_k^2)) "
-                   f"with pi = softmax(logits).")
+        code = CODES[i].astype(np.float64).round(2).tolist()
+        raise Hint(f"log_prob of the code {code} should be {theirs}, yours is {mine}: "
+                   f"log sum_k pi_k N(z; locs_k, diag(scales_k^2)) with pi = softmax(logits).")
 
     # Codes with two batch axes, [k, batch, d], as the importance-weighted bound has them.
     stacked = CODES.reshape(3, 2, D)
@@ -196,25 +238,38 @@ def _judge(fn, logits, locs, scales) -> None:
         raise Hint(f"log_prob of codes of shape [3, 2, {D}] (k samples for each of a batch "
                    f"of images, as L_k uses them) failed: {type(err).__name__}. Any leading "
                    f"axes must work, as for a tfp distribution.")
-    if got3.shape != (3, 2) or not np.allclose(got3.reshape(-1), right, rtol=1e-4, atol=1e-3):
-        raise Hint(f"log_prob of codes of shape [3, 2, {D}] gives shape {list(got3.shape)} or "
-                   f"other values than for the same codes as [{len(CODES)}, {D}]: any leading axes must "
-                   f"work, as for a tfp distribution (L_k evaluates the prior on [k, batch, d]).")
+    if got3.shape != (3, 2):
+        raise Hint(f"log_prob of codes of shape [3, 2, {D}] gives shape {list(got3.shape)}, not "
+                   f"[3, 2]: any leading axes must work, as for a tfp distribution (L_k "
+                   f"evaluates the prior on [k, batch, d]).")
+    if not np.allclose(got3.reshape(-1), right, rtol=1e-4, atol=1e-3):
+        raise Hint(f"log_prob of codes of shape [3, 2, {D}] differs from that of the same codes "
+                   f"laid out [{len(CODES)}, {D}]: any leading axes must work, as for a tfp "
+                   f"distribution (L_k evaluates the prior on [k, batch, d]).")
 
     # Gradients reach all three sets of parameters (training moves them all).
     with tf.GradientTape() as tape:
         value = tf.reduce_sum(_build(fn, logits, locs, scales).log_prob(tf.constant(CODES[:-1])))
     grads = tape.gradient(value, [logits, locs, scales])
-    cut = "(NumPy, .numpy(), a new tf.Variable or tf.stop_gradient cut the path)"
+    cut = "(NumPy, .numpy(), tf.constant, a new tf.Variable or tf.stop_gradient cut the path)"
     for g, name in zip(grads, ("logits", "locs", "scales")):
         if g is None or not np.any(np.asarray(g)):
             raise Hint(f"no gradient reaches `{name}` {cut}: training could not move them.")
+
+    # Inside tf.function, as the notebook's training step builds the prior.
+    _judge_in_graph(fn, logits, locs, scales, right)
 
     # Samples: [n, d], with the mixture's mean.
     if not hasattr(dist, "sample"):
         raise Hint("the distribution has no `sample` method; the notebook draws codes from "
                    "the prior.")
-    draws = returned_array(dist.sample(N_SAMPLES, seed=(5, 7)), "its sample")
+    try:
+        draws = dist.sample(N_SAMPLES, seed=(5, 7))
+    except TypeError as err:
+        raise Hint(f"its sample({N_SAMPLES}, seed=(5, 7)) failed (TypeError: {err}): sample "
+                   f"must take a number of draws and a seed, as a tfp distribution's does "
+                   f"(the notebook passes seed=).")
+    draws = returned_array(draws, "its sample")
     if draws.shape != (N_SAMPLES, D):
         raise Hint(f"sample({N_SAMPLES}) gives shape {list(draws.shape)}; expected "
                    f"[{N_SAMPLES}, {D}], one code of {D} numbers per draw.")
@@ -225,3 +280,41 @@ def _judge(fn, logits, locs, scales) -> None:
     if np.any(np.abs(draws.mean(axis=0) - mean) > 6 * error + 1e-3):
         raise Hint("the samples' mean is not the mixture's mean sum_k pi_k locs_k: sample "
                    "must draw a component with probability pi_k, then a code from it.")
+    # Their spread: the variance's standard error estimated from the draws themselves.
+    centred = draws - draws.mean(axis=0)
+    spread = (centred ** 2).mean(axis=0)
+    spread_error = np.sqrt(np.maximum((centred ** 4).mean(axis=0) - spread ** 2, 0) / N_SAMPLES)
+    if np.any(np.abs(spread - var) > 6 * spread_error + 1e-3):
+        raise Hint("the samples have the mixture's mean but not its spread: each code must "
+                   "be drawn from its component N(locs_k, diag(scales_k^2)), whose standard "
+                   "deviations are `scales`.")
+
+
+def _judge_in_graph(fn, logits, locs, scales, right) -> None:
+    """The prior built, evaluated and differentiated inside tf.function."""
+    @tf.function
+    def in_graph(z):
+        with tf.GradientTape() as tape:
+            value = fn(logits, locs, scales).log_prob(z)
+            total = tf.reduce_sum(value)
+        return value, tape.gradient(total, [logits, locs, scales])
+
+    try:
+        value, grads = in_graph(tf.constant(CODES[:-1]))
+    except Exception as err:         # any error of the student's code, NotImplementedError too
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = lines[-1][:160] if lines else ""
+        if not detail.startswith(type(err).__name__):
+            detail = f"{type(err).__name__}: {detail}"
+        raise Hint(f"it works eagerly but not inside tf.function, where the notebook's "
+                   f"training step builds the prior ({detail}): use TensorFlow operations "
+                   f"only, with no .numpy(), float(), int() or NumPy on the arguments and no "
+                   f"Python `if` on their values.")
+    if not np.allclose(np.asarray(value, np.float64), right[:-1], rtol=1e-4, atol=1e-3):
+        raise Hint("inside tf.function its log_prob differs from the one computed eagerly: "
+                   "a Python value (a float() or .numpy() of a tensor) was frozen when the "
+                   "function was traced.")
+    for g, name in zip(grads, ("logits", "locs", "scales")):
+        if g is None:
+            raise Hint(f"inside tf.function, as the notebook trains it, no gradient reaches "
+                       f"`{name}`.")
