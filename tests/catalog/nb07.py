@@ -1,5 +1,5 @@
-"""Notebook 07 (beyond the ELBO): L_k from log weights, the beta-weighted ELBO, and a
-convolutional encoder and decoder."""
+"""Notebook 07 (beyond the ELBO): the beta-weighted ELBO, and a convolutional encoder and
+decoder. (Its other Code Tasks are in nb07_tasks.py.)"""
 
 from __future__ import annotations
 
@@ -20,138 +20,6 @@ from vae_prac.training import gradient_step
 from catalog import Exercise, Mistake
 
 tfd = tfp.distributions
-
-
-# ---------------------------------------------------------------------------------------
-# L_k from log importance weights [k, batch].
-
-def iw_keras_ops(log_w):
-    return keras.ops.logsumexp(log_w, axis=0) - keras.ops.log(float(log_w.shape[0]))
-
-
-def iw_tfp_logmeanexp(log_w):
-    return tfp.math.reduce_logmeanexp(log_w, axis=0)
-
-
-def iw_manual_max_shift(log_w):
-    """A careful logsumexp written out: shift by the largest weight first."""
-    top = tf.reduce_max(log_w, axis=0)
-    return top + tf.math.log(tf.reduce_mean(tf.exp(log_w - top), axis=0))
-
-
-def iw_numpy_float64(log_w):
-    a = np.asarray(log_w, np.float64)
-    top = a.max(axis=0)
-    return top + np.log(np.exp(a - top).sum(axis=0)) - np.log(len(a))
-
-
-def iw_logaddexp_loop(log_w):
-    total = log_w[0]
-    for i in range(1, log_w.shape[0]):
-        total = tf.experimental.numpy.logaddexp(total, log_w[i])
-    return total - math.log(log_w.shape[0])
-
-
-def iw_mean_of_logs(log_w):
-    return tf.reduce_mean(log_w, axis=0)
-
-
-def iw_no_log_k(log_w):
-    return tf.reduce_logsumexp(log_w, axis=0)
-
-
-def iw_log_k_added(log_w):
-    return tf.reduce_logsumexp(log_w, axis=0) + math.log(log_w.shape[0])
-
-
-def iw_divided_by_k(log_w):
-    return tf.reduce_logsumexp(log_w, axis=0) / log_w.shape[0]
-
-
-def iw_log_batch(log_w):
-    """The log of the wrong axis's length."""
-    return tf.reduce_logsumexp(log_w, axis=0) - math.log(log_w.shape[1])
-
-
-def iw_wrong_axis(log_w):
-    return tf.reduce_logsumexp(log_w, axis=1) - math.log(log_w.shape[1])
-
-
-def iw_exp_then_log(log_w):
-    return tf.math.log(tf.reduce_mean(tf.exp(log_w), axis=0))
-
-
-def iw_sum_over_batch(log_w):
-    return tf.reduce_sum(tf.reduce_logsumexp(log_w, axis=0) - math.log(log_w.shape[0]))
-
-
-def iw_max(log_w):
-    return tf.reduce_max(log_w, axis=0)
-
-
-def iw_sum_of_logs(log_w):
-    return tf.reduce_sum(log_w, axis=0)
-
-
-def iw_returns_log_weights(log_w):
-    return log_w - math.log(log_w.shape[0])
-
-
-def iw_squeezed(log_w):
-    """tf.squeeze drops the sample axis when k = 1."""
-    log_w = tf.squeeze(log_w)
-    return tf.reduce_logsumexp(log_w, axis=0) - math.log(max(1, log_w.shape[0]))
-
-
-def iw_k_hard_coded(log_w):
-    return tf.reduce_logsumexp(log_w, axis=0) - math.log(10)
-
-
-def iw_no_return(log_w):
-    tf.reduce_logsumexp(log_w, axis=0)
-
-
-def _iw_downstream(fn):
-    """Cell 7: L_100 from the log weights of a model, 100 images at a time."""
-    keras.utils.set_random_seed(3)
-    model = VAE(latent_dim=4, hidden_size=16)
-    x = (np.random.default_rng(3).random((20, 28, 28, 1)) < 0.2).astype(np.float32)
-    from vae_prac.elbo import log_importance_weights, log_mean_exp
-    log_w = log_importance_weights(model, x, 100, seed=(1, 2))
-    got = np.asarray(fn(log_w))
-    assert got.shape == (20,)
-    np.testing.assert_allclose(got, log_mean_exp(log_w).numpy(), rtol=1e-5, atol=1e-3)
-
-
-IWAE_BOUND = Exercise(
-    name="iwae_bound",
-    check=beyond.iwae_bound,
-    correct={
-        "keras_ops_logsumexp": iw_keras_ops,
-        "tfp_reduce_logmeanexp": iw_tfp_logmeanexp,
-        "manual_max_shift": iw_manual_max_shift,
-        "numpy_float64": iw_numpy_float64,
-        "logaddexp_loop": iw_logaddexp_loop,
-    },
-    mistakes={
-        "mean_of_log_weights": Mistake(iw_mean_of_logs, r"average of the log weights"),
-        "no_minus_log_k": Mistake(iw_no_log_k, r"log\(k\) too high"),
-        "log_k_added": Mistake(iw_log_k_added, r"log k was added"),
-        "divided_by_k": Mistake(iw_divided_by_k, r"divided by k"),
-        "log_of_batch_size": Mistake(iw_log_batch, r"batch size"),
-        "logsumexp_over_batch_axis": Mistake(iw_wrong_axis, r"combined the images"),
-        "exp_then_log": Mistake(iw_exp_then_log, r"underflow.*log space"),
-        "sum_over_batch": Mistake(iw_sum_over_batch, r"single number"),
-        "max": Mistake(iw_max, r"largest log weight"),
-        "sum_of_log_weights": Mistake(iw_sum_of_logs, r"sum of the log weights"),
-        "returns_log_weights": Mistake(iw_returns_log_weights, r"log weights' shape"),
-        "squeezed_samples": Mistake(iw_squeezed, r"k = 1"),
-        "k_hard_coded": Mistake(iw_k_hard_coded, r"average of its k = 7 weights"),
-        "no_return": Mistake(iw_no_return, r"forget the `return`"),
-    },
-    give_away=("reduce_logsumexp(log_w", "- tf.math.log(k)", "axis=0) -"),
-    downstream=_iw_downstream,
-)
 
 
 # ---------------------------------------------------------------------------------------
@@ -972,4 +840,4 @@ CONV_NETWORKS = Exercise(
 )
 
 
-EXERCISES = [IWAE_BOUND, BETA_ELBO, CONV_NETWORKS]
+EXERCISES = [BETA_ELBO, CONV_NETWORKS]

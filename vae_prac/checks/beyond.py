@@ -1,15 +1,10 @@
 """Checks for notebook 07, beyond the ELBO.
 
     from vae_prac.checks import beyond as check
-    check.iwae_bound(my_iwae_bound)       # Code Task: L_k from log importance weights
     check.beta_elbo(my_beta_elbo)         # Code Task: E[log p(x|z)] - beta * KL, summed
     check.conv_networks(my_conv_networks) # Code Task: a convolutional encoder and decoder
     check.beta_bound(answer_beta)         # Math Task: for which beta is L_beta a bound?
 
-* ``iwae_bound`` gives the student's function log weights of its own, [k, batch] with
-  k != batch, near -520 nats (so that exp underflows in float32, as for real digits)
-  and a few nats apart (so that a mean, a max and a logsumexp all differ), and compares
-  the result with a float64 NumPy log-mean-exp; then k = 1.
 * ``beta_elbo`` is notebook 05's batch ELBO at beta = 1, so it runs on 05's model, batch
   and seeds, with 05's slips (``vae_prac.checks.training``), and must pass what 05's
   check asks: a scalar float32 tensor (train() sums it in float32), the same value for
@@ -69,113 +64,11 @@ from vae_prac.model import VAE, posterior
 
 tfd = tfp.distributions
 
-__all__ = ["iwae_bound", "beta_elbo", "conv_networks", "beta_bound"]
+__all__ = ["beta_elbo", "conv_networks", "beta_bound"]
 
 
 def _close(a, b) -> bool:
     return bool(np.allclose(a, b, rtol=1e-5, atol=1e-3))
-
-
-# ---------------------------------------------------------------------------------------
-# L_k from log importance weights.
-
-IW_K, IW_BATCH = 7, 5            # unequal, so a reduction over the wrong axis shows
-
-
-def _log_weights(k: int = IW_K, batch: int = IW_BATCH) -> np.ndarray:
-    rng = np.random.default_rng(7)
-    return (-520.0 + rng.normal(0.0, 3.0, (k, batch))).astype(np.float32)
-
-
-def log_mean_exp(log_w: np.ndarray) -> np.ndarray:
-    """log (1/k) sum_i exp(log_w[i]) over axis 0, in float64: the reference."""
-    a = np.asarray(log_w, np.float64)
-    top = a.max(axis=0)
-    return top + np.log(np.exp(a - top).mean(axis=0))
-
-
-def _iw_slips(log_w: np.ndarray) -> dict:
-    """{slip: (values [batch], hint)}, each computed the slip's way."""
-    a = np.asarray(log_w, np.float64)
-    k, batch = a.shape
-    right = log_mean_exp(a)
-    return {
-        "no log k": (right + math.log(k),
-                     "it is log(k) too high: L_k is the log of the *average* of the k "
-                     "weights, so the log of their sum needs log k taken off."),
-        "log k added": (right + 2 * math.log(k),
-                        "log k was added; averaging divides the sum of the weights by k, "
-                        "which in log space subtracts log k."),
-        "log batch": (right + math.log(k) - math.log(batch),
-                      "it subtracted the log of the batch size; k is the number of "
-                      "samples per image, the length of the first axis."),
-        "divided by k": ((right + math.log(k)) / k,
-                         "the log of the sum was divided by k; in log space, dividing the "
-                         "sum of the weights by k subtracts log k."),
-        "mean of logs": (a.mean(axis=0),
-                         "that is the average of the log weights, an ELBO estimate. L_k is "
-                         "the log of the average of the weights, not the average of their "
-                         "logs."),
-        "sum of logs": (a.sum(axis=0),
-                        "that is the sum of the log weights (the log of their product); "
-                        "L_k is the log of their average."),
-        "max": (a.max(axis=0),
-                "that is the largest log weight; L_k averages all k weights (in log "
-                "space)."),
-    }
-
-
-def _iw_call(fn, log_w: np.ndarray) -> np.ndarray:
-    k, batch = log_w.shape
-    got = returned_array(fn(tf.constant(log_w)), "my_iwae_bound")
-    if got.shape == (batch,):
-        pass
-    elif got.shape == (k,):
-        raise Hint(f"it returned shape [{k}], one value per sample: it combined the images "
-                   f"instead of the samples. log_w has shape [k, batch] = [{k}, {batch}]; "
-                   f"combine the k samples of each image (axis 0).")
-    elif got.shape == (k, batch):
-        raise Hint(f"it returned the log weights' shape [{k}, {batch}]; combine them over "
-                   f"the k samples (axis 0) into one value per image.")
-    elif got.shape == () and k > 1:
-        raise Hint("it returned a single number; return one value per image, shape "
-                   "[batch] (don't reduce over the batch).")
-    elif got.shape == () or got.shape == (1, batch):
-        raise Hint(f"with k = 1 it returned shape {list(got.shape)} instead of [{batch}]: "
-                   f"a k of 1 is still an axis of length 1 (tf.squeeze would drop it).")
-    else:
-        raise Hint(f"it returned shape {list(got.shape)}; expected one value per image, "
-                   f"[{batch}].")
-    if not np.all(np.isfinite(got)):
-        with np.errstate(divide="ignore"):
-            naive = np.log(np.exp(log_w).mean(axis=0))
-        if np.any(np.isinf(got)) and np.all(np.isinf(naive)):
-            raise Hint(f"it returned -inf: the weights exp(log w) underflow to 0 in float32 "
-                       f"(these log weights are near {log_w.mean():.0f}), so their average "
-                       f"is 0 and its log -inf. Stay in log space: a logsumexp never forms "
-                       f"the weights.")
-        raise Hint("it returned NaN or Inf for some images.")
-    return got
-
-
-@check("iwae_bound")
-def iwae_bound(fn) -> None:
-    """``fn(log_w)``: L_k = log (1/k) sum_i exp(log_w[i]) per image; log_w is [k, batch]."""
-    log_w = _log_weights()
-    got = _iw_call(fn, log_w)
-    if not _close(got, log_mean_exp(log_w)):
-        for values, hint in _iw_slips(log_w).values():
-            if _close(got, values):
-                raise Hint(hint)
-        mine, right = apart(float(got[0]), float(log_mean_exp(log_w)[0]), "f", 2)
-        raise Hint(f"for the first image it gives {mine}, but the log of the average of "
-                   f"its k = {IW_K} weights is {right}.")
-    # k = 1: one weight per image, so L_1 is that log weight.
-    one = log_w[:1]
-    got = _iw_call(fn, one)
-    if not _close(got, one[0]):
-        raise Hint("with k = 1 it does not return the single log weight itself: the "
-                   "average of one weight is that weight.")
 
 
 # ---------------------------------------------------------------------------------------
