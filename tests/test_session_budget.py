@@ -136,3 +136,32 @@ def test_quoted_run_times_agree_with_the_measured_ones(path):
         ratio = max(claimed, measured) / min(claimed, measured)
         assert ratio <= RUN_TIME_FACTOR, \
             f"{path.name}, cell {index}: says {claimed:.0f} s, measured {measured:.0f} s"
+
+
+def test_write_follows_a_changed_outline(tmp_path, monkeypatch):
+    # On a copy: plan 5 more core minutes in 01, and every later waypoint and the table move.
+    import shutil
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    monkeypatch.setattr(budget, "ROOT", tmp_path)
+    monkeypatch.setattr(budget, "SOLUTIONS_DIR", tmp_path / "notebooks" / "solutions")
+    assert budget.write(budget.budgets()) == []          # in step: nothing to rewrite
+    first = sorted(budget.SOLUTIONS_DIR.glob("*.ipynb"))[0]
+    nb = budget.read(first)
+    title = budget.source(nb["cells"][0])
+    line = budget.PLAN_LINE.search(title)
+    assert line and line.group(3) == "core", "the first section of 01 is no longer core"
+    moved = title.replace(line.group(0), line.group(0).replace(f"· {line.group(4)} min",
+                                                               f"· {int(line.group(4)) + 5} min"))
+    nb["cells"][0]["source"] = moved
+    first.write_text(__import__("json").dumps(nb), encoding="utf-8")
+    after = budget.budgets()
+    changed = budget.write(after)
+    assert {"notebooks/README.md", f"notebooks/solutions/{first.name}"} <= set(changed)
+    assert budget.table(after) in (tmp_path / "notebooks" / "README.md").read_text(encoding="utf-8")
+    starts = budget.waypoints(after)
+    assert starts != budget.waypoints(BUDGETS)
+    for b in after:
+        title = budget.source(budget.read(budget.SOLUTIONS_DIR / f"{b.name}.ipynb")["cells"][0])
+        assert f"start this notebook by about {starts[b.name]}" in title
+        assert f"**Time:** about {b.planned('core')} minutes on the core path" in title
+    assert budget.write(after) == []                      # and now in step again

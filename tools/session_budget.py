@@ -20,7 +20,8 @@ session for installs, start-up and getting stuck; waypoints in each outline say 
 student on that pace should start the notebook.
 
 Run ``python tools/session_budget.py`` to print the table that notebooks/README.md shows
-(``--sections`` adds a line per section).
+(``--sections`` adds a line per section); after changing an outline, ``--write`` rewrites
+every title's Time line and waypoint, and that table.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ LIST_ITEM = re.compile(r"^\s*(?:[-*]|\d+\.)\s", re.M)
 # A run-time claim: "takes about 40 s", "runs in about two minutes", "takes about a minute".
 NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
                 "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+LEVEL_OR_TASK = re.compile(r" [(](?:Beginner|Intermediate|Advanced)[^)]*[)]| · (?:Code|Math) Task")
+WAYPOINT = re.compile(r"start this notebook by about \d+:\d\d")
+TIME_LINE = re.compile(r"\*\*Time:\*\* about \d+ minutes on the core path, \d+ more for the "
+                       r"take-home sections")
+# notebooks/README.md's table: from its header row to the first line that is not a row.
+TABLE = re.compile(r"^\| notebook \| start by \|.*?(?=\n(?!\|))", re.M | re.S)
 RUN_TIME = re.compile(r"\b(?:takes?|took|runs? in) about (\d+(?:\.\d+)?|"
                       + "|".join(NUMBER_WORDS) + r") (seconds?|s|minutes?|min)\b", re.I)
 
@@ -184,24 +191,64 @@ def quoted_run_times(nb: dict):
             yield index, claimed, measured
 
 
+def core_sections(b: Budget) -> str:
+    """The numbers and short titles of a notebook's core sections."""
+    return "; ".join(f"{s.number}. {LEVEL_OR_TASK.sub('', s.title)}"
+                     for s in b.sections if s.kind == "core")
+
+
 def table(all_budgets: list[Budget]) -> str:
     """The markdown table of planned and computed minutes that notebooks/README.md shows."""
-    rows = ["| notebook | start by | core: planned | core: computed | take-home: planned | take-home: computed |",
-            "| --- | --- | ---: | ---: | ---: | ---: |"]
+    rows = ["| notebook | start by | core sections | core: planned | core: computed "
+            "| take-home: planned | take-home: computed |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
     starts = waypoints(all_budgets)
     for b in all_budgets:
-        rows.append(f"| {b.name} | {starts[b.name]} | {b.planned('core')} | {b.computed('core'):.0f} "
-                    f"| {b.planned('take-home')} | {b.computed('take-home'):.0f} |")
-    rows.append(f"| **all** | | **{sum(b.planned('core') for b in all_budgets)}** "
+        rows.append(f"| {b.name} | {starts[b.name]} | {core_sections(b)} | {b.planned('core')} "
+                    f"| {b.computed('core'):.0f} | {b.planned('take-home')} "
+                    f"| {b.computed('take-home'):.0f} |")
+    rows.append(f"| **all** | | | **{sum(b.planned('core') for b in all_budgets)}** "
                 f"| **{sum(b.computed('core') for b in all_budgets):.0f}** "
                 f"| {sum(b.planned('take-home') for b in all_budgets)} "
                 f"| {sum(b.computed('take-home') for b in all_budgets):.0f} |")
     return "\n".join(rows)
 
 
+def write(all_budgets: list[Budget]) -> list[str]:
+    """Rewrite what follows from the outlines: each title's Time line and waypoint, and the
+    table in notebooks/README.md. Returns what changed. (The outlines' own minutes are the
+    author's to set, from ``--sections``.)"""
+    from vae_prac import student   # the notebooks' one format
+
+    changed, starts = [], waypoints(all_budgets)
+    for b in all_budgets:
+        path = SOLUTIONS_DIR / f"{b.name}.ipynb"
+        nb = read(path)
+        title = source(nb["cells"][0])
+        new = WAYPOINT.sub(f"start this notebook by about {starts[b.name]}", title)
+        new = TIME_LINE.sub(f"**Time:** about {b.planned('core')} minutes on the core path, "
+                            f"{b.planned('take-home')} more for the take-home sections", new)
+        if new != title:
+            nb["cells"][0]["source"] = new
+            path.write_text(student.dumps(student.nbformat.from_dict(nb)), encoding="utf-8")
+            changed.append(str(path.relative_to(ROOT)))
+    readme = ROOT / "notebooks" / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    new = TABLE.sub(lambda _: table(all_budgets), text)
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+        changed.append(str(readme.relative_to(ROOT)))
+    return changed
+
+
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     all_budgets = budgets()
+    if "--write" in args:
+        for path in write(all_budgets):
+            print(f"wrote {path}")
+        print("Regenerate the student notebooks: python -m vae_prac.student")
+        return 0
     print(table(all_budgets))
     if "--sections" in args:
         for b in all_budgets:
