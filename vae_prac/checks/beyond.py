@@ -57,7 +57,7 @@ import tensorflow_probability as tfp
 from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow, returned_array
 # Notebook 05's batch ELBO check: its model, batch, seeds, reference and noise judge.
 from vae_prac.checks.training import (ELBO_BATCH, ELBO_LATENT, ELBO_OTHER_SEED, ELBO_SEED,
-                                      _biased, _elbo_model, _elbo_seeds, _elbo_slips,
+                                      _along, _biased, _elbo_model, _elbo_seeds, _elbo_slips,
                                       _images, _judge_noise, _same)
 from vae_prac.elbo import elbo as _elbo
 from vae_prac.model import VAE, posterior
@@ -225,10 +225,6 @@ def _beta_probe(fn, model, x, directions):
     encoder, decoder = model.encoder.trainable_variables, model.decoder.trainable_variables
     enc_ll, dec_ll, enc_kl = ([tf.constant(v) for v in d] for d in directions)
 
-    def along(grads, direction):
-        return tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32) * v)
-                         for g, v in zip(grads, direction) if g is not None] + [0.0])
-
     @tf.function(input_signature=[tf.TensorSpec([2], tf.int32)])
     def probe(seed):
         with tf.GradientTape(persistent=True) as tape:
@@ -237,8 +233,8 @@ def _beta_probe(fn, model, x, directions):
             kl = f0 - f1
         a_enc, a_dec = tape.gradient(f0, [encoder, decoder])
         k_enc = tape.gradient(kl, encoder)
-        return tf.stack([f0, kl, along(a_enc, enc_ll), along(a_dec, dec_ll),
-                         along(k_enc, enc_kl)])
+        return tf.stack([f0, kl, _along(a_enc, enc_ll), _along(a_dec, dec_ll),
+                         _along(k_enc, enc_kl)])
     return probe
 
 

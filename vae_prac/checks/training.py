@@ -233,6 +233,12 @@ def _unit(grads):
     return [(g / norm).numpy() for g in grads]
 
 
+def _along(grads, direction):
+    """The directional derivative: gradients dotted with a direction (None counts as 0)."""
+    return tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32) * v)
+                     for g, v in zip(grads, direction) if g is not None] + [0.0])
+
+
 def _elbo_probe(fn, model, x, directions):
     """A compiled seed -> [value, d value along each of ``directions``].
 
@@ -243,17 +249,13 @@ def _elbo_probe(fn, model, x, directions):
     encoder, decoder = model.encoder.trainable_variables, model.decoder.trainable_variables
     to_ell, to_decoder, to_kl = ([tf.constant(v) for v in d] for d in directions)
 
-    def along(grads, direction):
-        return tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32) * v)
-                         for g, v in zip(grads, direction) if g is not None] + [0.0])
-
     @tf.function(input_signature=[tf.TensorSpec([2], tf.int32)])
     def probe(seed):
         with tf.GradientTape() as tape:
             value = tf.cast(fn(model, x, seed=seed), tf.float32)
         g_enc, g_dec = tape.gradient(value, [encoder, decoder])
-        return tf.stack([value, along(g_enc, to_ell), along(g_dec, to_decoder),
-                         along(g_enc, to_kl)])
+        return tf.stack([value, _along(g_enc, to_ell), _along(g_dec, to_decoder),
+                         _along(g_enc, to_kl)])
     return probe
 
 
