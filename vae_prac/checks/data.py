@@ -15,11 +15,7 @@ import warnings
 import numpy as np
 
 from vae_prac import data
-from vae_prac.checks import Hint, check, choice, returned_array
-
-
-class _StudentError(Exception):
-    """An exception raised inside the student's function (kept apart from the check's own)."""
+from vae_prac.checks import Hint, StudentError, check, choice, judged, returned_array
 
 
 @check("binarize_threshold")
@@ -40,16 +36,7 @@ def binarize_threshold(fn):
     What it cannot tell apart: a function that calls vae_prac's ``data.binarize`` (or
     any other code that computes the same bits) passes, since only behaviour is judged.
     """
-    try:
-        _judge(fn)
-    except (Hint, NotImplementedError):
-        raise
-    except _StudentError as err:
-        raise err.__cause__          # reported as an error in the student's code
-    except Exception as err:         # the check's own failure is never the student's
-        raise Hint(f"the check could not judge your result: it failed itself "
-                   f"({type(err).__name__}: {err}). This is not a mistake in your code; "
-                   "please tell your instructor.") from err
+    judged(_judge, fn, what="your result")
 
 
 def _judge(fn):
@@ -59,7 +46,7 @@ def _judge(fn):
         given = np.array(images)            # a writable copy: an in-place slip must show
         try:
             out = _call(fn, given)
-        except _StudentError as err:
+        except StudentError as err:
             _raise_if_size_dependent(fn, err.__cause__, images, batches[2 if k < 2 else 0])
             raise
         if not np.array_equal(given, images):
@@ -104,7 +91,7 @@ def _call(fn, images):
         except NotImplementedError:
             raise
         except Exception as err:
-            raise _StudentError(str(err)) from err
+            raise StudentError(str(err)) from err
         out = returned_array(value, "your function", "an array of images", dtype=None)
     if not (np.issubdtype(out.dtype, np.number) or out.dtype == np.bool_):
         raise Hint(f"your function returned a {type(value).__name__}, not an array of "
@@ -139,7 +126,7 @@ def _raise_if_size_dependent(fn, err, images, other):
         return
     try:
         _call(fn, np.array(other))
-    except (_StudentError, Hint):
+    except (StudentError, Hint):
         return                              # it fails either way: report the error itself
     raise Hint(f"your code runs on {len(other)} images but raises {type(err).__name__} on "
                f"{len(images)} images ({err}): does it assume a fixed number of images? "

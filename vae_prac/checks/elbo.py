@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import Hint, check, choice, letter, quiet_tensorflow, returned_array
+from vae_prac.checks import Hint, StudentError, check, choice, judged, letter, quiet_tensorflow, returned_array
 
 tfd = tfp.distributions
 
@@ -223,10 +223,6 @@ def _expected(x, m, v, s, n, slip, eps):
     return mean, 5 * error + 1e-3 + 1e-5 * abs(mean)
 
 
-class _StudentError(Exception):
-    """An exception raised inside the student's function (kept apart from the check's own)."""
-
-
 @contextlib.contextmanager
 def _quiet():
     """Warnings (TensorFlow, TFP, NumPy) and the student's own prints would bury the check's
@@ -246,7 +242,7 @@ def _call(fn, x, m, v, n, seed):
         except NotImplementedError:
             raise
         except Exception as err:
-            raise _StudentError(str(err)) from err
+            raise StudentError(str(err)) from err
         arr = returned_array(value, what, "a number")
     if arr.ndim != 0:
         if arr.size == 1:
@@ -323,16 +319,7 @@ def toy_elbo(fn, s=TOY_S):
     within Monte Carlo error of the ELBO on all six cases would pass too; the cases are
     chosen so that every slip of ``_SLIPS`` is far outside it.
     """
-    try:
-        _judge(fn, s)
-    except (Hint, NotImplementedError):
-        raise
-    except _StudentError as err:
-        raise err.__cause__          # reported as an error in the student's code
-    except Exception as err:         # the check's own failure is never the student's
-        raise Hint(f"the check could not judge your function: it failed itself "
-                   f"({type(err).__name__}: {err}). This is not a mistake in your code; "
-                   "please tell your instructor.") from err
+    judged(_judge, fn, s, what="your function")
 
 
 def _signature_hint(fn):

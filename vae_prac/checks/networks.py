@@ -37,7 +37,6 @@ instead of 1e-6 + softplus(a), which differ by at most 1e-6.
 from __future__ import annotations
 
 import itertools
-import re
 from collections import Counter
 
 import keras
@@ -45,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import Hint, check, choice, quiet_tensorflow
+from vae_prac.checks import Hint, check, choice, error_line, judged, quiet_tensorflow
 
 tfd = tfp.distributions
 
@@ -117,20 +116,6 @@ def _close(got, expected, rtol=1e-4, atol=1e-4) -> bool:
 
 # --- building and calling the student's network ---------------------------------------
 
-def _judged(body, *args) -> None:
-    """Run a check's body. The student's code is called where its errors become hints
-    that name them (``_build``, ``_call``, ``_run_compiled``); any other error is the
-    check's own, and is reported as such, never as the student's mistake."""
-    try:
-        body(*args)
-    except (Hint, NotImplementedError):
-        raise
-    except Exception as err:
-        raise Hint(f"the check could not finish judging your network: it failed itself "
-                   f"({_first_line(err)}). That is not a mistake of yours; please tell "
-                   "your instructor.") from None
-
-
 def _build(fn, name):
     try:
         net = fn(LATENT, HIDDEN)   # as the later cells call it: (latent_dim, hidden_size)
@@ -143,7 +128,7 @@ def _build(fn, name):
                        "model use keras.ops or Keras layers (or write a subclassed "
                        "model).") from None
         raise Hint(f"building your network, {name}({LATENT}, {HIDDEN}), raised "
-                   f"{_first_line(err)}.") from None
+                   f"{error_line(err)}.") from None
     if net is None:
         raise Hint("your function returned None: did you forget to return the model?")
     if not isinstance(net, keras.Model):
@@ -153,27 +138,6 @@ def _build(fn, name):
     return net
 
 
-def _first_line(err: Exception) -> str:
-    """The error in one line. From a traced function TensorFlow gives the traceback first
-    ("in user code: ...") and the error after it; Keras adds its message in bold and
-    the call's arguments last."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)   # TF's kernel prefix
-    bold = re.findall(r"\x1b\[1m(.*?)\x1b\[0m", str(err), flags=re.S)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if re.match(r"^\w+(Error|Exception|Warning)\b", line)]
-    if bold:
-        line = " ".join(bold[-1].split())
-        name = errors[-1].split(":")[0] if errors else type(err).__name__
-    elif lines and lines[0].startswith("in user code") and errors:
-        name, _, line = errors[-1].partition(": ")
-    else:
-        name, line = type(err).__name__, lines[0] if lines else ""
-    line = re.sub(r"\s*\[Op:\w+\].*$", "", line)   # TF's "[Op:Mul] name:" suffix
-    line = line[:200].rstrip(". ")
-    return f"{name}: {line}" if line else name
-
-
 def _call(net, inputs, what="a batch"):
     """Call the network eagerly; its errors become hints (a NotImplementedError raised
     by the network itself would otherwise read as "not done yet")."""
@@ -181,7 +145,7 @@ def _call(net, inputs, what="a batch"):
         return net(inputs)
     except Exception as err:
         raise Hint(f"calling your network on {what} of shape {list(inputs.shape)} "
-                   f"raised {_first_line(err)}.") from None
+                   f"raised {error_line(err)}.") from None
 
 
 def _array(t, what: str) -> np.ndarray:
@@ -312,7 +276,7 @@ def _run_compiled(net, inputs, n_outputs, what):
         outs, grads = run(tf.constant(inputs))
     except Exception as err:
         raise Hint(f"your {what} fails inside tf.function, where training runs it (with "
-                   f"the batch size unknown): {_first_line(err)}. Write it with Keras "
+                   f"the batch size unknown): {error_line(err)}. Write it with Keras "
                    "layers, keras.ops or tf operations, not NumPy, and do not use the "
                    "batch size as a Python number.") from None
     unused = [v.path for v, g in zip(variables, grads) if g is None]
@@ -580,7 +544,7 @@ def inference_network(fn):
     """
     with quiet_tensorflow():
         net = _build(fn, "my_inference_network")
-        _judged(_inference_network, net)
+        judged(_inference_network, net, what="your network")
 
 
 def _inference_network(net):
@@ -590,7 +554,7 @@ def _inference_network(net):
     except Exception as err:
         _encoder_input_hint(net, x)
         raise Hint(f"calling your network on images of shape {list(x.shape)} raised "
-                   f"{_first_line(err)}.") from None
+                   f"{error_line(err)}.") from None
     _check_encoder_outputs(out)
     initial = [np.array(v.numpy()) for v in _trainable(net)]
     p = _encoder_params(x)
@@ -718,7 +682,7 @@ def generative_network(fn):
     """
     with quiet_tensorflow():
         net = _build(fn, "my_generative_network")
-        _judged(_generative_network, net)
+        judged(_generative_network, net, what="your network")
 
 
 def _generative_network(net):

@@ -38,8 +38,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow, returned_array
-from vae_prac.checks.networks import _first_line
+from vae_prac.checks import (Hint, apart, check, choice, error_line, judged, quiet_tensorflow,
+                             returned_array)
 
 __all__ = ["kl_formula", "kl_closed_form", "reparameterize"]
 
@@ -55,20 +55,6 @@ def kl_formula(answer) -> bool:
         "q = p and never negative.")
 
 
-def _judged(body, *args) -> None:
-    """Run a check's body. The student's code is called through ``_student``, which turns
-    its errors into hints that name them; any other error is the check's own, and is
-    reported as such, never as the student's mistake."""
-    try:
-        body(*args)
-    except (Hint, NotImplementedError):
-        raise
-    except Exception as err:
-        raise Hint(f"the check could not finish judging your function: it failed itself "
-                   f"({_first_line(err)}). That is not a mistake of yours; please tell "
-                   "your instructor.") from None
-
-
 def _student(call, what: str):
     """``call()``, the student's code: an error it raises becomes a hint naming it (a
     ``NotImplementedError`` still means the task is not done yet)."""
@@ -77,7 +63,7 @@ def _student(call, what: str):
     except (Hint, NotImplementedError):
         raise
     except Exception as err:
-        raise Hint(f"{what} raised {_first_line(err)}.") from None
+        raise Hint(f"{what} raised {error_line(err)}.") from None
 
 
 def _python_number(value) -> str | None:
@@ -157,7 +143,7 @@ def kl_closed_form(fn) -> None:
     and the hint says it is close but not exact; with hundreds of millions of samples it
     would come within the tolerance (1e-4) and pass.
     """
-    _judged(_kl_closed_form, fn)
+    judged(_kl_closed_form, fn)
 
 
 def _kl_closed_form(fn) -> None:
@@ -391,7 +377,7 @@ def reparameterize(fn) -> None:
     ``reparameterize`` inside: its behaviour is a correct answer's.
     """
     with quiet_tensorflow():
-        _judged(_reparameterize, fn)
+        judged(_reparameterize, fn)
 
 
 def _reparameterize(fn) -> None:
@@ -522,7 +508,7 @@ def _reparameterize(fn) -> None:
     except Exception as err:   # e.g. noise of shape [batch, latent_dim] that cannot broadcast
         raise Hint(f"later cells pass mu and sigma of shape [samples, batch, latent_dim]; "
                    f"for shape {list(SAMPLES_SHAPE)} your function raised "
-                   f"{_first_line(err)}. z must have the shape of mu, whatever its "
+                   f"{error_line(err)}. z must have the shape of mu, whatever its "
                    f"rank.") from None
     z3 = _z(z3_t, tf.constant(mu3), where)
     eps3 = (z3 - mu3) / sigma3
@@ -556,7 +542,7 @@ def _check_compiled(fn, mu, sigma, draws) -> None:
             numpy = "numpy" in str(err).lower()
             raise Hint(
                 f"inside tf.function, where seed is a symbolic tensor as in the training "
-                f"step, your function raised {_first_line(err)}. "
+                f"step, your function raised {error_line(err)}. "
                 + ("NumPy cannot draw noise from a seed tensor there. " if numpy else
                    "There the seed has no Python value (no int(seed), no .numpy(), no "
                    "NumPy). ")
