@@ -34,6 +34,21 @@ def small_vae():
     return make
 
 
+#: Markers that make a test slow too, so that ``-m "not slow"`` leaves them all out.
+SLOW_KINDS = ("notebook", "browser", "network")
+
+
+@pytest.hookimpl(tryfirst=True)   # before pytest deselects by -m
+def pytest_collection_modifyitems(items):
+    """nbval's cells of the solution notebooks are notebook tests; every test marked
+    notebook, browser or network is also slow."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.notebook)
+        if any(item.get_closest_marker(kind) for kind in SLOW_KINDS):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config):
     # TFP 0.25 still calls distutils' LooseVersion on import; that is TFP's business.
     config.addinivalue_line(

@@ -6,8 +6,11 @@ The runs are small (latent 8, hidden 32, a few hundred iterations): what is chec
 (files, resuming, error handling) does not depend on the network size.
 """
 
+import argparse
 import contextlib
+import dataclasses
 import errno
+import inspect
 import io
 import json
 import math
@@ -20,8 +23,8 @@ import sys
 
 import pytest
 
-from vae_prac import cli, training
-from vae_prac.config import Config
+from vae_prac import cli, run_folder, training
+from vae_prac.config import CHOICES, Config
 
 SMALL = ["--print-every", "100", "--log-every", "100", "--n-eval", "500",
          "--eval-k", "20", "--eval-n", "50", "--latent-dim", "8", "--hidden-size", "32",
@@ -117,7 +120,7 @@ def test_train_resumes_from_the_checkpoint(trained, tmp_path):
     assert "latent_dim=8, hidden_size=32" in out
     assert history_iterations(run_dir) == [100, 200, 300]
     assert training.History.from_csv(run_dir / "history.csv").rows()[:2] == before
-    assert cli._checkpoint_iteration(str(run_dir)) == 300
+    assert run_folder.checkpoint_iteration(str(run_dir)) == 300
     assert "log p(x)" not in out   # --eval-k 0 skips the estimate
 
 
@@ -247,7 +250,7 @@ def test_python_dash_m_entry_point():
 
 
 def test_grade_delegates_to_the_grading_module(tmp_path):
-    pytest.importorskip("vae_prac.grading")
+    pytest.importorskip("vae_prac.course.grading")
     nbformat = pytest.importorskip("nbformat")
     status, _, err = run_cli("grade", tmp_path / "missing.ipynb")
     assert status == 2 and "no such notebook" in err
@@ -415,7 +418,7 @@ def test_a_write_refused_during_the_run_exits_2_and_removes_the_empty_out(tmp_pa
         path = os.path.join(config.logdir, "config.json")
         raise PermissionError(errno.EACCES, "Permission denied", path)
 
-    monkeypatch.setattr(training, "write_config", refuse)
+    monkeypatch.setattr(run_folder, "write_config", refuse)
     status, _, err = run_cli("train", "--out", run_dir, *SMALL)
     assert status == 2
     line = one_line(err)
@@ -434,7 +437,7 @@ def test_a_full_disk_exits_2_keeping_the_last_checkpoint_whole(tmp_path, trained
         line = one_line(err)
         assert "No space left on device" in line and "Free some space" in line
         no_debris(run_dir)
-        last = cli._checkpoint_iteration(str(run_dir))
+        last = run_folder.checkpoint_iteration(str(run_dir))
         assert last in (100, 200, 300, 400, 500)
         assert f"The run in {run_dir} is intact up to its checkpoint at iteration {last}" \
             in line
@@ -475,7 +478,7 @@ def test_a_failed_checkpoint_save_leaves_nothing_half_written(tmp_path, monkeypa
     assert "intact up to its checkpoint at iteration 100" in line
     no_debris(run_dir)
     assert not list(run_dir.glob("checkpoints/ckpt-200*"))
-    assert cli._checkpoint_iteration(str(run_dir)) == 100
+    assert run_folder.checkpoint_iteration(str(run_dir)) == 100
 
 
 def test_a_figure_that_cannot_be_written_is_left_as_it_was(trained, tmp_path, monkeypatch):
@@ -499,10 +502,10 @@ def test_a_figure_that_cannot_be_written_is_left_as_it_was(trained, tmp_path, mo
 
 
 def test_a_data_error_leaves_no_out_folder(tmp_path):
-    from vae_prac import data
+    from vae_prac import mnist_files
 
     damaged = tmp_path / "mnist"
-    shutil.copytree(data.REPO_DATA_DIR, damaged)
+    shutil.copytree(mnist_files.REPO_DATA_DIR, damaged)
     name = "train-labels-idx1-ubyte.gz"
     whole = (damaged / name).read_bytes()
     (damaged / name).write_bytes(whole[:len(whole) // 2])   # truncated
@@ -590,19 +593,18 @@ def test_help_does_not_import_tensorflow():
 
 
 @pytest.mark.parametrize("code", [
-    "import vae_prac.elbo; import vae_prac",
-    "from vae_prac.elbo import iwae_bound; import vae_prac",
-    "import vae_prac; vae_prac.elbo; import vae_prac.elbo",
+    "import vae_prac.bounds; import vae_prac",
+    "from vae_prac.bounds import iw_bound; import vae_prac",
+    "import vae_prac; vae_prac.elbo; import vae_prac.bounds",
     "import vae_prac.training; import vae_prac",
-    "import vae_prac; from vae_prac import elbo; vae_prac.elbo = elbo",
 ])
 def test_vae_prac_elbo_is_the_function_whichever_way_it_was_imported(code):
-    # The names are imported on first use: the module vae_prac.elbo must not replace
-    # the function vae_prac.elbo, whatever the user's code imported first.
+    # The names are imported on first use, from vae_prac.bounds: vae_prac.elbo is the
+    # function, whatever the user's code imported first.
     check = ("\nimport sys\n"
-             "assert callable(vae_prac.elbo) and vae_prac.elbo.__module__ == 'vae_prac.elbo'"
+             "assert callable(vae_prac.elbo) and vae_prac.elbo.__module__ == 'vae_prac.bounds'"
              ", vae_prac.elbo\n"
-             "assert sys.modules['vae_prac.elbo'].iwae_bound\n"
+             "assert vae_prac.elbo is sys.modules['vae_prac.bounds'].elbo\n"
              "print(vae_prac.train.__name__, vae_prac.Config.__name__)\n")
     result = subprocess.run([sys.executable, "-c", code + check], capture_output=True,
                             text=True, timeout=120)
@@ -615,3 +617,35 @@ def test_seeds_out_of_range_are_refused_by_the_commands(trained):
     for command in ("evaluate", "sample"):
         status, _, err = run_cli(command, "--out", trained[0], "--seed", str(2**40))
         assert status == 2 and "[0, 2**31)" in err, command
+
+
+def test_every_config_setting_has_a_flag_made_from_it():
+    # Config's docstring entries, read here on their own (not by config.field_docs).
+    doc = inspect.cleandoc(Config.__doc__).split("Attributes:\n", 1)[1]
+    entries = re.findall(r"^  (\w+): (.*(?:\n    .*)*)", doc, flags=re.M)
+    docs = {name: " ".join(text.split()).replace("``", "") for name, text in entries}
+    fields = [f.name for f in dataclasses.fields(Config)]
+    assert list(docs) == fields
+    train = next(a for a in cli.build_parser()._actions
+                 if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    actions = {a.dest: a for a in train._actions}
+    defaults = Config()
+    assert actions["out"].option_strings == ["--out"]   # logdir's flag
+    for name in fields:
+        if name == "logdir":
+            continue
+        action, default = actions[name], getattr(defaults, name)
+        assert action.option_strings[0] == cli.config_flag(name)
+        assert action.help == docs[name] + ("" if default is None else f" (default: {default})")
+        assert action.choices == CHOICES.get(name)
+        # Absent, a flag stays absent (a resumed run keeps its saved value); given
+        # Config's default, it parses to that very value.
+        assert action.default is argparse.SUPPRESS
+        if default is not None and not isinstance(default, bool):
+            given = vars(train.parse_args([cli.config_flag(name), str(default)]))
+            assert given[name] == default and type(given[name]) is type(default), name
+    assert "RMSProp" not in actions["learning_rate"].help   # the optimizer may be Adam
+    # The flag names the README, notebooks and benchmarks use, jit's switch included.
+    args = train.parse_args(["--jit", "--n-iterations", "5", "--lr-schedule", "burda",
+                             "--learning-rate", "0.01", "--n-validation", "400"])
+    assert (args.jit_compile, args.n_iterations, args.lr_schedule) == (True, 5, "burda")

@@ -94,8 +94,12 @@ def test_from_dict_rejects_unknown_keys_and_lists_the_known_ones():
 def test_the_argument_checks_name_the_argument_and_the_allowed_range():
     import numpy as np
 
-    from vae_prac.config import (check_nonnegative_int, check_positive_int, check_seed,
-                                 check_stateless_seed)
+    from vae_prac.config import (
+        check_nonnegative_int,
+        check_positive_int,
+        check_seed,
+        check_stateless_seed,
+    )
 
     for good in (1, np.int64(7), np.uint8(3)):
         value = check_positive_int(good, "batch_size")

@@ -11,10 +11,9 @@ import pytest
 import tensorflow as tf
 
 from vae_prac import VAE, Config, train
+from vae_prac.bounds import elbo, iw_bound, log_importance_weights
 from vae_prac.data import load_mnist
-from vae_prac.elbo import elbo
-from vae_prac.evaluate import (active_units, evaluate_elbo, iw_bound,
-                               log_importance_weights, log_px)
+from vae_prac.evaluate import active_units, evaluate_elbo, log_px
 
 Z = 5.0   # tolerance in standard errors
 
@@ -79,9 +78,14 @@ def test_chunking_reproducible_and_unbiased(vae, digits):
     # With a seed, a given chunking is exactly reproducible...
     a = iw_bound(vae, x, k, seed=(6, 1), chunk_size=7).numpy()
     np.testing.assert_array_equal(a, iw_bound(vae, x, k, seed=(6, 1), chunk_size=7))
-    # ... and the default chunk for a small batch is all k samples at once.
+    # ... and the default chunk for a small batch is all k samples at once, drawn from
+    # the seed itself as q.sample(k, seed=seed) draws them (training's L_k).
     np.testing.assert_array_equal(iw_bound(vae, x, k, seed=(6, 2)),
                                   iw_bound(vae, x, k, seed=(6, 2), chunk_size=k))
+    np.testing.assert_allclose(
+        iw_bound(vae, x, k, seed=(6, 2)),
+        tf.reduce_logsumexp(log_importance_weights(vae, x, k, seed=(6, 2)), 0) - np.log(k),
+        rtol=1e-6)
     # Another chunking draws other noise, but estimates the same quantity.
     b = iw_bound(vae, x, k, seed=(6, 3), chunk_size=k).numpy()
     assert not np.array_equal(a, b)

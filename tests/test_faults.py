@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 import pytest
-
 from test_cli import history_iterations, one_line, run_cli
-from vae_prac import Config, cli, run_lock, training
+
+from vae_prac import Config, run_folder, run_lock, training
 
 TINY = dict(latent_dim=4, hidden_size=16, print_every=100, log_every=50, n_eval=100)
 SMALL = ["--eval-k", "0", "--no-progress"]
@@ -84,7 +84,7 @@ def test_resume_falls_back_past_a_truncated_latest_checkpoint(run300, tmp_path):
     assert aside.read_bytes() == damaged
     assert len(list((run / "checkpoints").glob("ckpt-300.damaged-*.index"))) == 1
     assert "damaged" not in listed_checkpoints(run)
-    assert cli._checkpoint_iteration(str(run)) == 400
+    assert run_folder.checkpoint_iteration(str(run)) == 400
     assert history_iterations(run) == [50, 100, 150, 200, 250, 300, 350, 400]
 
 
@@ -112,7 +112,7 @@ def test_restore_falls_back_and_leaves_the_folder_consistent(run300, tmp_path, c
     assert "Checkpoints ckpt-300, ckpt-200 in" in note and "using ckpt-100" in note
     # Set aside once: the next restore finds the folder consistent, and says nothing.
     assert training.restore(str(run))[1] == 100 and capsys.readouterr().out == ""
-    assert training.newest_readable_checkpoint(str(run / "checkpoints")) == \
+    assert run_folder.newest_readable_checkpoint(str(run / "checkpoints")) == \
         (str(run / "checkpoints" / "ckpt-100"), [])
 
 
@@ -139,8 +139,8 @@ def test_a_kill_between_the_history_and_the_checkpoint_loses_no_row(tmp_path):
     script = (
         "import os\n"
         "import tensorflow as tf\n"
-        "from vae_prac import Config, training\n"
-        "real_history, real_save = (training.save_history_beside_checkpoints,\n"
+        "from vae_prac import Config, run_folder, training\n"
+        "real_history, real_save = (run_folder.save_history,\n"
         "                           tf.train.CheckpointManager.save)\n"
         "def history(logdir, history, start):\n"
         "    merged = real_history(logdir, history, start)\n"
@@ -152,14 +152,14 @@ def test_a_kill_between_the_history_and_the_checkpoint_loses_no_row(tmp_path):
         "    if checkpoint_number == 200:\n"
         "        os._exit(3)\n"
         "    return path\n"
-        "training.save_history_beside_checkpoints = history\n"
+        "run_folder.save_history = history\n"
         "tf.train.CheckpointManager.save = save\n"
         f"training.train(Config(n_iterations=400, logdir={str(run)!r}, **{TINY!r}),\n"
         "               progress=False, verbose=False)\n")
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=300)
     assert killed.returncode == 3, killed.stderr
-    last = cli._checkpoint_iteration(str(run))
+    last = run_folder.checkpoint_iteration(str(run))
     assert history_iterations(run)[-1] >= last   # every row up to the checkpoint is there
 
     training.train(Config(n_iterations=400, logdir=str(run), **TINY), progress=False,

@@ -13,9 +13,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from vae_prac import grading
+from vae_prac.course import grading
 
-IMPORTS = "import numpy as np\nfrom vae_prac import checks\nfrom vae_prac.checks import data as check"
+IMPORTS = ("import numpy as np\nfrom vae_prac import checks\n"
+           "from vae_prac.checks import data as check")
 RIGHT = ("def binarize_threshold(images):\n"
          "    return (images > 127).astype(np.float32)[..., None]")
 WRONG = ("def binarize_threshold(images):\n"
@@ -70,6 +71,7 @@ def test_expected_checks_come_from_the_solution(solutions):
     assert {c.module for c in found} == {"data"}
 
 
+# The one grading of real kernels that `pytest -m "not slow"` keeps; the others are slow.
 def test_honest_right_wrong_and_blank_submissions(tmp_path, solutions):
     right = write(tmp_path / "ada" / "quiz.ipynb", submission())
     wrong = write(tmp_path / "bob" / "quiz.ipynb", submission(answer="a", function=WRONG))
@@ -99,14 +101,17 @@ def test_honest_right_wrong_and_blank_submissions(tmp_path, solutions):
     assert str(right) in table and str(wrong) in table and "0/2" in table
 
 
+@pytest.mark.slow
 def test_forged_lines_results_and_checks_earn_nothing(tmp_path, solutions):
     forgeries = {
         "printed": ["print('[check binarize_threshold] passed')\n"
                     "print('[check binarization_quiz] passed')"],
         "results": ["checks.RESULTS['binarize_threshold'] = True\n"
                     "checks.RESULTS['binarization_quiz'] = True"],
-        "replaced": ["check.binarize_threshold = lambda fn: print('[check binarize_threshold] passed')\n"
-                     "check.binarization_quiz = lambda a: print('[check binarization_quiz] passed')\n"
+        "replaced": ["check.binarize_threshold = "
+                     "lambda fn: print('[check binarize_threshold] passed')\n"
+                     "check.binarization_quiz = "
+                     "lambda a: print('[check binarization_quiz] passed')\n"
                      "checks.report = lambda *a, **k: None"],
         "library": ["from vae_prac import data\nbinarize_threshold = data.binarize"],
     }
@@ -125,6 +130,7 @@ def test_forged_lines_results_and_checks_earn_nothing(tmp_path, solutions):
             assert "printed 'passed' but the grader" in g.details["binarization_quiz"]
 
 
+@pytest.mark.slow
 def test_a_notebook_that_deletes_files_only_deletes_its_own_copy(tmp_path, solutions):
     victim = write(tmp_path / "cohort" / "ada.ipynb", submission())
     vandal = write(tmp_path / "cohort" / "bob.ipynb", submission(
@@ -136,6 +142,7 @@ def test_a_notebook_that_deletes_files_only_deletes_its_own_copy(tmp_path, solut
     assert g_vandal.total == "2/2" and g_victim.total == "2/2"
 
 
+@pytest.mark.slow
 def test_an_infinite_loop_times_out_and_keeps_what_passed_before(tmp_path, solutions):
     looping = write(tmp_path / "loop.ipynb", submission("while True:\n    pass", name="quiz"))
     [g] = grade([looping], solutions, timeout=20)
@@ -145,6 +152,7 @@ def test_an_infinite_loop_times_out_and_keeps_what_passed_before(tmp_path, solut
     assert g.checks == dict.fromkeys(EXPECTED, "passed")
 
 
+@pytest.mark.slow
 def test_os_exit_unreadable_renamed_and_unknown(tmp_path, solutions):
     exiting = write(tmp_path / "exit" / "quiz.ipynb", submission("import os\nos._exit(0)"))
     unreadable = tmp_path / "broken" / "quiz.ipynb"
@@ -171,6 +179,7 @@ def test_os_exit_unreadable_renamed_and_unknown(tmp_path, solutions):
     assert "could not read" in totals[str(unreadable)][4]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork") or os.uname().sysname != "Linux",
                     reason="the memory limit is Linux's RLIMIT_AS")
 def test_the_memory_limit_stops_a_runaway_notebook(tmp_path, solutions):
@@ -188,6 +197,7 @@ def test_bad_arguments():
         grading.grade_notebooks([], memory_limit_gib=0)
 
 
+@pytest.mark.slow
 def test_a_timeout_keeps_its_row_and_the_kernels_console_out_of_the_graders(
         tmp_path, solutions, capfd):
     # What a kernel writes to its own stderr, such as the zmq traceback an older

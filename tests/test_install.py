@@ -267,6 +267,7 @@ def dry_runs(pypi, readme_install):
         return dict(zip(cases, pool.map(run, cases.values())))
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("python", lock.PYTHONS)
 def test_readme_install_resolves_on(python, dry_runs, pins_text):
     pins = lock.read_pins(pins_text, python)
@@ -289,6 +290,7 @@ def test_readme_install_resolves_on(python, dry_runs, pins_text):
     assert {"tensorflow", "tensorflow-probability", "pytest"} <= set(lock.installed(result))
 
 
+@pytest.mark.network
 def test_dry_run_refuses_a_release_without_a_wheel_for_that_python(dry_runs):
     result = dry_runs["no wheel"]
     if isinstance(result, lock.ResolutionTimeout):
@@ -298,6 +300,7 @@ def test_dry_run_refuses_a_release_without_a_wheel_for_that_python(dry_runs):
         "the dry runs do not test what a user's install would meet")
 
 
+@pytest.mark.network
 def test_the_311_pins_have_no_wheels_for_310(pypi, pins_text):
     # The issue this guards against: pins resolved on 3.11, installed on 3.10. Only the
     # pins that differ are looked up.
@@ -426,6 +429,7 @@ def colab_dry_runs(pypi, colab_install_cell):
 
 
 @pytest.mark.parametrize("tensorflow", COLAB_TENSORFLOWS)
+@pytest.mark.network
 def test_colab_install_keeps_its_tensorflow(tensorflow, colab_dry_runs):
     result = colab_dry_runs[tensorflow]
     if isinstance(result, subprocess.TimeoutExpired):

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from vae_prac import Config
-from vae_prac.elbo import elbo, iwae_bound, log_importance_weights
+from vae_prac.bounds import elbo, iw_bound, log_importance_weights
 from vae_prac.presets import BURDA_PASSES, BURDA_TRAIN_IMAGES, PRESETS, preset
 
 
@@ -27,7 +27,7 @@ def burda_like_vae(latent_dim=3, hidden_size=8, seed=0):
 def test_l1_is_the_elbo_with_the_same_noise(digits):
     vae = burda_like_vae()
     x = digits[:8]
-    l1 = iwae_bound(vae, x, 1, seed=(3, 4)).numpy()
+    l1 = iw_bound(vae, x, 1, seed=(3, 4)).numpy()
     mc = elbo(vae, x, kl="monte_carlo", seed=(3, 4)).elbo.numpy()
     np.testing.assert_allclose(l1, mc, rtol=1e-5)
 
@@ -38,7 +38,7 @@ def test_lk_is_logmeanexp_of_the_weights_in_float64(digits):
     log_w = log_importance_weights(vae, x, 7, seed=(1, 2)).numpy().astype(np.float64)
     peak = log_w.max(0)
     expected = peak + np.log(np.mean(np.exp(log_w - peak), axis=0))
-    np.testing.assert_allclose(iwae_bound(vae, x, 7, seed=(1, 2)).numpy(), expected,
+    np.testing.assert_allclose(iw_bound(vae, x, 7, seed=(1, 2)).numpy(), expected,
                                rtol=1e-5)
 
 
@@ -47,7 +47,7 @@ def test_lk_rises_with_k_on_average(digits):
     x = digits[:20]
     means = []
     for k in (1, 5, 50):
-        values = [iwae_bound(vae, x, k, seed=(s, 0)).numpy().mean() for s in range(20)]
+        values = [iw_bound(vae, x, k, seed=(s, 0)).numpy().mean() for s in range(20)]
         means.append(np.mean(values))
     assert means[0] < means[1] < means[2], means
 
@@ -58,7 +58,7 @@ def test_iwae_gradient_is_finite_and_matches_finite_differences(digits):
     variables = vae.trainable_variables
 
     def objective():
-        return tf.reduce_sum(iwae_bound(vae, x, 5, seed=(7, 7)))
+        return tf.reduce_sum(iw_bound(vae, x, 5, seed=(7, 7)))
 
     with tf.GradientTape() as tape:
         value = objective()

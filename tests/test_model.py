@@ -12,8 +12,16 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from vae_prac import Config
-from vae_prac.model import (VAE, decode, generative_network, inference_network,
-                            likelihood, posterior, prior, reparameterize)
+from vae_prac.model import (
+    VAE,
+    decode,
+    generative_network,
+    inference_network,
+    likelihood,
+    posterior,
+    prior,
+    reparameterize,
+)
 
 tfd = tfp.distributions
 Z = 5.0   # tolerance in standard errors
@@ -271,20 +279,22 @@ def test_without_a_seed_a_compiled_function_draws_fresh_noise_on_every_call():
 
 def test_deeper_networks_and_custom_networks():
     deep = VAE(latent_dim=3, hidden_size=16, hidden_layers=3)
-    dense = [l for l in deep.encoder.layers if isinstance(l, keras.layers.Dense)]
-    assert [l.units for l in dense] == [16, 16, 16, 6]
-    assert VAE.from_config(Config(latent_dim=3, hidden_size=16, hidden_layers=1)).decoder.count_params() == (
-        3 * 16 + 16 + 16 * 784 + 784)
+    dense = [layer for layer in deep.encoder.layers
+             if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in dense] == [16, 16, 16, 6]
+    shallow = VAE.from_config(Config(latent_dim=3, hidden_size=16, hidden_layers=1))
+    assert shallow.decoder.count_params() == 3 * 16 + 16 + 16 * 784 + 784
     encoder = inference_network(3, 8, hidden_layers=1)
     custom = VAE(latent_dim=3, encoder=encoder)
     assert custom.encoder is encoder
-    assert {id(v) for v in encoder.trainable_variables} <= {id(v) for v in custom.trainable_variables}
+    assert ({id(v) for v in encoder.trainable_variables}
+            <= {id(v) for v in custom.trainable_variables})
     assert len(custom.trainable_variables) == len(encoder.trainable_variables) + len(
         custom.decoder.trainable_variables)
 
 
 def test_conv_networks_fit_the_vae_for_any_batch_size():
-    from vae_prac.elbo import elbo
+    from vae_prac.bounds import elbo
     from vae_prac.model import conv_networks
 
     encoder, decoder = conv_networks(latent_dim=6, filters=8)
@@ -301,3 +311,29 @@ def test_conv_networks_fit_the_vae_for_any_batch_size():
         value = tf.reduce_sum(elbo(model, x, seed=(0, 1)).elbo)
     grads = tape.gradient(value, model.trainable_variables)
     assert np.isfinite(float(value)) and all(g is not None for g in grads)
+
+
+def test_mixture_prior_is_the_mixture_of_its_components():
+    from vae_prac.bounds import elbo
+    from vae_prac.model import mixture_prior
+
+    logits = tf.constant([0.0, 1.0, -1.0])
+    locs = tf.constant([[0.0, 0.0], [2.0, -1.0], [-3.0, 1.0]])
+    scales = tf.constant([[1.0, 1.0], [0.5, 2.0], [1.5, 0.3]])
+    p = mixture_prior(logits, locs, scales)
+    z = np.random.default_rng(0).normal(size=[5, 2]).astype(np.float32)
+    pi = np.exp(logits.numpy()) / np.exp(logits.numpy()).sum()
+    dens = [np.prod(np.exp(-0.5 * ((z - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)), axis=-1)
+            for m, s in zip(locs.numpy(), scales.numpy())]
+    np.testing.assert_allclose(p.log_prob(z), np.log(np.dot(pi, dens)), rtol=1e-5)
+    assert p.event_shape == [2] and p.sample(4, seed=(0, 1)).shape == (4, 2)
+
+    # As a model's prior: the ELBO with a Monte Carlo KL (no closed form to a mixture).
+    class Learned(VAE):
+        def prior(self):
+            return p
+
+    model = Learned(latent_dim=2, hidden_size=8)
+    x = tf.constant((np.random.default_rng(1).random([3, 28, 28, 1]) < 0.3)
+                    .astype(np.float32))
+    assert np.all(np.isfinite(elbo(model, x, kl="monte_carlo", seed=(0, 0)).elbo.numpy()))

@@ -1,7 +1,7 @@
 """Tests of the notebook series itself.
 
-* The committed student notebooks are exactly what ``python -m vae_prac.student``
-  generates from the solutions.
+* The committed student notebooks are exactly what
+  ``python -m vae_prac.course.student`` generates from the solutions.
 * Every solution notebook follows the template (badges, objectives, prerequisites,
   outline, levels; every task followed by a check) and its stored outputs are clean
   (no errors, no stderr, no paths of the machine that ran it) and pass every check.
@@ -9,6 +9,9 @@
   are what the notebook produces now.
 * Every blank student notebook survives "Run All" (which stops at the first error):
   no cell raises, and every check, as the grader verifies it, says "not done yet".
+  These runs, and the half-done ones below, train with ``VAE_PRAC_SHORT_RUNS``
+  (``vae_prac.short_runs``): their outputs are not compared, only that they run and
+  what the grader says.
 * A notebook half done (the first half of its tasks answered) runs to the end and the
   grader passes exactly the checks of the tasks that were done, though it was renamed.
 """
@@ -19,7 +22,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vae_prac import grading, student
+from vae_prac import short_runs
+from vae_prac.course import grading, student
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
@@ -65,7 +69,8 @@ def test_the_series_exists():
 
 def test_student_notebooks_are_generated_from_the_solutions():
     problems = student.out_of_date()
-    assert not problems, "\n".join(problems + ["Regenerate with: python -m vae_prac.student"])
+    assert not problems, "\n".join(
+        problems + ["Regenerate with: python -m vae_prac.course.student"])
 
 
 @by_name(SOLUTIONS)
@@ -140,8 +145,15 @@ def test_solution_records_which_notebook_it_is(path):
     assert grading.identity(read(path)) == path.stem
 
 
+@pytest.fixture
+def short(monkeypatch):
+    """Short training runs in the kernels the grader starts (they inherit os.environ)."""
+    monkeypatch.setenv(short_runs.ENV_VAR, "1")
+
+
+@pytest.mark.notebook
 @by_name(STUDENTS)
-def test_blank_student_notebook_runs_all_to_the_end(path):
+def test_blank_student_notebook_runs_all_to_the_end(path, short):
     # Jupyter's Run All stops at the first error: a blank notebook must raise none.
     [grade] = grading.grade_notebooks([path], timeout=900)
     assert grade.problem is None, grade.problem
@@ -164,8 +176,9 @@ def half_done(solution):
     return nb, middle
 
 
+@pytest.mark.notebook
 @by_name(SOLUTIONS)
-def test_half_done_notebook_runs_to_the_end_and_grades_what_was_done(path, tmp_path):
+def test_half_done_notebook_runs_to_the_end_and_grades_what_was_done(path, tmp_path, short):
     nb, middle = half_done(path)
     done = {name for index, cell in code_cells(read(path)) if index < middle
             for name in grading.check_lines(nbformat.v4.new_notebook(cells=[cell]))}

@@ -10,6 +10,8 @@ one and forgotten in another fails here, not on a student's machine.
 import importlib
 import importlib.metadata
 import importlib.util
+import shutil
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -218,3 +220,21 @@ def test_the_stored_results_are_shipped(pyproject):
     for file in results:
         assert any(fnmatch.fnmatch(f"results/{file.name}", p) for p in patterns), \
             f"vae_prac/results/{file.name} would be left out of the wheel"
+
+
+def test_the_habits_tools_are_dev_dependencies_and_the_hooks_run_what_exists(declared):
+    """CI runs ruff and mypy (.ci/run), so the README's install brings them; every hook of
+    .pre-commit-config.yaml runs a command of that install, or a module that exists."""
+    assert {"ruff", "mypy"} <= set(declared), "pyproject's dev extra must have ruff and mypy"
+    with open(ROOT / ".pre-commit-config.yaml") as f:
+        hooks = [hook for repo in yaml.safe_load(f)["repos"] for hook in repo["hooks"]]
+    assert {h["id"] for h in hooks} >= {"ruff-check", "ruff-format", "student-notebooks"}
+    scripts = Path(sysconfig.get_path("scripts"))   # this environment's commands
+    for hook in hooks:
+        words = hook["entry"].split()
+        if words[:2] == ["python", "-m"]:
+            assert importlib.util.find_spec(words[2]) is not None, \
+                f"pre-commit hook {hook['id']} runs {words[2]}, which does not exist"
+        else:
+            assert shutil.which(words[0], path=scripts), f"pre-commit hook {hook['id']} runs {words[0]}, " \
+                                        "which the dev install does not provide"

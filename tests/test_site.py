@@ -6,7 +6,8 @@ through Playwright. Every page must load with no console error, no failed reques
 and no request leaving this machine; its maths must be typeset (no raw ``$$`` or
 ``\\begin{``), its images loaded and its internal links resolvable; and every answer
 must stay hidden until its toggle is clicked. Screenshots of two pages go to
-test-artifacts/.
+test-artifacts/. The API page documents every module of the library, from its
+docstrings.
 
 Without Chromium (or the ``site`` extra) these tests are skipped, except in CI
 (CI=true), where that is a failure: CI must run them.
@@ -30,6 +31,9 @@ from urllib.parse import unquote, urldefrag, urljoin
 
 import pytest
 
+# Building the site takes seconds (Sphinx imports the library for the API page).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
 ARTIFACTS = ROOT / "test-artifacts"
@@ -41,8 +45,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 
-PAGES = ["index", "search", "genindex"] + [f"notebooks/{s.stem}" for s in SOLUTIONS]
 NOTEBOOK_PAGES = [f"notebooks/{s.stem}" for s in SOLUTIONS]
+# The API page, and the index of its modules that Sphinx makes.
+PAGES = ["index", "search", "genindex", "api", "py-modindex"] + NOTEBOOK_PAGES
+# The library's modules (ARCHITECTURE.md's rooms, less the course wing and the CLI):
+# each has its section on the API page.
+LIBRARY_MODULES = ["config", "presets", "short_runs", "mnist_files", "data", "model",
+                   "bounds", "evaluate", "training", "run_folder", "run_lock", "plotting",
+                   "pretrained"]
 
 
 def unavailable(what: str, fix: str):
@@ -191,7 +201,7 @@ CUT_OFF_EQUATIONS = """() => [...document.querySelectorAll('mjx-container[displa
 def solution_answers(solution: Path) -> int:
     """How many answers a notebook holds: written answers (cells tagged 'answer'),
     code solutions (### BEGIN SOLUTION regions' cells) and <details> blocks."""
-    from vae_prac import student
+    from vae_prac.course import student
     count = 0
     for cell in json.loads(solution.read_text(encoding="utf-8"))["cells"]:
         source = "".join(cell["source"])
@@ -223,7 +233,7 @@ def test_the_site_has_a_page_per_notebook_and_loads_nothing_from_elsewhere(site)
                    if "_static" not in p.parts)
     assert built == sorted(PAGES), (
         f"The site's pages are {built}, expected {sorted(PAGES)} (one per solution "
-        "notebook, plus the home, search and index pages).")
+        "notebook, plus the home, search, index, API and module index pages).")
     outside = []
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
@@ -233,6 +243,19 @@ def test_the_site_has_a_page_per_notebook_and_loads_nothing_from_elsewhere(site)
     assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is not in the site."
 
 
+def test_the_api_page_documents_every_module_of_the_library(site):
+    text = (site / "api.html").read_text(encoding="utf-8")
+    ids = element_ids(text.encode())
+    missing = [m for m in LIBRARY_MODULES if f"module-vae_prac.{m}" not in ids]
+    assert not missing, f"docs/api.md has no section for vae_prac.{missing}"
+    # Their docstrings, not only their names: a function of each kind, and Config's fields.
+    for name in ("config.Config", "short_runs.shorten", "data.binarize", "bounds.elbo",
+                 "evaluate.log_px", "training.train", "run_folder.read_config"):
+        assert f"vae_prac.{name}" in ids, f"the API page does not document vae_prac.{name}"
+    assert "latent_dim" in text and "Dimensionality of the latent variable z" in text
+
+
+@pytest.mark.browser
 @pytest.mark.parametrize("path", PAGES)
 def test_page_loads_cleanly_with_maths_images_links_and_hidden_answers(open_page, base_url, path):
     page, log = open_page(f"{path}.html")
@@ -288,6 +311,7 @@ def test_page_loads_cleanly_with_maths_images_links_and_hidden_answers(open_page
     assert not problems, f"{path}:\n" + "\n".join(problems)
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("path", NOTEBOOK_PAGES)
 def test_notebook_page_links_its_student_notebook_and_colab(open_page, base_url, path):
     import vae_prac
@@ -306,11 +330,13 @@ def test_notebook_page_links_its_student_notebook_and_colab(open_page, base_url,
     assert not log.problems, "\n".join(log.problems)
 
 
+@pytest.mark.browser
 def test_navigation_goes_through_the_notebooks_in_order(open_page):
     page, _ = open_page("index.html")
     sidebar = page.locator("nav.bd-links a.reference.internal")
     listed = [a.get_attribute("href").removesuffix(".html") for a in sidebar.all()]
-    assert listed == NOTEBOOK_PAGES, f"The sidebar lists {listed}, expected {NOTEBOOK_PAGES}."
+    expected = NOTEBOOK_PAGES + ["api"]
+    assert listed == expected, f"The sidebar lists {listed}, expected {expected}."
     page.locator("a.right-next").click()
     for path in NOTEBOOK_PAGES:
         page.wait_for_url(f"**/{path}.html")
@@ -319,6 +345,7 @@ def test_navigation_goes_through_the_notebooks_in_order(open_page):
             page.locator("a.right-next").click()
 
 
+@pytest.mark.browser
 def test_search_box_finds_the_notebook_that_explains_jensen(open_page):
     page, log = open_page("index.html")
     page.locator("button.search-button-field, button.search-button").first.click()
@@ -333,6 +360,7 @@ def test_search_box_finds_the_notebook_that_explains_jensen(open_page):
     assert not log.problems, "\n".join(log.problems)
 
 
+@pytest.mark.browser
 def test_screenshots_of_a_page_with_maths_and_an_answer(open_page):
     """02's derivation of the ELBO down to its Math Task, the answer closed then open;
     and the home page."""

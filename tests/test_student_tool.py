@@ -1,14 +1,14 @@
-"""Tests for vae_prac.student (making student notebooks) and vae_prac.grading."""
+"""Tests for vae_prac.course.student (making student notebooks) and vae_prac.course.grading."""
 
-import csv
 import json
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from vae_prac import grading, student
-from vae_prac.student import ANSWER_PLACEHOLDER, MarkerError, make_student
+from vae_prac import course
+from vae_prac.course import grading, student
+from vae_prac.course.student import ANSWER_PLACEHOLDER, MarkerError, make_student
 
 
 def notebook(*cells):
@@ -66,7 +66,8 @@ def test_outputs_counts_and_run_metadata_are_cleared():
                          metadata={"tags": ["keep-me"], "execution": {"iopub.status.busy": "t"}})
     nb = notebook(cell)
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
-    nb.metadata["kernelspec"] = {"name": "some-other-kernel", "display_name": "x", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "some-other-kernel", "display_name": "x",
+                                 "language": "python"}
     nb.metadata["language_info"] = {"name": "python", "version": "3.11.9"}
     out = make_student(nb)
     assert out.cells[0].outputs == [] and out.cells[0].execution_count is None
@@ -150,7 +151,8 @@ def test_execute_stores_outputs_then_regenerates_the_student_version(tmp_path):
     nbformat.write(notebook(
         new_code_cell("import os\nprint(os.path.basename(os.getcwd()))"),
         new_code_cell("# NBVAL_RAISES_EXCEPTION\nraise KeyError('expected')"),
-        new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\nf()")), good)
+        new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n"
+                      "    ### END SOLUTION\nf()")), good)
     assert student.main(["--execute", str(good)]) == 0
     nb = nbformat.read(good, as_version=4)
     assert [c.execution_count for c in nb.cells] == [1, 2, 3]
@@ -202,7 +204,7 @@ def test_grade_notebooks_rejects_a_bad_timeout():
 
 # --- opened and saved in JupyterLab ------------------------------------------------
 
-COMMITTED_NOTEBOOKS = sorted((student.ROOT / "notebooks").glob("*/*.ipynb"))
+COMMITTED_NOTEBOOKS = sorted((course.ROOT / "notebooks").glob("*/*.ipynb"))
 
 
 def _as_the_browser_sends(value):

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import vae_prac
 from vae_prac import Config, History, NonFiniteLossError, VAE, restore, train
-from vae_prac.elbo import elbo
+from vae_prac.bounds import elbo
 from vae_prac.evaluate import evaluate_elbo
 
 Z = 5.0   # tolerance in standard errors

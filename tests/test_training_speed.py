@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 
 from vae_prac import Config, VAE, data, train
-from vae_prac.elbo import log_importance_weights
-from vae_prac.evaluate import iw_bound, log_px
+from vae_prac.bounds import iw_bound, log_importance_weights
+from vae_prac.evaluate import log_px
 from vae_prac.presets import preset
 from vae_prac.training import _batch_feed, make_optimizer, objective_fn, train_step_fn
 
@@ -156,8 +156,10 @@ def plain_iw_bound(model, x, k, seed, chunk):
     """
     weights = tf.function(lambda x, n, s: log_importance_weights(model, x, n, seed=s),
                           reduce_retracing=True)
-    seeds = tf.random.experimental.stateless_split(tf.constant(seed, tf.int32),
-                                                   num=-(-k // chunk))
+    # One chunk draws from the seed itself; several, each from its own split seed.
+    seeds = ([tf.constant(seed, tf.int32)] if chunk >= k else
+             tf.random.experimental.stateless_split(tf.constant(seed, tf.int32),
+                                                    num=-(-k // chunk)))
     total = tf.fill([len(x)], -np.inf)
     for i, start in enumerate(range(0, k, chunk)):
         log_w = weights(x, tf.constant(min(chunk, k - start)), seeds[i])

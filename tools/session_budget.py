@@ -12,7 +12,7 @@ its minutes are
   ``**Questions.**`` list);
 * the measured run time of its code cells, as recorded in each cell's metadata
   (``"vae_prac": {"seconds": N}``) when the solution was last run with
-  ``python -m vae_prac.student --execute``.
+  ``python -m vae_prac.course.student --execute``.
 
 Each notebook's outline plans its sections as ``N. Title (Level) · core · M min``. The core
 path of the whole series must fit in CORE_LIMIT minutes, leaving the rest of a 2.5-hour
@@ -218,7 +218,7 @@ def write(all_budgets: list[Budget]) -> list[str]:
     """Rewrite what follows from the outlines: each title's Time line and waypoint, and the
     table in notebooks/README.md. Returns what changed. (The outlines' own minutes are the
     author's to set, from ``--sections``.)"""
-    from vae_prac import student   # the notebooks' one format
+    from vae_prac.course import student  # the notebooks' one format
 
     changed, starts = [], waypoints(all_budgets)
     for b in all_budgets:
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     if "--write" in args:
         for path in write(all_budgets):
             print(f"wrote {path}")
-        print("Regenerate the student notebooks: python -m vae_prac.student")
+        print("Regenerate the student notebooks: python -m vae_prac.course.student")
         return 0
     print(table(all_budgets))
     if "--sections" in args:

@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from vae_prac import data, pretrained, training  # first: TensorFlow's start-up lines muted
-import tensorflow as tf
+import vae_prac
+from vae_prac import data, pretrained, run_folder, training
 from vae_prac.config import Config
 from vae_prac.evaluate import active_units, evaluate_elbo, log_px
 from vae_prac.presets import PRESETS
@@ -35,7 +35,7 @@ PAPER = {("elbo", 1): 86.76, ("elbo", 5): 86.47, ("iwae", 5): 85.54,
          ("elbo", 50): 86.35, ("iwae", 50): 84.78}
 
 
-def training_seconds(history: training.History, config: Config) -> float:
+def training_seconds(history: run_folder.History, config: Config) -> float:
     """Time spent in training steps, from the examples/s of each history row."""
     seconds, last = 0.0, 0
     for it, rate in zip(history.iteration, history.examples_per_sec):
@@ -55,11 +55,14 @@ def main(argv=None):
     parser.add_argument("--k", type=int, default=5000)
     parser.add_argument("--n", type=int, default=10000)
     args = parser.parse_args(argv)
+    import tensorflow as tf  # here: vae_prac imports it first, its start-up lines muted
 
-    with open(os.path.join(args.run, "config.json")) as f:
-        config = Config.from_dict(json.load(f)).replace(logdir=None, data_dir=None)
+    saved = run_folder.read_config(args.run)
+    if saved is None:
+        parser.error(f"{args.run} has no config.json: not a run written by `vae-prac train`")
+    config = saved.replace(logdir=None, data_dir=None)
     model, iteration = training.restore(args.run, config)
-    history = training.History.from_csv(os.path.join(args.run, "history.csv"))
+    history = run_folder.read_history(args.run)
 
     x = data.eval_set(args.n, config.binarization, config.seed)
     t0 = time.perf_counter()
@@ -77,7 +80,7 @@ def main(argv=None):
     raw = buffer.getvalue()
     with open(os.path.join(folder, "weights.npz"), "wb") as f:
         f.write(raw)
-    shutil.copyfile(os.path.join(args.run, "history.csv"),
+    shutil.copyfile(os.path.join(args.run, run_folder.HISTORY_CSV),
                     os.path.join(folder, "history.csv"))
     import matplotlib
     matplotlib.use("Agg")

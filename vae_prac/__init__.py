@@ -12,7 +12,6 @@ once instead of after TensorFlow's few seconds of start-up.
 import importlib
 import os
 import sys
-import types
 
 
 def _import_tensorflow_quietly():
@@ -34,10 +33,12 @@ def _import_tensorflow_quietly():
         os.close(devnull)
 
 
-# The modules that do not need TensorFlow at import (the command line's own, for --help,
-# and data, whose file logistics `vae-prac data` uses; it imports TensorFlow when needed).
+# The modules that do not need TensorFlow at import (the command line's own, for --help;
+# mnist_files, which `vae-prac data` uses; data, which imports TensorFlow when needed; and
+# the course wing's package, whose paths the site's build reads).
 _WITHOUT_TENSORFLOW = {f"{__name__}.{m}"
-                       for m in ("__main__", "cli", "config", "data", "presets", "run_lock")}
+                       for m in ("__main__", "cli", "config", "course", "data", "mnist_files",
+                                 "presets", "run_lock", "short_runs")}
 
 
 class _TensorFlowFirst:
@@ -64,9 +65,9 @@ REPO_URL = "https://github.com/vae-prac/vae_prac"
 # name -> the module that defines it, imported on first use (PEP 562).
 _EXPORTS = {
     "Config": "config",
-    "ElboTerms": "elbo", "batch_elbo": "elbo", "elbo": "elbo", "kl_analytic": "elbo",
-    "kl_monte_carlo": "elbo",
-    "evaluate_elbo": "evaluate", "iw_bound": "evaluate", "log_px": "evaluate",
+    "ElboTerms": "bounds", "batch_elbo": "bounds", "elbo": "bounds", "iw_bound": "bounds",
+    "kl_analytic": "bounds", "kl_monte_carlo": "bounds",
+    "evaluate_elbo": "evaluate", "log_px": "evaluate",
     "VAE": "model", "generative_network": "model", "inference_network": "model",
     "likelihood": "model", "posterior": "model", "prior": "model",
     "reparameterize": "model",
@@ -76,9 +77,9 @@ _EXPORTS = {
 
 
 # As before: `import vae_prac` then `vae_prac.training.make_optimizer(...)` works.
-_SUBMODULES = {"checks", "cli", "config", "data", "elbo", "evaluate", "grading", "model",
-               "plotting", "presets", "pretrained", "run_lock", "student", "training",
-               "verification"}
+_SUBMODULES = {"bounds", "checks", "cli", "config", "course", "data", "evaluate",
+               "mnist_files", "model", "plotting", "presets", "pretrained", "run_folder",
+               "run_lock", "short_runs", "training"}
 
 
 def __getattr__(name):
@@ -93,25 +94,6 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)
-
-
-class _Package(types.ModuleType):
-    """vae_prac's module type: ``vae_prac.elbo`` stays the function.
-
-    The function ``elbo`` shares its name with the module ``vae_prac.elbo`` that defines
-    it, and Python binds a submodule on its package when it first imports it (``import
-    vae_prac.elbo``, ``from vae_prac.elbo import ...``). Eagerly imported, the function
-    was bound after the module; imported on first use, the order depends on the user's
-    code, so the binding is intercepted here.
-    """
-
-    def __setattr__(self, name, value):
-        if name == "elbo" and isinstance(value, types.ModuleType):
-            value = value.elbo
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
-import json
 import math
 import os
 import re
-import shutil
 import sys
+import typing
 
 import vae_prac
-from vae_prac.config import (ACTIVATIONS, BINARIZATIONS, LR_SCHEDULES, OBJECTIVES,
-                             OPTIMIZERS, Config)
+from vae_prac.config import CHOICES, Config, field_docs
 from vae_prac.presets import PRESETS
 
 
@@ -90,46 +88,41 @@ def _seed(text):
         raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**31), got {text!r}")
 
 
+#: Config's fields whose flag is not --FIELD-NAME. (logdir has none: it is train's --out.)
+_FLAGS = {"jit_compile": "--jit"}
+
+
+def config_flag(name: str) -> str:
+    """The command-line flag of the Config field ``name``: ``--learning-rate``."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
 def _add_config_flags(parser):
-    """One flag per Config field. Absent flags stay absent (argparse.SUPPRESS), so a
-    resumed run keeps the settings it was started with unless a flag changes them."""
+    """One flag per Config field, made from the field itself so that nothing drifts: its
+    type, its choices (config.CHOICES), its default, and as help its entry in Config's
+    docstring. Absent flags stay absent (argparse.SUPPRESS), so a resumed run keeps the
+    settings it was started with unless a flag changes them."""
     defaults = Config()
+    docs = field_docs()
+    types = typing.get_type_hints(Config)
     group = parser.add_argument_group("settings (vae_prac.Config; defaults are the original's)")
-
-    def flag(name, type_, help_, **kw):
-        field = name.lstrip("-").replace("-", "_")
-        default = getattr(defaults, field)
-        if default is not None:
-            help_ += f" (default: {default})"
-        group.add_argument(name, type=type_, default=argparse.SUPPRESS, dest=field,
-                           help=help_, **kw)
-
-    flag("--latent-dim", int, "dimensionality of z")
-    flag("--hidden-size", int, "width of each hidden layer of the encoder and decoder")
-    flag("--hidden-layers", int, "hidden layers in the encoder and in the decoder")
-    flag("--batch-size", int, "minibatch size")
-    flag("--n-samples", int, "samples of z ~ q_phi(z|x) per image in the ELBO")
-    flag("--n-iterations", int, "train up to this iteration")
-    flag("--print-every", int, "test ELBO, checkpoint and one printed line every this "
-         "many (its examples/s is the speed over the last --log-every iterations)")
-    flag("--log-every", int, "one history row (train ELBO, examples/s) every this many "
-         "iterations")
-    flag("--learning-rate", float, "RMSProp learning rate")
-    flag("--binarization", str, "how grey levels become bits", choices=BINARIZATIONS)
-    flag("--n-eval", int, "size of the fixed test set for the test ELBO")
-    flag("--data-dir", str, "directory holding the four MNIST files (default: searched)")
-    flag("--objective", str, "what training maximizes: the ELBO, or the IWAE bound L_k "
-         "with k = --n-samples", choices=OBJECTIVES)
-    flag("--activation", str, "hidden layers' nonlinearity", choices=ACTIVATIONS)
-    flag("--optimizer", str, "the optimizer", choices=OPTIMIZERS)
-    flag("--epsilon", float, "the optimizer's epsilon (default: 1e-10 RMSProp, 1e-4 Adam)")
-    flag("--lr-schedule", str, "constant, or Burda et al.'s eight stages 3^i long, "
-         "each 10^(1/7) times slower", choices=LR_SCHEDULES)
-    flag("--n-validation", int, "last training images held out, never trained on")
-    flag("--seed", int, "seed for weights, data order and noise")
-    group.add_argument("--jit", dest="jit_compile", action=argparse.BooleanOptionalAction,
-                       default=argparse.SUPPRESS,
-                       help="compile the training step with XLA (default: on a GPU only)")
+    for field in dataclasses.fields(Config):
+        name = field.name
+        if name == "logdir":
+            continue
+        help_ = docs[name]
+        if getattr(defaults, name) is not None:
+            help_ += f" (default: {getattr(defaults, name)})"
+        kind = types[name]
+        if typing.get_origin(kind) is typing.Union:   # Optional[X]: None is the default
+            (kind,) = [t for t in typing.get_args(kind) if t is not type(None)]
+        common = dict(dest=name, default=argparse.SUPPRESS, help=help_.replace("%", "%%"))
+        if kind is bool:
+            group.add_argument(config_flag(name), action=argparse.BooleanOptionalAction,
+                               **common)
+        else:
+            group.add_argument(config_flag(name), type=kind, choices=CHOICES.get(name),
+                               **common)
 
 
 def _add_model_source(parser):
@@ -257,15 +250,16 @@ def _error(command, message):
 
 
 def _is_data_error(e) -> bool:
-    data = sys.modules.get("vae_prac.data")   # never imported yet: not a data error
-    return data is not None and isinstance(e, data.DataError)
+    files = sys.modules.get("vae_prac.mnist_files")   # never imported: not a data error
+    return files is not None and isinstance(e, files.DataError)
 
 
 def _is_run_error(e) -> bool:
-    """A folder another run holds, or whose checkpoints are all unreadable."""
-    training = sys.modules.get("vae_prac.training")
+    """A run folder that cannot be used as asked (vae_prac.run_folder: e.g. no readable
+    checkpoint), or one that another run holds."""
+    run_folder = sys.modules.get("vae_prac.run_folder")
     run_lock = sys.modules.get("vae_prac.run_lock")
-    return ((training is not None and isinstance(e, training.UnreadableCheckpointError))
+    return ((run_folder is not None and isinstance(e, run_folder.RunFolderError))
             or (run_lock is not None and isinstance(e, run_lock.RunLockedError)))
 
 
@@ -276,10 +270,11 @@ def _is_out_of_memory(e) -> bool:
 
 
 def _size(n_bytes) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n_bytes < 1024 or unit == "GiB":
+    for unit in ("bytes", "KiB", "MiB"):
+        if n_bytes < 1024:
             return f"{n_bytes:,.0f} {unit}" if unit == "bytes" else f"{n_bytes:,.1f} {unit}"
         n_bytes /= 1024
+    return f"{n_bytes:,.1f} GiB"
 
 
 def _memory_message(e, args) -> str:
@@ -360,7 +355,8 @@ def _filesystem_message(e, args) -> str:
     else:
         message = f"{path}: {reason}. Check that path, or give another {flag}."
     if args.command == "train" and out and os.path.isdir(out):
-        last = _checkpoint_iteration(out)
+        from vae_prac import run_folder
+        last = run_folder.checkpoint_iteration(out)
         message += (f" The run in {out} is intact up to its checkpoint at iteration "
                     f"{last}: run the same command again to resume from there."
                     if last is not None else " No checkpoint was written.")
@@ -389,134 +385,48 @@ def _check_output_path(path, flag, folder):
                          f"Give a {flag} you can write to, or make it writable.")
 
 
-def _write_whole(path, write):
-    """Call ``write(temporary_path)``, then rename: ``path`` is whole, or untouched."""
-    partial = path + ".partial"
-    try:
-        write(partial)
-        os.replace(partial, path)
-    except OSError as e:
-        if e.filename == partial:
-            e.filename = path   # the file the user knows of
-        raise
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-
-
-def _write_json(path, value):
-    def write(target):
-        with open(target, "w") as f:
-            json.dump(value, f, indent=2)
-    _write_whole(path, write)
-
-
 def _save_png(fig, path):
     import matplotlib.pyplot as plt
+
+    from vae_prac import run_folder
     try:
-        _write_whole(path, lambda target: fig.savefig(target, format="png", dpi=100,
-                                                      bbox_inches="tight"))
+        run_folder.save_figure(fig, path)
     finally:
         plt.close(fig)
 
 
 def _remove_debris(args):
-    """After a failure: remove what a command left half-written, and an --out it created
-    and left without a checkpoint (with the files it wrote there: nothing half-made is
-    left). Only the files this program writes are touched."""
+    """After a failure of `train`: what it left half-written in --out, and --out itself
+    if this command created it and wrote no checkpoint (run_folder.remove_debris)."""
     out = getattr(args, "out", None) if args.command == "train" else None
-    if not out or not os.path.isdir(out):
-        return
-    try:
-        for name in os.listdir(out):
-            if name.endswith(".partial"):
-                os.remove(os.path.join(out, name))
-        checkpoints = os.path.join(out, "checkpoints")
-        _remove_checkpoint_debris(checkpoints)
-        if getattr(args, "created_out", False) and not os.path.exists(
-                os.path.join(checkpoints, "checkpoint")):
-            for name in os.listdir(out):
-                if name in _RUN_FILES or name.startswith("events.out.tfevents."):
-                    os.remove(os.path.join(out, name))
-            if os.path.isdir(checkpoints) and not os.listdir(checkpoints):
-                os.rmdir(checkpoints)
-            if not os.listdir(out):
-                os.rmdir(out)
-    except OSError:
-        pass   # cleaning up is a courtesy; the error being reported matters more
-
-
-#: The files `train` writes at the top of --out.
-_RUN_FILES = {"config.json", "history.csv", "history.json", "posterior_prior.png",
-              "prior_means.png", "elbo_curve.png", "metrics.json"}
-
-
-def _remove_checkpoint_debris(folder):
-    """A save that failed half-way leaves ``ckpt-N_temp/`` (TensorFlow writes there
-    first), a temporary state file, or files of checkpoint N that the state file, which
-    is written last, never listed: remove those; the saved checkpoints stay."""
-    if not os.path.isdir(folder):
-        return
-    import tensorflow as tf
-    try:
-        state = tf.train.get_checkpoint_state(folder)
-        latest = (int(re.search(r"ckpt-(\d+)$", state.model_checkpoint_path).group(1))
-                  if state and state.model_checkpoint_path else -1)
-        for name in os.listdir(folder):
-            path = os.path.join(folder, name)
-            # (not ckpt-N.damaged-*: unreadable checkpoints kept aside on purpose)
-            number = re.match(r"ckpt-(\d+)(_temp|\.index$|\.data-)", name)
-            if (name.startswith("checkpoint.tmp") or (number and (
-                    number.group(2) == "_temp" or int(number.group(1)) > latest))):
-                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    except (OSError, ValueError, AttributeError, tf.errors.OpError):
-        pass   # a courtesy: the saved checkpoints and the error being reported matter more
+    if out and os.path.isdir(out):
+        from vae_prac import run_folder
+        run_folder.remove_debris(out, created=getattr(args, "created_out", False))
 
 
 # --------------------------------------------------------------------------
 # train
 
 
-class _RunLock:
-    """The lock of --out (vae_prac.run_lock) for the whole command: taken at once if --out
-    exists, else by ``take()`` once it is created; released however the command ends."""
-
-    def __init__(self, out):
-        self.out, self.path = out, None
-
-    def take(self):
-        from vae_prac import run_lock
-        if self.path is None:
-            self.path = run_lock.acquire(self.out)
-
-    def __enter__(self):
-        if os.path.isdir(self.out):
-            self.take()
-        return self
-
-    def __exit__(self, *exc):
-        if self.path is not None:
-            from vae_prac import run_lock
-            run_lock.release(self.path)
-
-
 def cmd_train(args) -> int:
+    from vae_prac import run_lock
+
     _check_output_path(args.out, "--out", folder=True)
     if args.threads:   # before anything else of TensorFlow's runs
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    with _RunLock(args.out) as lock:
+    with run_lock.FolderLock(args.out) as lock:
         return _train(args, lock)
 
 
 def _train(args, lock) -> int:
     out = args.out
-    from vae_prac import data, training
+    from vae_prac import data, mnist_files, run_folder, training
 
     # Checkpoints that cannot be read are set aside now, so that every step below sees
     # the newest readable one (none readable: an error, exit 2).
-    _, note = training.use_newest_readable_checkpoint(os.path.join(out, "checkpoints"))
+    _, note = run_folder.use_newest_readable_checkpoint(run_folder.checkpoint_dir(out))
     if note:
         print(note)
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
@@ -525,11 +435,11 @@ def _train(args, lock) -> int:
         flags = {**PRESETS[args.preset], **flags}
     config, changed = _train_config(out, flags)
     args.config = config   # for the message of a failed allocation
-    resume_from = _checkpoint_iteration(out)
+    resume_from = run_folder.checkpoint_iteration(out)
 
     # Find and verify the data before anything is written to --out (load_mnist keeps
     # what it read, so training does not read it again).
-    where = data.find_data_dir(config.data_dir)
+    where = mnist_files.find_data_dir(config.data_dir)
     for split in data.MNIST_FILES:
         data.load_mnist(split, config.data_dir)
 
@@ -554,12 +464,12 @@ def _train(args, lock) -> int:
         _error("train", e)
         return 1
     finally:
-        _remove_checkpoint_debris(os.path.join(out, "checkpoints"))   # e.g. after Ctrl-C
+        run_folder.remove_checkpoint_debris(out)   # e.g. after Ctrl-C
 
     history = _save_history(out, result.history, resume_from)
     _save_figures(out, result.model, history, config)
     if result.interrupted:
-        last = _checkpoint_iteration(out)
+        last = run_folder.checkpoint_iteration(out)
         print(f"Interrupted at iteration {result.iteration}. History and figures are in "
               f"{out}; " + (f"the last checkpoint is at iteration {last}: run the same "
                             f"command to resume from there." if last is not None
@@ -571,14 +481,16 @@ def _train(args, lock) -> int:
 
 def _measure(out, model, iteration, config, args) -> int:
     """The final evaluation, into metrics.json; Ctrl-C during it keeps the trained run."""
+    from vae_prac import run_folder
+
     try:
         metrics = _final_evaluation(model, iteration, config, args)
     except KeyboardInterrupt:
         print(f"Interrupted during the final evaluation. The trained model (checkpoint at "
-              f"iteration {_checkpoint_iteration(out)}), its history and figures are in "
-              f"{out}: run the same command again to measure it.")
+              f"iteration {run_folder.checkpoint_iteration(out)}), its history and "
+              f"figures are in {out}: run the same command again to measure it.")
         return 130
-    _write_json(os.path.join(out, "metrics.json"), metrics)
+    run_folder.write_metrics(out, metrics)
     print(_outputs_line(out))
     return 0
 
@@ -586,21 +498,16 @@ def _measure(out, model, iteration, config, args) -> int:
 def _finished_run(out, iteration, config, args) -> int:
     """``train`` on a run already at --n-iterations: nothing to train. Print its saved
     figures, or measure them if the run stopped before its final evaluation."""
-    from vae_prac import training
+    from vae_prac import run_folder, training
 
     print(f"The run in {out} is finished: its checkpoint is at iteration {iteration} and "
           f"--n-iterations is {config.n_iterations}, so there is nothing to train. Raise "
           f"--n-iterations to train further.")
-    metrics_path = os.path.join(out, "metrics.json")
-    try:
-        with open(metrics_path) as f:
-            metrics = json.load(f)
-    except (OSError, ValueError):
-        metrics = None
+    metrics = run_folder.read_metrics(out)
     if metrics and metrics.get("iteration") == iteration:
-        print(f"Saved in {metrics_path}: test ELBO {metrics['test_elbo']:.2f} nats per "
-              f"image ({metrics['n_eval']} test images, {metrics['binarization']} "
-              f"binarization)")
+        print(f"Saved in {os.path.join(out, run_folder.METRICS)}: test ELBO "
+              f"{metrics['test_elbo']:.2f} nats per image ({metrics['n_eval']} test "
+              f"images, {metrics['binarization']} binarization)")
         if "log_px" in metrics:
             _print_log_px(metrics["log_px"], metrics["log_px_stderr"], metrics["k"],
                           metrics["n"], metrics["binarization"])
@@ -609,10 +516,8 @@ def _finished_run(out, iteration, config, args) -> int:
         # Training ended but its final figures were never written (e.g. stopped during
         # the log p(x) estimate): write them now, from the checkpoint.
         model, iteration = training.restore(out, config)
-        history_path = os.path.join(out, "history.csv")
-        history = (training.History.from_csv(history_path) if os.path.exists(history_path)
-                   else training.History())
-        _write_whole(os.path.join(out, "history.json"), history.to_json)
+        history = run_folder.read_history(out)
+        run_folder.save_history_json(out, history)
         _save_figures(out, model, history, config)
         return _measure(out, model, iteration, config, args)
     print(_outputs_line(out))
@@ -621,12 +526,13 @@ def _finished_run(out, iteration, config, args) -> int:
 
 def _outputs_line(out) -> str:
     """'Outputs in OUT: ...': what is really there, the usual files first."""
-    first = ["config.json", "checkpoints", "history.csv", "history.json",
-             "posterior_prior.png", "prior_means.png", "elbo_curve.png", "metrics.json"]
+    from vae_prac import run_folder
     from vae_prac.run_lock import LOCK_NAME
 
+    first = [run_folder.CONFIG, run_folder.CHECKPOINTS,
+             *(n for n in run_folder.RUN_FILES if n != run_folder.CONFIG)]
     names = [n for n in os.listdir(out) if n != LOCK_NAME]   # (held until the command ends)
-    events = [n for n in names if n.startswith("events.out.tfevents.")]
+    events = [n for n in names if n.startswith(run_folder.EVENTS_PREFIX)]
     listed = ([n for n in first if n in names]
               + sorted(n for n in names if n not in first and n not in events))
     shown = [n + "/" if os.path.isdir(os.path.join(out, n)) else n for n in listed]
@@ -639,57 +545,48 @@ def _outputs_line(out) -> str:
 def _train_config(out, flags):
     """The run's Config: the flags, on top of the saved config.json when resuming; and
     the settings a resumed run changes, as 'name old -> new' lines."""
-    from vae_prac import training
+    from vae_prac import run_folder
 
-    saved_path = os.path.join(out, "config.json")
-    base = {}
-    changed = []
-    if os.path.exists(saved_path):
-        try:
-            with open(saved_path) as f:
-                base = Config.from_dict(json.load(f)).to_dict()
-        except (ValueError, TypeError) as e:
-            raise UsageError(f"{saved_path} is not a valid vae_prac config ({e}). "
-                             f"Use another --out, or delete {out} to start again.")
-        clashes = [f"--{k.replace('_', '-')} {flags[k]} (saved: {base[k]})"
-                   for k in training.NETWORK_SETTINGS if k in flags and flags[k] != base[k]]
-        if clashes and _checkpoint_iteration(out) is not None:
-            raise UsageError(
-                f"{out} holds a run with other settings: {', '.join(clashes)}. The "
-                f"checkpoint fixes the network sizes, so it cannot continue with these. "
-                f"Drop those flags to resume it, or choose another --out for a new run.")
-        if _checkpoint_iteration(out) is not None:
-            changed = [f"{k} {base[k]} -> {flags[k]}" for k in flags
-                       if k in base and flags[k] != base[k]
-                       and k not in ("n_iterations", "logdir")]
-    elif _checkpoint_iteration(out) is not None:
+    saved = _saved_config(out, f" Use another --out, or delete {out} to start again.")
+    resuming = run_folder.checkpoint_iteration(out) is not None
+    if saved is None and resuming:
         raise UsageError(
             f"{out} has checkpoints but no config.json, so the network sizes they were "
             f"trained with are unknown. Use another --out, or delete {out} to start again.")
+    base = saved.to_dict() if saved else {}
     try:
-        return Config.from_dict({**base, **flags, "logdir": out}), changed
+        config = Config.from_dict({**base, **flags, "logdir": out})
     except ValueError as e:
         raise UsageError(str(e))
+    try:
+        run_folder.check_resume(out, config)
+    except run_folder.NetworkSizesChangedError as e:
+        clashes = [f"{config_flag(name)} {new} (saved: {old})" for name, old, new in e.changes]
+        raise UsageError(
+            f"{out} holds a run with other settings: {', '.join(clashes)}. The "
+            f"checkpoint fixes the network sizes, so it cannot continue with these. "
+            f"Drop those flags to resume it, or choose another --out for a new run.")
+    changed = [f"{k} {base[k]} -> {flags[k]}" for k in flags
+               if resuming and k in base and flags[k] != base[k]
+               and k not in ("n_iterations", "logdir")]
+    return config, changed
 
 
-def _checkpoint_iteration(out):
-    """The iteration of the latest checkpoint in out/checkpoints, or None."""
-    folder = os.path.join(out, "checkpoints")
-    if not os.path.isdir(folder):
-        return None   # (and TensorFlow need not be imported to say so)
-    import tensorflow as tf
-    latest = tf.train.latest_checkpoint(folder)
-    if latest is None:
-        return None
-    return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+def _saved_config(out, fix=""):
+    """The Config saved in ``out`` or None; a damaged one is a UsageError, ending ``fix``."""
+    from vae_prac import run_folder
+    try:
+        return run_folder.read_config(out)
+    except run_folder.BadConfigError as e:
+        raise UsageError(f"{e.path} is not a valid vae_prac config ({e.reason}).{fix}")
 
 
 def _save_history(out, history, resume_from):
     """Write history.csv and history.json, continuing the saved history when resuming."""
-    from vae_prac import training
+    from vae_prac import run_folder
 
-    history = training.save_history_beside_checkpoints(out, history, resume_from or 0)
-    _write_whole(os.path.join(out, "history.json"), history.to_json)
+    history = run_folder.save_history(out, history, resume_from or 0)
+    run_folder.save_history_json(out, history)
     return history
 
 
@@ -765,20 +662,13 @@ def _restore(out):
     """(model, iteration, config) of the run in ``out``, or a UsageError saying why not."""
     from vae_prac import training
 
-    config_path = os.path.join(out, "config.json")
     if not os.path.isdir(out):
         raise UsageError(f"{out} does not exist. Train first: vae-prac train --out {out}")
-    if not os.path.exists(config_path):
+    config = _saved_config(out)
+    if config is None:
         raise UsageError(f"{out} has no config.json, so it is not a run written by "
                          f"`vae-prac train`. Train first: vae-prac train --out {out}")
-    try:
-        with open(config_path) as f:
-            config = Config.from_dict(json.load(f))
-        model, iteration = training.restore(out, config)
-    except FileNotFoundError as e:
-        raise UsageError(str(e))
-    except (ValueError, TypeError) as e:
-        raise UsageError(f"{config_path} is not a valid vae_prac config ({e}).")
+    model, iteration = training.restore(out, config)   # no checkpoint: a RunFolderError
     return model, iteration, config
 
 
@@ -821,7 +711,8 @@ def cmd_evaluate(args) -> int:
                            progress=not args.no_progress, batch_size=args.batch_size)
     _print_log_px(mean, stderr, args.k, n, config.binarization)
     if args.json:
-        _write_json(args.json, {"iteration": iteration, "n": n, "k": args.k,
+        from vae_prac import run_folder
+        run_folder.write_json(args.json, {"iteration": iteration, "n": n, "k": args.k,
                                 "seed": args.seed, "binarization": config.binarization,
                                 "test_elbo": test_elbo, "log_px": mean,
                                 "log_px_stderr": stderr, "nll": -mean,
@@ -852,12 +743,12 @@ def cmd_sample(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from vae_prac import data
+    from vae_prac import data, mnist_files
 
     if args.download:
-        data.find_data_dir(args.data_dir, download=True)
+        mnist_files.find_data_dir(args.data_dir, download=True)
     try:
-        print(data.describe_data(args.data_dir))
+        print(mnist_files.describe_data(args.data_dir))
     except data.DataNotFoundError as e:
         if args.data_dir is None and os.environ.get("VAE_PRAC_DATA_DIR"):
             raise   # its message says what to do with the variable
@@ -872,7 +763,7 @@ def cmd_data(args) -> int:
 
 def cmd_grade(args) -> int:
     try:   # imported here: it pulls in the notebook machinery, a [dev] dependency
-        from vae_prac import grading
+        from vae_prac.course import SOLUTIONS_DIR, grading
     except ImportError as e:
         raise UsageError(f"grading needs the notebook tools ({e.name} is missing): "
                          f"pip install 'vae_prac[dev]'")
@@ -880,7 +771,7 @@ def cmd_grade(args) -> int:
     missing = [p for p in args.notebooks if not os.path.isfile(p)]
     if missing:
         raise UsageError(f"no such notebook: {', '.join(missing)}")
-    solutions = args.solutions or grading.SOLUTIONS_DIR
+    solutions = args.solutions or SOLUTIONS_DIR
     if not os.path.isdir(solutions):
         raise UsageError(f"no solution notebooks at {solutions}: grading reads what each "
                          f"notebook must pass from them. Grade from a clone of the "

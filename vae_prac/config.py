@@ -9,8 +9,10 @@ the config is built, not thousands of iterations later.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import numbers
 import os
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -19,18 +21,21 @@ OBJECTIVES = ("elbo", "iwae")
 ACTIVATIONS = ("relu", "tanh")
 OPTIMIZERS = ("rmsprop", "adam")
 LR_SCHEDULES = ("constant", "burda")
+#: The settings that take one of a few names, and those names.
+CHOICES = {"binarization": BINARIZATIONS, "objective": OBJECTIVES,
+           "activation": ACTIVATIONS, "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES}
 
 
 def is_positive_int(value) -> bool:
     """True for an integer >= 1 (Python or NumPy), False for anything else, bools included."""
     return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
-            and value >= 1)
+            and int(value) >= 1)
 
 
 def is_nonnegative_int(value) -> bool:
     """True for an integer >= 0 (Python or NumPy), False for anything else, bools included."""
     return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
-            and value >= 0)
+            and int(value) >= 0)
 
 
 # The argument checks of the whole library: Config and every function that takes a
@@ -56,7 +61,7 @@ def _how_to_fix(value) -> str:
         return f" Pass a number, not the string {value!r}."
     if (isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
             and float(value).is_integer()):
-        return f" Pass an int: {int(value)}, not {value!r}."
+        return f" Pass an int: {int(float(value))}, not {value!r}."
     return ""
 
 
@@ -133,21 +138,24 @@ class Config:
       n_samples: Samples of z ~ q_phi(z|x) per example: L, averaged in the ELBO, or
         k, the importance samples of the bound L_k when ``objective="iwae"``.
       n_iterations: Training iterations (the original's ``N_ITERATIONS``).
-      print_every: Evaluate on the fixed test set, checkpoint and call hooks every
-        this many iterations.
-      log_every: Record the training ELBO every this many iterations (the
-        original printed every 100).
+      print_every: Evaluate on the fixed test set, checkpoint, call hooks and print
+        one line every this many iterations (its examples/s is the speed over the
+        last log_every iterations).
+      log_every: Record the training ELBO and the examples/s every this many
+        iterations (the original printed every 100).
       learning_rate: The optimizer's learning rate (the first one, with a schedule).
       binarization: ``"threshold"`` (pixel > 0.5, the original's) or
         ``"stochastic"`` (each pixel ~ Bernoulli(intensity), resampled per batch).
       n_eval: Size of the fixed evaluation set (the original's 5000 test digits).
-      data_dir: Where MNIST is; ``None`` searches (see ``vae_prac.data``).
-      logdir: Where TensorBoard summaries and checkpoints go; ``None`` for none.
+      data_dir: Where MNIST is; ``None`` searches (see ``vae_prac.mnist_files``).
+      logdir: The run folder: config, checkpoints, history and TensorBoard summaries
+        (see ``vae_prac.run_folder``); ``None`` for none.
       seed: Seeds weights, data order and noise: same seed, same machine, same numbers.
       jit_compile: Compile the training step with XLA; ``None`` chooses: XLA on a
         GPU, where it helps, and not on a CPU, where this small step runs faster without.
-      objective: ``"elbo"`` (the original's, a VAE) or ``"iwae"``: the importance-
-        weighted bound L_k with k = ``n_samples`` (Burda et al., 2015; L_1 is the ELBO).
+      objective: ``"elbo"`` (the original's, a VAE) or ``"iwae"``: the
+        importance-weighted bound L_k with k = ``n_samples`` (Burda et al., 2015; L_1
+        is the ELBO).
       activation: The hidden layers' nonlinearity, ``"relu"`` (the original's) or
         ``"tanh"`` (Burda et al.'s).
       optimizer: ``"rmsprop"`` (the original's, TF1's rho=0.9) or ``"adam"`` (beta1 0.9,
@@ -201,15 +209,12 @@ class Config:
             if value is None and name == "epsilon":
                 continue
             if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                    or not 0 < value < 1):
+                    or not 0 < float(value) < 1):
                 raise ValueError(
                     f"Config.{name} must be a number in (0, 1)"
                     + (", or None for the optimizer's default here" if name == "epsilon"
                        else "") + f"; got {value!r}.")
             object.__setattr__(self, name, float(value))
-        if self.binarization not in BINARIZATIONS:
-            raise ValueError(
-                f"Config.binarization must be one of {BINARIZATIONS}, got {self.binarization!r}.")
         if self.n_eval > 10000:
             raise ValueError(
                 f"Config.n_eval must be at most 10000 (the size of MNIST's test set), "
@@ -223,8 +228,7 @@ class Config:
             raise ValueError(
                 f"Config.jit_compile must be True, False or None (choose automatically), "
                 f"got {self.jit_compile!r}.")
-        for name, allowed in (("objective", OBJECTIVES), ("activation", ACTIVATIONS),
-                              ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES)):
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"Config.{name} must be one of {allowed}, "
                                  f"got {getattr(self, name)!r}.")
@@ -280,3 +284,18 @@ class Config:
             raise ValueError(
                 f"Unknown setting(s) {sorted(unknown)}; known settings: {sorted(known)}.")
         return cls(**values)
+
+
+def field_docs() -> dict:
+    """Each setting's entry in the "Attributes:" section of ``Config``'s docstring, as one
+    line of plain text (``literal`` markup dropped): the help of its command-line flag."""
+    section = inspect.cleandoc(Config.__doc__ or "").split("Attributes:\n", 1)[1]
+    docs: dict = {}
+    for line in section.splitlines():
+        entry = re.match(r"  (\w+): (.*)", line)
+        if entry:
+            name = entry.group(1)
+            docs[name] = entry.group(2)
+        elif line.strip():
+            docs[name] += " " + line.strip()
+    return {name: text.replace("``", "") for name, text in docs.items()}

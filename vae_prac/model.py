@@ -6,7 +6,8 @@ Notation (used everywhere in vae_prac): x is an image, z its latent code.
   parameters phi are the weights of the *inference network* (the encoder).
 * p_theta(x|z) = prod_pixels Bernoulli(x_i; logits_theta(z)_i): the likelihood. Its
   parameters theta are the weights of the *generative network* (the decoder).
-* p(z) = N(0, I): the prior. It has no parameters.
+* p(z) = N(0, I): the prior. It has no parameters. (``mixture_prior`` is a prior with
+  parameters, a mixture of Gaussians, for a model that learns its prior: notebook 07.)
 
 Distributions are ``tfp.distributions`` objects, so log-probabilities, samples and
 KL divergences come from TFP rather than from hand-written formulas.
@@ -19,10 +20,9 @@ import numbers
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability import distributions as tfd
 
 from vae_prac.config import is_positive_int
-
-tfd = tfp.distributions
 
 IMAGE_SHAPE = (28, 28, 1)
 N_PIXELS = 28 * 28
@@ -34,10 +34,10 @@ def inference_network(latent_dim: int = 100, hidden_size: int = 200,
     """The inference network x -> (mu, sigma) of q_phi(z|x); its weights are phi.
 
     flatten -> dense(hidden_size, ReLU) x hidden_layers (2, as in the original) ->
-    dense(2*latent_dim). ``activation="tanh"`` gives Burda et al.'s hidden layers. The first ``latent_dim`` outputs are the means, which may be any
-    real number. The rest become standard deviations, which must be positive:
-    softplus(a) = log(1 + e^a) is positive and smooth, and 1e-6 keeps sigma away from 0
-    so log sigma stays finite.
+    dense(2*latent_dim). ``activation="tanh"`` gives Burda et al.'s hidden layers. The
+    first ``latent_dim`` outputs are the means, which may be any real number. The rest
+    become standard deviations, which must be positive: softplus(a) = log(1 + e^a) is
+    positive and smooth, and 1e-6 keeps sigma away from 0 so log sigma stays finite.
     """
     x = keras.Input(shape=IMAGE_SHAPE, name="x")
     h = keras.layers.Flatten(name="flatten")(x)
@@ -104,6 +104,23 @@ def prior(latent_dim: int) -> tfd.Distribution:
     return tfd.Independent(
         tfd.Normal(loc=tf.zeros([latent_dim]), scale=tf.ones([latent_dim])),
         reinterpreted_batch_ndims=1, name="prior")
+
+
+def mixture_prior(logits, locs, scales) -> tfd.Distribution:
+    """A mixture of K diagonal Gaussians over R^d, a prior p(z) with learnable parameters.
+
+    ``logits`` [K] are the unnormalized log mixing weights (pi = softmax(logits)),
+    ``locs`` and ``scales`` [K, d] the components' means and (positive) standard
+    deviations: p(z) = sum_k pi_k N(z; locs_k, diag(scales_k^2)), one event of size d.
+    With it as the prior, KL(q_phi(z|x) || p(z)) has no closed form: estimate it by Monte
+    Carlo (``vae_prac.bounds.elbo(..., kl="monte_carlo")``, notebook 04). Notebook 07's
+    Code Task.
+    """
+    return tfd.MixtureSameFamily(
+        mixture_distribution=tfd.Categorical(logits=logits),
+        components_distribution=tfd.Independent(tfd.Normal(locs, scales),
+                                                reinterpreted_batch_ndims=1),
+        name="mixture_prior")
 
 
 def posterior(mu, sigma) -> tfd.Distribution:

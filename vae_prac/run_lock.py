@@ -6,6 +6,9 @@ folder stops at once with a ``RunLockedError`` naming the first. The file record
 process (id, host, start time, command); the lock itself is the operating system's, so
 it ends with its process however that process ends, ``kill -9`` included. The file
 such a process leaves behind is taken over by the next run, which says so.
+
+``hold(folder)`` takes the lock for a block; ``FolderLock`` for a whole command, which
+may have to create the folder first (the command line's ``train``).
 """
 
 from __future__ import annotations
@@ -17,11 +20,10 @@ import socket
 import sys
 import time
 
-try:
-    import fcntl
-except ImportError:   # Windows
-    fcntl = None
+if sys.platform == "win32":
     import msvcrt
+else:
+    import fcntl
 
 LOCK_NAME = "vae-prac.lock"
 # Windows locks byte ranges and refuses to read locked bytes: lock one far past the text.
@@ -67,11 +69,11 @@ def _command() -> str:
 
 def _try_lock(f) -> bool:
     try:
-        if fcntl:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:
+        if sys.platform == "win32":
             f.seek(_WINDOWS_LOCK_OFFSET)
             msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return False
     return True
@@ -163,3 +165,29 @@ def hold(folder, say=print):
         yield path
     finally:
         release(path)
+
+
+class FolderLock:
+    """The lock of ``folder`` for a whole command, released however the command ends.
+
+    ``with FolderLock(folder) as lock:`` takes it at once if the folder exists; else the
+    command calls ``lock.take()`` once it has created the folder, so that a command
+    refused before that leaves no folder behind.
+    """
+
+    def __init__(self, folder, say=print):
+        self.folder, self.say, self.path = folder, say, None
+
+    def take(self):
+        if self.path is None:
+            self.path = acquire(self.folder, self.say)
+
+    def __enter__(self):
+        if os.path.isdir(self.folder):
+            self.take()
+        return self
+
+    def __exit__(self, *exc):
+        if self.path is not None:
+            release(self.path)
+            self.path = None

@@ -7,19 +7,17 @@ steps run inside one compiled loop so Python is not on the hot path.
 
 Every ``print_every`` iterations ``train`` measures the ELBO of the fixed evaluation set
 (the original's 5000 test digits), writes TensorBoard summaries, a checkpoint and the
-history so far (``history.csv``) to ``config.logdir`` and calls the hooks (e.g. to plot a posterior sample beside a prior
-sample). It stops cleanly on KeyboardInterrupt, keeping the model and history so far,
-and stops on a NaN or Inf loss without updating the weights or the checkpoint.
+history so far (``history.csv``) to ``config.logdir`` and calls the hooks (e.g. to plot a
+posterior sample beside a prior sample). It stops cleanly on KeyboardInterrupt, keeping
+the model and history so far, and stops on a NaN or Inf loss without updating the
+weights or the checkpoint. What the logdir holds, and how a run resumes from it, is
+``vae_prac.run_folder``'s.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import glob
-import json
 import math
-import os
 import sys
 import time
 from typing import Callable, Iterable, Optional
@@ -29,11 +27,12 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from vae_prac import data, run_lock
+from vae_prac import data, run_folder, run_lock, short_runs
+from vae_prac.bounds import elbo, iw_bound
 from vae_prac.config import Config
-from vae_prac.elbo import elbo, iwae_bound
 from vae_prac.evaluate import evaluate_elbo
 from vae_prac.model import VAE
+from vae_prac.run_folder import History
 
 Hook = Callable[["VAE", int, "History"], None]
 
@@ -56,60 +55,6 @@ class NonFiniteLossError(RuntimeError):
                 if result.checkpoint_dir else "."))
         self.iteration = iteration
         self.result = result
-
-
-@dataclasses.dataclass
-class History:
-    """What training measured: one row every ``log_every`` iterations.
-
-    ``test_elbo`` is filled every ``print_every`` iterations (NaN otherwise); ELBOs are
-    nats per image; ``examples_per_sec`` is measured over the steps since the last row.
-    """
-
-    iteration: list = dataclasses.field(default_factory=list)
-    train_elbo: list = dataclasses.field(default_factory=list)
-    test_elbo: list = dataclasses.field(default_factory=list)
-    examples_per_sec: list = dataclasses.field(default_factory=list)
-
-    FIELDS = ("iteration", "train_elbo", "test_elbo", "examples_per_sec")
-
-    def append(self, iteration, train_elbo, test_elbo=math.nan, examples_per_sec=math.nan):
-        self.iteration.append(int(iteration))
-        self.train_elbo.append(float(train_elbo))
-        self.test_elbo.append(float(test_elbo))
-        self.examples_per_sec.append(float(examples_per_sec))
-
-    def __len__(self):
-        return len(self.iteration)
-
-    def rows(self):
-        return [dict(zip(self.FIELDS, r)) for r in zip(*(getattr(self, f) for f in self.FIELDS))]
-
-    def to_csv(self, path):
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.FIELDS)
-            writer.writeheader()
-            writer.writerows(self.rows())
-
-    @classmethod
-    def from_csv(cls, path) -> "History":
-        history = cls()
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                history.append(*(float(row[k]) for k in cls.FIELDS))
-        return history
-
-    def to_json(self, path):
-        """Write the history as JSON; a missing test ELBO (NaN) becomes null."""
-        def clean(values):
-            return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
-        with open(path, "w") as f:
-            json.dump({k: clean(getattr(self, k)) for k in self.FIELDS}, f, indent=1)
-
-    @property
-    def last_test_elbo(self) -> float:
-        tested = [v for v in self.test_elbo if not math.isnan(v)]
-        return tested[-1] if tested else math.nan
 
 
 @dataclasses.dataclass
@@ -169,7 +114,7 @@ def objective_fn(config: Config) -> Callable:
     k = config.n_samples
     if config.objective == "iwae":
         def batch_objective(model, x, seed):
-            return tf.reduce_sum(iwae_bound(model, x, k, seed=seed))
+            return tf.reduce_sum(iw_bound(model, x, k, seed=seed))
     else:
         def batch_objective(model, x, seed):
             return tf.reduce_sum(elbo(model, x, n_samples=k, seed=seed).elbo)
@@ -218,15 +163,17 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
         refuses to apply a NaN or Inf update). Both are compiled with the loop; pass
         your own networks as ``model=VAE(encoder=..., decoder=...)``.
 
-    If ``config.logdir`` holds a checkpoint, training resumes from it at the right
-    iteration, with the same data order and noise as an uninterrupted run (from the
-    newest one that reads back whole: see ``use_newest_readable_checkpoint``). While it
-    runs, ``train`` holds the logdir's lock (``vae_prac.run_lock``): another run on the
-    same logdir raises ``RunLockedError`` at once.
+    If ``config.logdir`` holds a checkpoint, training resumes from the newest one that
+    reads back whole, at the right iteration, with the same data order and noise as an
+    uninterrupted run; the network sizes cannot change. While it runs, ``train`` holds
+    the logdir's lock (``vae_prac.run_lock``): another run on the same logdir raises
+    ``RunLockedError`` at once. ``vae_prac.run_folder`` says what a logdir holds, and
+    the rules of resuming.
     """
     if not isinstance(config, Config):
         raise TypeError(f"config must be a vae_prac.Config, got {type(config).__name__}; "
                         f"build one with Config(**settings) or Config.from_dict(settings).")
+    config = short_runs.shorten(config)   # VAE_PRAC_SHORT_RUNS: see vae_prac.short_runs
     # Wrong images fail here, not after a first write or a thousand iterations.
     if train_images is not None:
         data._image_array(train_images)
@@ -250,7 +197,7 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
         optimizer = make_optimizer(config)
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    checkpoint = run_folder.checkpoint_of(model, step, optimizer)
     loop = dict(config=config, model=model, optimizer=optimizer, step=step,
                 strategy=strategy, hooks=hooks, progress=progress, verbose=verbose,
                 train_images=train_images, eval_x=eval_x, batch_elbo=batch_elbo,
@@ -258,31 +205,24 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
     if not config.logdir:
         return _train_loop(manager=None, **loop)
     # One run at a time in a logdir: two would delete each other's checkpoints.
-    with run_lock.hold(config.logdir, say=print if verbose else lambda line: None):
-        return _train_loop(manager=_open_checkpoints(config, checkpoint, optimizer, step,
-                                                     verbose), **loop)
+    say = print if verbose else (lambda line: None)
+    with run_lock.hold(config.logdir, say=say):
+        manager = run_folder.open_checkpoints(config, checkpoint, say)
+        if manager.latest_checkpoint:
+            _resumed(config, optimizer, step, manager.latest_checkpoint, say)
+        return _train_loop(manager=manager, **loop)
 
 
-def _open_checkpoints(config, checkpoint, optimizer, step, verbose):
-    """The CheckpointManager of ``config.logdir``, its newest readable checkpoint restored."""
-    ckpt_dir = os.path.join(config.logdir, "checkpoints")
-    _, note = use_newest_readable_checkpoint(ckpt_dir)
-    write_config(config)
-    if note and verbose:
-        print(note)
-    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=3)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        # The checkpoint restores the old learning rate; the config's is the one asked
-        # for. (A schedule is a function of the restored iteration count instead.)
-        if config.lr_schedule == "constant":
-            optimizer.learning_rate.assign(config.learning_rate)
-        if verbose:
-            at = int(step.numpy())
-            print(f"Resuming from {manager.latest_checkpoint} at iteration {at}"
-                  + ("." if at < config.n_iterations else
-                     f": nothing to train (n_iterations is {config.n_iterations})."))
-    return manager
+def _resumed(config, optimizer, step, path, say):
+    """After restoring checkpoint ``path``: the config's learning rate, and a line."""
+    # The checkpoint restores the old learning rate; the config's is the one asked
+    # for. (A schedule is a function of the restored iteration count instead.)
+    if config.lr_schedule == "constant":
+        optimizer.learning_rate.assign(config.learning_rate)
+    at = int(step.numpy())
+    say(f"Resuming from {path} at iteration {at}"
+        + ("." if at < config.n_iterations else
+           f": nothing to train (n_iterations is {config.n_iterations})."))
 
 
 def _train_loop(config, model, optimizer, step, strategy, hooks, progress, verbose,
@@ -332,7 +272,7 @@ def _train_loop(config, model, optimizer, step, strategy, hooks, progress, verbo
                 if manager:
                     # History first: a run stopped between the two writes keeps every
                     # row, and its resumed run drops the rows after its checkpoint.
-                    save_history_beside_checkpoints(config.logdir, history, start)
+                    run_folder.save_history(config.logdir, history, start)
                     manager.save(checkpoint_number=it)
                 if verbose:
                     _write(bar, f"Iteration {it:>6d}  train ELBO {train_elbo:9.3f}  "
@@ -353,164 +293,6 @@ def _train_loop(config, model, optimizer, step, strategy, hooks, progress, verbo
     return result
 
 
-def save_history_beside_checkpoints(logdir: str, history: History, start: int) -> History:
-    """Write ``logdir/history.csv``: the rows up to ``start`` it already held, then ``history``.
-
-    ``train`` calls this just before every checkpoint, so a run killed outright (``kill
-    -9``, out of memory, a power cut) keeps every row up to its last checkpoint, and a
-    resumed run's history continues it with no row lost or repeated (rows after the
-    checkpoint are measured again). The file is replaced atomically: never half-written.
-    """
-    path = os.path.join(logdir, "history.csv")
-    merged = History()
-    if start and os.path.exists(path):
-        for row in History.from_csv(path).rows():
-            if row["iteration"] <= start:
-                merged.append(**row)
-    for row in history.rows():
-        merged.append(**row)
-    partial = path + ".partial"
-    merged.to_csv(partial)
-    os.replace(partial, path)
-    return merged
-
-
-#: Settings a checkpoint fixes: its weights only fit networks of these sizes.
-NETWORK_SETTINGS = ("latent_dim", "hidden_size", "hidden_layers", "activation")
-
-
-def write_config(config: Config):
-    """Save ``config`` as ``logdir/config.json``, so ``restore(logdir)`` can rebuild the model.
-
-    A logdir whose checkpoint was trained with other network sizes is refused: those
-    weights could not be loaded into the new networks.
-    """
-    os.makedirs(config.logdir, exist_ok=True)
-    path = os.path.join(config.logdir, "config.json")
-    has_checkpoint = tf.train.latest_checkpoint(os.path.join(config.logdir, "checkpoints"))
-    if os.path.exists(path) and has_checkpoint:
-        with open(path) as f:
-            saved = {**Config().to_dict(), **json.load(f)}   # older files lack new fields
-        for name in NETWORK_SETTINGS:
-            if saved[name] != getattr(config, name):
-                raise ValueError(
-                    f"{config.logdir} holds a run with {name}={saved[name]}, but this "
-                    f"config has {name}={getattr(config, name)}. Use another logdir, or "
-                    f"the same network sizes to resume that run.")
-    # Replaced atomically, as history.csv is: a run killed mid-write keeps the old file.
-    partial = path + ".partial"
-    with open(partial, "w") as f:
-        json.dump(config.to_dict(), f, indent=1)
-    os.replace(partial, path)
-
-
-class UnreadableCheckpointError(RuntimeError):
-    """A folder has checkpoints, but none of them can be read back whole."""
-
-
-def _read_whole(prefix: str):
-    """Read every tensor of checkpoint ``prefix``: raises if a file is missing, cut short,
-    or fails its checksums (each tensor's is checked as it is read)."""
-    reader = tf.train.load_checkpoint(prefix)
-    for name in reader.get_variable_to_shape_map():
-        reader.get_tensor(name)
-
-
-def _why_unreadable(error: Exception) -> str:
-    text = str(error)
-    if isinstance(error, IndexError) or "Read less bytes" in text:
-        return "a file of it is cut short"
-    if "hecksum" in text or "checksum mismatch" in text:
-        return "its data fails its checksum"
-    if isinstance(error, tf.errors.NotFoundError) or "No such file" in text:
-        return "a file of it is missing"
-    if "bad magic number" in text or "sstable" in text:
-        return "its index file is damaged"
-    return text.splitlines()[0][:120] if text else type(error).__name__
-
-
-def newest_readable_checkpoint(ckpt_dir: str) -> tuple[Optional[str], list]:
-    """The newest checkpoint in ``ckpt_dir`` that reads back whole, or None; and the newer
-    ones that do not, as (path, why) pairs, newest first. Changes nothing."""
-    state = tf.train.get_checkpoint_state(ckpt_dir) if os.path.isdir(ckpt_dir) else None
-    if state is None:
-        return None, []
-    paths = list(state.all_model_checkpoint_paths)
-    if state.model_checkpoint_path not in paths:
-        paths.append(state.model_checkpoint_path)
-    unreadable = []
-    for path in reversed(paths):
-        try:
-            _read_whole(path)
-            return path, unreadable
-        except (tf.errors.OpError, IndexError, ValueError) as e:
-            unreadable.append((path, _why_unreadable(e)))
-    return None, unreadable
-
-
-def use_newest_readable_checkpoint(ckpt_dir: str) -> tuple[Optional[str], Optional[str]]:
-    """(the newest readable checkpoint of ``ckpt_dir`` or None, a one-line note or None).
-
-    Newer checkpoints that cannot be read (a file cut short by a crash, a flipped bit)
-    are renamed ``ckpt-N.damaged-TIME.*``, kept for inspection and never deleted, and
-    the folder's ``checkpoint`` file no longer lists them, so training resumes from the
-    newest readable one. The note says which, and why. Raises UnreadableCheckpointError
-    when there are checkpoints and none can be read.
-    """
-    newest, unreadable = newest_readable_checkpoint(ckpt_dir)
-    if not unreadable:
-        return newest, None
-    names = ", ".join(os.path.basename(p) for p, _ in unreadable)
-    why = (unreadable[0][1] if len(unreadable) == 1 else
-           "; ".join(f"{os.path.basename(p)}: {reason}" for p, reason in unreadable))
-    if newest is None:
-        raise UnreadableCheckpointError(
-            f"No checkpoint in {ckpt_dir} can be read ({why}). To train from iteration 0, "
-            f"move {ckpt_dir} aside (or delete it); or use another folder.")
-    try:
-        # Under the folder's lock: not while another run writes its checkpoints.
-        with run_lock.hold(os.path.dirname(ckpt_dir), say=lambda line: None):
-            aside = _set_aside(ckpt_dir, [p for p, _ in unreadable], newest)
-        kept = f"kept aside as {', '.join(aside)}"
-    except run_lock.RunLockedError:
-        kept = "left in place while another run writes to this folder"
-    except OSError as e:
-        kept = f"left in place, as it could not be renamed ({e.strerror or e})"
-    s = "s" if len(unreadable) > 1 else ""
-    return newest, (f"Checkpoint{s} {names} in {ckpt_dir} cannot be read ({why}): {kept}; "
-                    f"using {os.path.basename(newest)}, the newest readable one.")
-
-
-def _set_aside(ckpt_dir: str, damaged: list, newest: str) -> list:
-    """Rename the files of the ``damaged`` checkpoints and list only the others in the
-    folder's ``checkpoint`` file, with ``newest`` as the latest; returns the new names."""
-    from google.protobuf import text_format
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    names = []
-    for prefix in damaged:
-        aside = f"{prefix}.damaged-{stamp}"
-        for path in glob.glob(glob.escape(prefix) + ".index") + \
-                glob.glob(glob.escape(prefix) + ".data-*"):
-            os.replace(path, aside + path[len(prefix):])
-        names.append(os.path.basename(aside))
-    state = tf.train.get_checkpoint_state(ckpt_dir)
-    paths = list(state.all_model_checkpoint_paths)
-    times = list(state.all_model_checkpoint_timestamps)
-    kept = [i for i, p in enumerate(paths) if p not in damaged]
-    del state.all_model_checkpoint_paths[:], state.all_model_checkpoint_timestamps[:]
-    # Relative names, as CheckpointManager writes them: the folder may be moved.
-    state.all_model_checkpoint_paths.extend(os.path.basename(paths[i]) for i in kept)
-    if len(times) == len(paths):
-        state.all_model_checkpoint_timestamps.extend(times[i] for i in kept)
-    state.model_checkpoint_path = os.path.basename(newest)
-    partial = os.path.join(ckpt_dir, "checkpoint.tmp-set-aside")
-    with open(partial, "w") as f:
-        f.write(text_format.MessageToString(state))
-    os.replace(partial, os.path.join(ckpt_dir, "checkpoint"))
-    return names
-
-
 def restore(logdir: str, config: Optional[Config] = None,
             verbose: bool = True) -> tuple[VAE, int]:
     """Load the latest checkpoint in ``logdir`` into a new VAE; returns (model, iteration).
@@ -521,23 +303,16 @@ def restore(logdir: str, config: Optional[Config] = None,
     loaded; ``verbose`` prints a line saying so.
     """
     if config is None:
-        path = os.path.join(logdir, "config.json")
-        if not os.path.exists(path):
-            raise FileNotFoundError(
+        config = run_folder.read_config(logdir)
+        if config is None:
+            raise run_folder.NoConfigError(
                 f"No config.json in {logdir}: pass config= with the network sizes used "
-                f"for training.")
-        with open(path) as f:
-            config = Config.from_dict(json.load(f))
-    ckpt_dir = os.path.join(logdir, "checkpoints")
-    latest, note = use_newest_readable_checkpoint(ckpt_dir)
-    if note and verbose:
-        print(note)
-    if latest is None:
-        raise FileNotFoundError(
-            f"No checkpoint in {ckpt_dir}. Train first, e.g. `vae-prac train --out {logdir}`.")
+                f"for training.", logdir)
+    latest = run_folder.readable_checkpoint(
+        logdir, say=print if verbose else (lambda line: None))
     model = VAE.from_config(config)
     step = tf.Variable(0, dtype=tf.int64)
-    tf.train.Checkpoint(model=model, step=step).restore(latest).expect_partial()
+    run_folder.checkpoint_of(model, step).restore(latest).expect_partial()
     return model, int(step)
 
 
@@ -603,8 +378,8 @@ def _batch_feed(train_images, config: Config, start: int):
     this gives the same ones, bit for bit, for less work per step: tf.data only shuffles
     the indices 0..N-1 (its shuffle depends on the seed and on N, not on what is
     shuffled) and hands them over a block of many batches at a time, and the compiled
-    loop gathers the images and binarizes them with the same operations and the same
-    stateless seed [seed, batch index]. ``start`` batches are skipped, as when resuming.
+    loop gathers the images and binarizes them as the pipeline does (``data.binarize_batch``,
+    stateless seed [seed, batch index]). ``start`` batches are skipped, as when resuming.
     Call ``next_batch`` once per step, with consecutive indices from ``start`` on.
     """
     images = data._image_array(train_images)   # checked as data.train_dataset checks them
@@ -624,8 +399,6 @@ def _batch_feed(train_images, config: Config, start: int):
     block = tf.Variable(tf.zeros([per_block * batch_size], tf.int64), trainable=False)
     used = tf.Variable(per_block, dtype=tf.int64, trainable=False)   # batches of it used
     pixels = tf.constant(images)
-    scale = 255.0 if images.dtype == np.uint8 else 1.0
-    seed = tf.constant(config.seed, tf.int64)
 
     def next_indices():
         def refill():
@@ -639,11 +412,7 @@ def _batch_feed(train_images, config: Config, start: int):
 
     def next_batch(index):
         batch = tf.gather(pixels, next_indices())
-        p = tf.cast(batch, tf.float32) / scale
-        if config.binarization == "threshold":
-            return tf.cast(p > 0.5, tf.float32)
-        u = tf.random.stateless_uniform(batch.shape, seed=tf.stack([seed, index]))
-        return tf.cast(u < p, tf.float32)
+        return data.binarize_batch(batch, config.binarization, config.seed, index)
 
     return next_batch
 

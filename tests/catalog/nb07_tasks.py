@@ -11,12 +11,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import vae_prac
+from catalog import Exercise, Mistake
+from vae_prac.bounds import kl_monte_carlo, log_importance_weights
 from vae_prac.checks import importance, kl_weight, priors
 from vae_prac.checks.elbo import toy_log_evidence, toy_posterior
-from vae_prac.elbo import kl_monte_carlo, log_importance_weights
 from vae_prac.model import VAE
-
-from catalog import Exercise, Mistake
 
 tfd = tfp.distributions
 
@@ -450,7 +449,8 @@ def tb_constant_without_half(x, q, beta, s=0.5):
 
 def tb_squared_error_sign(x, q, beta, s=0.5):
     m, v = q.mean(), q.variance()
-    return -0.5 * math.log(2 * math.pi * s * s) + ((x - m) ** 2 + v) / (2 * s * s) - beta * _tb_kl(q)
+    return (-0.5 * math.log(2 * math.pi * s * s) + ((x - m) ** 2 + v) / (2 * s * s)
+            - beta * _tb_kl(q))
 
 
 def tb_beta_on_both(x, q, beta, s=0.5):

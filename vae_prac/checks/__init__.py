@@ -21,7 +21,7 @@ unequal values), eagerly and, where later cells compile it, inside ``tf.function
 
 The printed line and ``RESULTS`` are for the student. ``vae-prac grade`` trusts
 neither: it runs the checks again itself after the notebook has run, through
-``outcome``, which prints nothing and records nothing (see ``vae_prac.grading``).
+``outcome``, which prints nothing and records nothing (see ``vae_prac.course.grading``).
 """
 
 from __future__ import annotations
@@ -124,51 +124,6 @@ def _library_function(value) -> bool:
     """Whether ``value`` is one of vae_prac's own functions (handed in as an answer)."""
     module = getattr(value, "__module__", None) or ""
     return callable(value) and (module == "vae_prac" or module.startswith("vae_prac."))
-
-
-def error_line(err: Exception) -> str:
-    """The error in one line. From a traced function TensorFlow gives the traceback first
-    ("in user code: ...") and the error after it; Keras adds its message in bold and
-    the call's arguments last."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)   # TF's kernel prefix
-    bold = re.findall(r"\x1b\[1m(.*?)\x1b\[0m", str(err), flags=re.S)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if re.match(r"^\w+(Error|Exception|Warning)\b", line)]
-    if bold:
-        line = " ".join(bold[-1].split())
-        name = errors[-1].split(":")[0] if errors else type(err).__name__
-    elif lines and lines[0].startswith("in user code") and errors:
-        name, _, line = errors[-1].partition(": ")
-    else:
-        name, line = type(err).__name__, lines[0] if lines else ""
-    line = re.sub(r"\s*\[Op:\w+\].*$", "", line)   # TF's "[Op:Mul] name:" suffix
-    line = line[:200].rstrip(". ")
-    return f"{name}: {line}" if line else name
-
-
-class StudentError(Exception):
-    """Raised ``from`` an error of the student's code where a check calls it, so that
-    ``judged`` reports that error as the student's, not as the check's own."""
-
-
-def judged(body, *args, what: str = "your function") -> None:
-    """Run a check's body, telling the student's errors from the check's own.
-
-    A hint, a task not done (NotImplementedError) and an error of the student's code
-    (a ``StudentError`` raised from it, or a Hint a helper made of it) are reported as
-    such; any other error is the check failing, never blamed on the student.
-    """
-    try:
-        body(*args)
-    except (Hint, NotImplementedError):
-        raise
-    except StudentError as err:
-        raise err.__cause__          # reported by check() as an error in the student's code
-    except Exception as err:
-        raise Hint(f"the check could not finish judging {what}: it failed itself "
-                   f"({error_line(err)}). That is not a mistake in your code; please tell "
-                   "your instructor.") from None
 
 
 def check(name: str):

@@ -6,11 +6,11 @@
     check.beta_bound(answer_beta)         # Math Task: for which beta is L_beta a bound?
 
 * ``beta_elbo`` is notebook 05's batch ELBO at beta = 1, so it runs on 05's model, batch
-  and seeds, with 05's slips (``vae_prac.checks.training``), and must pass what 05's
+  and seeds, with 05's slips (``vae_prac.checks._shared``), and must pass what 05's
   check asks: a scalar float32 tensor (train() sums it in float32), the same value for
   the same seed (a tuple or a tensor), 05's slips named on the same noise, gradients
   reaching both networks, the noise behind the decoded z standard normal and drawn for
-  every image and latent dimension (05's ``_judge_noise``), and the same values inside
+  every image and latent dimension (05's ``judge_noise``), and the same values inside
   ``tf.function``. The objective is linear in beta: on one seed's noise f(0) is the
   log-likelihood term and f(0) - f(1) the KL term. So beta must sit on the KL alone (not
   squared, not dividing, not on the log-likelihood or on both), no gradient may be cut
@@ -54,12 +54,29 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from vae_prac.bounds import elbo as _elbo
 from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow, returned_array
-# Notebook 05's batch ELBO check: its model, batch, seeds, reference and noise judge.
-from vae_prac.checks.training import (ELBO_BATCH, ELBO_LATENT, ELBO_OTHER_SEED, ELBO_SEED,
-                                      _along, _biased, _elbo_model, _elbo_seeds, _elbo_slips,
-                                      _images, _judge_noise, _same)
-from vae_prac.elbo import elbo as _elbo
+
+# Notebook 05's batch ELBO check: its model, batch, seeds, slips and noise judge.
+from vae_prac.checks._shared import (
+    ELBO_BATCH,
+    ELBO_LATENT,
+    ELBO_OTHER_SEED,
+    ELBO_SEED,
+    SIGMAS,
+    along,
+    biased,
+    elbo_model,
+    elbo_seeds,
+    elbo_slips,
+    judge_gradients_reach,
+    judge_noise,
+    judge_seeds_differ,
+    name_slip,
+    random_images,
+    same,
+    unit,
+)
 from vae_prac.model import VAE, posterior
 
 tfd = tfp.distributions
@@ -120,13 +137,6 @@ def _value(fn, model, x, seed, beta) -> float:
 
 
 BETA_N_SAMPLES = 2000     # the expectations of 05's slips
-SIGMAS = 6.0              # how far an average may stray, in standard errors
-
-
-def _unit(grads):
-    """``grads`` scaled to length 1 (all of them together), as NumPy arrays."""
-    norm = math.sqrt(sum(float(tf.reduce_sum(g ** 2)) for g in grads))
-    return [(g / norm).numpy() for g in grads]
 
 
 def _library_beta_elbo(model, x, seed, beta):
@@ -146,15 +156,15 @@ def _beta_reference():
     p(x|z)] in phi and in theta, and of the KL in phi); the library's terms per seed (the
     columns of ``per_seed``: see ``_beta_probe``); the slips of each term.
     """
-    model, x = _elbo_model(), _images(ELBO_BATCH)
+    model, x = elbo_model(), random_images(ELBO_BATCH)
     encoder, decoder = model.encoder.trainable_variables, model.decoder.trainable_variables
     mu, sigma = model.encoder(x)
     noise = {name: tf.random.stateless_normal(tf.shape(mu), seed=seed)
              for name, seed in (("same", ELBO_SEED), ("other", ELBO_OTHER_SEED))}
-    right, same_seed = _elbo_slips(model, x, noise["same"])
-    _, other_seed = _elbo_slips(model, x, noise["other"])
+    right, same_seed = elbo_slips(model, x, noise["same"])
+    _, other_seed = elbo_slips(model, x, noise["other"])
     many = tf.random.stateless_normal([BETA_N_SAMPLES, *mu.shape], seed=[3, 3])
-    expected, on_average = _elbo_slips(model, x, many)
+    expected, on_average = elbo_slips(model, x, many)
 
     with tf.GradientTape(persistent=True) as tape:
         mu, sigma = model.encoder(x)
@@ -162,12 +172,12 @@ def _beta_reference():
         kl_sum = tf.reduce_sum(tfd.kl_divergence(q, p))
         ell = tf.reduce_sum(tf.reduce_mean(model.likelihood(
             mu + sigma * many[:BETA_N_SAMPLES // 4]).log_prob(x), axis=0))
-    directions = (_unit(tape.gradient(ell, encoder)), _unit(tape.gradient(ell, decoder)),
-                  _unit(tape.gradient(kl_sum, encoder)))
+    directions = (unit(tape.gradient(ell, encoder)), unit(tape.gradient(ell, decoder)),
+                  unit(tape.gradient(kl_sum, encoder)))
     del tape
     with quiet_tensorflow():
         probe = _beta_probe(_library_beta_elbo, model, x, directions)
-        per_seed = np.array([probe(s).numpy() for s in _elbo_seeds()], np.float64)
+        per_seed = np.array([probe(s).numpy() for s in elbo_seeds()], np.float64)
     kl, ll = float(kl_sum), float(per_seed[:, 0].mean())
 
     def kl_of(q_):
@@ -233,8 +243,8 @@ def _beta_probe(fn, model, x, directions):
             kl = f0 - f1
         a_enc, a_dec = tape.gradient(f0, [encoder, decoder])
         k_enc = tape.gradient(kl, encoder)
-        return tf.stack([f0, kl, _along(a_enc, enc_ll), _along(a_dec, dec_ll),
-                         _along(k_enc, enc_kl)])
+        return tf.stack([f0, kl, along(a_enc, enc_ll), along(a_dec, dec_ll),
+                         along(k_enc, enc_kl)])
     return probe
 
 
@@ -252,8 +262,8 @@ def _judge_terms(mine: np.ndarray, beta_ref: dict) -> None:
     lib, kl, ll = beta_ref["per_seed"], beta_ref["kl"], beta_ref["ll"]
     n = len(mine)
     a, k = mine[:, 0], mine[:, 1]
-    a_bad = _biased(a - lib[:, 0], ll)
-    k_bad = _biased(k - lib[:, 1], kl)
+    a_bad = biased(a - lib[:, 0], ll)
+    k_bad = biased(k - lib[:, 1], kl)
     if a_bad or k_bad:
         if _near(a, -kl, ll) and _near(k, -ll, kl):
             raise Hint("beta multiplies the log-likelihood, not the KL: with beta = 0 "
@@ -285,17 +295,17 @@ def _judge_terms(mine: np.ndarray, beta_ref: dict) -> None:
                    f"seeds: the estimate is biased. Check z (drawn from q(z|x) with the "
                    f"noise from seed) and the log-likelihood (the decoder gives logits; "
                    f"summed over pixels and over the batch).")
-    if _biased(mine[:, 2] - lib[:, 2], lib[:, 2].mean()):
+    if biased(mine[:, 2] - lib[:, 2], lib[:, 2].mean()):
         raise Hint("the log-likelihood term (all that is left at beta = 0) is right on "
                    "average, but not its gradient with respect to the encoder's weights "
                    "phi: the sample z must be a differentiable function of mu and sigma, "
                    "with neither cut from the gradient (tf.stop_gradient, or values taken "
                    "out of TensorFlow).")
-    if _biased(mine[:, 3] - lib[:, 3], lib[:, 3].mean()):
+    if biased(mine[:, 3] - lib[:, 3], lib[:, 3].mean()):
         raise Hint("the value is right on average, but its gradient with respect to the "
                    "decoder's weights theta is not: compute the log-likelihood from the "
                    "decoder's output with TensorFlow operations all the way.")
-    if _biased(mine[:, 4] - lib[:, 4], lib[:, 4].mean()):
+    if biased(mine[:, 4] - lib[:, 4], lib[:, 4].mean()):
         raise Hint("the KL term, f(beta=0) - f(beta=1), is right on average, but not its "
                    "gradient with respect to the encoder's weights phi: part of the KL is "
                    "cut from the gradient (tf.stop_gradient on mu, sigma or the KL, or "
@@ -325,7 +335,7 @@ def beta_elbo(fn) -> None:
     sure of its pixels.
     """
     ref = _beta_reference()
-    model, x = _elbo_model(), _images(ELBO_BATCH)
+    model, x = elbo_model(), random_images(ELBO_BATCH)
     seed = tf.constant(ELBO_SEED, tf.int32)
 
     # The noise comes from the seed: the same seed, as a tensor or a tuple, the same value.
@@ -355,11 +365,8 @@ def beta_elbo(fn) -> None:
     # At beta = 1, notebook 05's slips on the same noise, named when the slip's formula
     # gives the student's value on two seeds.
     other = _value(fn, model, x, tf.constant(ELBO_OTHER_SEED, tf.int32), 1.0)
-    if not _same(v1, ref["right"]):
-        for (value, hint), (value_other, _) in zip(ref["same_seed"].values(),
-                                                   ref["other_seed"].values()):
-            if _same(v1, value) and _same(other, value_other):
-                raise Hint(hint)
+    if not same(v1, ref["right"]):
+        name_slip(v1, other, ref)
     if v1 == other:
         raise Hint("two different seeds gave exactly the same value: z must be a random "
                    "draw from q(z|x) (a sample, not its mean), with its noise taken from "
@@ -373,18 +380,7 @@ def beta_elbo(fn) -> None:
         f1 = _beta_call(fn, model, x, seed, 1.0)
         k = tf.cast(f0, tf.float32) - tf.cast(f1, tf.float32)
     g_enc, g_dec = tape.gradient(f1, [encoder, decoder])
-    cut = "(NumPy, .numpy(), float() or tf.stop_gradient cut the path)"
-    if all(g is None for g in g_enc + g_dec):
-        raise Hint(f"no gradient reaches the weights: the value was not computed with "
-                   f"TensorFlow operations all the way {cut}, so training could not learn "
-                   f"from it.")
-    if any(g is None for g in g_enc):
-        raise Hint(f"no gradient reaches the encoder's weights phi {cut}: both the sample "
-                   f"z and the KL must be TensorFlow computations of mu and sigma.")
-    if any(g is None for g in g_dec):
-        raise Hint(f"no gradient reaches the decoder's weights theta {cut}: the "
-                   f"log-likelihood must be a TensorFlow computation of the decoder's "
-                   f"output.")
+    judge_gradients_reach(g_enc, g_dec)
     if _none_or_zero(tape.gradient(f0, encoder)):
         raise Hint("with beta = 0 only the log-likelihood term is left, and no gradient "
                    "from it reaches the encoder's weights phi: the sample z is cut from mu "
@@ -398,7 +394,7 @@ def beta_elbo(fn) -> None:
 
     # The noise behind the z it decodes (05's judge): standard normal, one draw per image
     # and latent dimension.
-    _judge_noise(lambda model_, x_, seed: fn(model_, x_, seed, beta=1.0), model, x)
+    judge_noise(lambda model_, x_, seed: fn(model_, x_, seed, beta=1.0), model, x)
 
     # Inside tf.function with a seed tensor, as the training step compiles it; then each
     # term on average over 05's seeds.
@@ -418,12 +414,8 @@ def beta_elbo(fn) -> None:
                    f"draw the noise with TensorFlow from seed (NumPy or Python random "
                    f"numbers are frozen when the function is traced).")
     with quiet_tensorflow():
-        mine = np.array([probe(s).numpy() for s in _elbo_seeds()], np.float64)
-    if np.ptp(mine[:, 0]) == 0:
-        raise Hint("inside tf.function it gives the same value for every seed: the noise "
-                   "was drawn once, when the function was traced (NumPy or Python random "
-                   "numbers become constants of the graph). Draw it with TensorFlow from "
-                   "seed.")
+        mine = np.array([probe(s).numpy() for s in elbo_seeds()], np.float64)
+    judge_seeds_differ(mine[:, 0])
     _judge_terms(mine, ref)
 
     # beta as a tf.Variable inside tf.function: the warm-up changes it between steps of
@@ -762,7 +754,7 @@ def conv_networks(fn) -> None:
     if _input_shape(encoder) == (CONV_LATENT,) and _input_shape(decoder) == (28, 28, 1):
         raise Hint("the two networks seem swapped: the first takes codes and the second "
                    "images. Return them as `encoder, decoder`.")
-    x = _images(5, seed=3)
+    x = random_images(5, seed=3)
     z = tf.random.stateless_normal([5, CONV_LATENT], seed=(3, 3))
 
     # The encoder: (mu, sigma), each [batch, latent_dim], for any batch size.
@@ -782,7 +774,7 @@ def conv_networks(fn) -> None:
                     if t.ndim == 2 and t.shape[0] == 5 else "")
             raise Hint(f"for 5 images and latent_dim={CONV_LATENT} the encoder's {name} has "
                        f"shape {list(t.shape)}; expected [5, {CONV_LATENT}].{hint}")
-    other = _as_array(encoder(_images(3, seed=4))[0], "the encoder")
+    other = _as_array(encoder(random_images(3, seed=4))[0], "the encoder")
     if other.shape != (3, CONV_LATENT):
         raise Hint("the encoder does not work for another batch size (3 images): don't "
                    "write the batch size into a reshape; use -1 or keras.layers.Flatten.")

@@ -15,7 +15,8 @@ import warnings
 import numpy as np
 
 from vae_prac import data
-from vae_prac.checks import Hint, StudentError, check, choice, judged, returned_array
+from vae_prac.checks import Hint, check, choice, returned_array
+from vae_prac.checks._shared import StudentError, judged
 
 
 @check("binarize_threshold")

@@ -26,7 +26,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import Hint, StudentError, check, choice, judged, letter, quiet_tensorflow, returned_array
+from vae_prac.checks import Hint, check, choice, letter, quiet_tensorflow, returned_array
+from vae_prac.checks._shared import StudentError, judged
 
 tfd = tfp.distributions
 

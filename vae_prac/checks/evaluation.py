@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae_prac.checks import Hint, check, choice, quiet_tensorflow, returned_array
-from vae_prac.checks.training import _images, _small_vae
+from vae_prac.checks._shared import random_images, small_vae
 
 __all__ = ["iw_bound", "iw_order", "iw_subsets"]
 
@@ -54,7 +54,7 @@ def _iw_inputs():
     # Small weights keep the log weights within a few nats of each other (so a sum, a
     # mean, a max and a logsumexp of them all differ), and near -575 (so the weights
     # themselves underflow to 0 in float32, as they do for real digits).
-    return _small_vae(seed=2, scale=0.5), _images(IW_BATCH, seed=2)
+    return small_vae(seed=2, scale=0.5), random_images(IW_BATCH, seed=2)
 
 
 def _spread_inputs():
@@ -64,7 +64,7 @@ def _spread_inputs():
     -250. Here a decoder that puts ink on few pixels (every logit near -3) and images
     with 40 to 398 ink pixels give log weights from about -140 down to about -1250 nats.
     """
-    model = _small_vae(seed=4, scale=0.5)
+    model = small_vae(seed=4, scale=0.5)
     logits_layer = [layer for layer in model.decoder.layers if layer.get_weights()][-1]
     kernel, bias = logits_layer.get_weights()
     logits_layer.set_weights([kernel, bias - 3.0])

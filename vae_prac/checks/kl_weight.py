@@ -32,8 +32,7 @@ import math
 import numpy as np
 import tensorflow_probability as tfp
 
-from vae_prac.checks import (Hint, apart, check, choice, letter, quiet_tensorflow,
-                             returned_array)
+from vae_prac.checks import Hint, apart, check, choice, letter, quiet_tensorflow, returned_array
 
 tfd = tfp.distributions
 

@@ -44,7 +44,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import Hint, check, choice, error_line, judged, quiet_tensorflow
+from vae_prac.checks import Hint, check, choice, quiet_tensorflow
+from vae_prac.checks._shared import error_line, judged
 
 tfd = tfp.distributions
 

@@ -38,8 +38,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import (Hint, apart, check, choice, error_line, judged, quiet_tensorflow,
-                             returned_array)
+from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow, returned_array
+from vae_prac.checks._shared import error_line, judged
 
 __all__ = ["kl_formula", "kl_closed_form", "reparameterize"]
 

@@ -49,10 +49,30 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from vae_prac.bounds import elbo as _elbo_terms
 from vae_prac.checks import Hint, apart, check, choice, quiet_tensorflow, returned_array
-from vae_prac.elbo import elbo as _elbo_terms
-from vae_prac.model import VAE, posterior, reparameterize as _library_reparameterize
-from vae_prac.model import stateless_seed
+from vae_prac.checks._shared import (
+    ELBO_BATCH,
+    ELBO_LATENT,
+    ELBO_N_SAMPLES,
+    ELBO_OTHER_SEED,
+    ELBO_SEED,
+    SIGMAS,
+    along,
+    biased,
+    elbo_model,
+    elbo_seeds,
+    elbo_slips,
+    judge_gradients_reach,
+    judge_noise,
+    judge_seeds_differ,
+    name_slip,
+    random_images,
+    small_vae,
+    unit,
+)
+from vae_prac.model import VAE, posterior, stateless_seed
+from vae_prac.model import reparameterize as _library_reparameterize
 
 tfd = tfp.distributions
 
@@ -72,150 +92,9 @@ def reparameterize_reference(mu, sigma, seed):
     return _library_reparameterize(mu, sigma, seed=seed)
 
 
-def _small_vae(seed: int = 0, scale=1.5, latent_dim: int = 8,
-               hidden_size: int = 32) -> VAE:
-    """A small untrained VAE whose q(z|x) is far enough from the prior for the KL to matter.
-
-    Its weights are drawn from a numpy generator with ``seed``, so every check run sees
-    the same model; ``scale`` sets their size, one number or (encoder, decoder): a
-    smaller one gives a smoother network.
-    """
-    model = VAE(latent_dim, hidden_size)
-    rng = np.random.default_rng(seed)
-    scales = scale if isinstance(scale, tuple) else (scale, scale)
-    for network, size in zip((model.encoder, model.decoder), scales):
-        for layer in network.layers:
-            weights = layer.get_weights()
-            if weights:
-                kernel, bias = weights
-                fan_in = kernel.shape[0]
-                layer.set_weights([
-                    rng.normal(0, size / np.sqrt(fan_in), kernel.shape).astype(np.float32),
-                    rng.normal(0, 0.5, bias.shape).astype(np.float32)])
-    return model
-
-
-def _images(n: int, seed: int = 0) -> tf.Tensor:
-    """Random binary 'images' [n, 28, 28, 1]: the checks need inputs, not digits."""
-    rng = np.random.default_rng(seed)
-    return tf.constant((rng.random((n, 28, 28, 1)) < 0.2).astype(np.float32))
-
-
-
 # ---------------------------------------------------------------------------------------
-# The batch ELBO.
-
-ELBO_BATCH, ELBO_LATENT = 8, 5          # unequal, so a KL summed over the wrong axis shows
-ELBO_SEED = (7, 11)
-ELBO_OTHER_SEED = (12, 5)
-ELBO_N_SEEDS = 300                      # the averages over seeds
-ELBO_N_SAMPLES = 2000                   # the library's expectations
-SIGMAS = 6.0                            # how far an average may stray, in standard errors
-
-
-def _elbo_model() -> VAE:
-    # A strong encoder (a KL of about 90 nats over the batch) and a smooth decoder (the
-    # log-likelihood varies by a few nats between samples of z): the KL's slips stand
-    # far out of the Monte Carlo noise.
-    return _small_vae(seed=0, scale=(1.5, 0.5), latent_dim=ELBO_LATENT)
-
-
-def _elbo_seeds():
-    return [tf.constant([i, 101], tf.int32) for i in range(ELBO_N_SEEDS)]
-
-
-def _log_likelihood(model, z, x, logits_fn=None):
-    """log p(x|z) per image (summed over pixels); ``logits_fn`` alters the logits."""
-    logits = model.decoder(z)
-    if logits_fn is not None:
-        logits = logits_fn(logits)
-    return tfd.Independent(tfd.Bernoulli(logits=logits), 3).log_prob(x)
-
-
-def _elbo_slips(model, x, eps):
-    """The batch ELBO and its usual slips, each computed the slip's way on the noise ``eps``.
-
-    ``eps`` is [batch, d] (one draw) or [L, batch, d] (then the log-likelihoods are
-    averaged over the L draws: expectations). Returns (the ELBO, {slip: (value, hint)}).
-    """
-    mu, sigma = model.encoder(x)
-    q, p = posterior(mu, sigma), model.prior()
-    kl = tfd.kl_divergence(q, p).numpy().astype(np.float64)
-    kl_sq = tfd.kl_divergence(posterior(mu, sigma ** 2), p).numpy().astype(np.float64)
-    # The closed form written by hand with log sigma where log sigma^2 belongs.
-    kl_log_sigma = kl + 0.5 * np.sum(np.log(sigma.numpy().astype(np.float64)), axis=-1)
-
-    def ell(z, logits_fn=None):
-        flat = tf.reshape(z, [-1, ELBO_LATENT])
-        values = _log_likelihood(model, flat, tf.tile(x, [len(flat) // len(x), 1, 1, 1]),
-                                 logits_fn)
-        return tf.reduce_mean(tf.reshape(values, [-1, len(x)]), axis=0).numpy().astype(
-            np.float64)
-
-    z = mu + sigma * eps
-    ll, ll_sq = ell(z), ell(mu + sigma ** 2 * eps)
-    ll_mu = ell(mu)
-    ll_sigmoid = ell(z, tf.sigmoid)
-    # The Monte Carlo KL on the same z; its expectation is the closed form.
-    if eps.shape.rank == 2:
-        mc = (q.log_prob(z) - p.log_prob(z)).numpy().astype(np.float64)
-    else:
-        mc = kl
-    right = np.sum(ll - kl)
-    kl_hint = ("the KL has the wrong sign: the ELBO is the expected log-likelihood minus "
-               "KL(q(z|x) || p(z)), and a KL is never negative.")
-    sq_hint = ("sigma squared is used where the standard deviation belongs: the encoder's "
-               "sigma is already the standard deviation (the scale) of q(z|x).")
-    return right, {
-        "sign": (-right, "it has the wrong sign: return the ELBO itself, which is "
-                         "negative; the loss that training minimizes, -ELBO, comes later."),
-        "batch mean": (right / ELBO_BATCH,
-                       f"that is the average over the {ELBO_BATCH} images; the task asks "
-                       f"for the sum over the batch, as the original practical did."),
-        "kl sign": (np.sum(ll + kl), kl_hint),
-        "kl sign mc": (np.sum(ll + mc), kl_hint),
-        "kl missing": (np.sum(ll), "the KL term is missing: the ELBO is the expected "
-                                   "log-likelihood minus KL(q(z|x) || p(z))."),
-        "ll missing": (-np.sum(kl), "the log-likelihood term is missing: the ELBO is "
-                                    "log p(x|z), with z drawn from q(z|x), minus the KL."),
-        "ll missing mc": (-np.sum(mc), "the log-likelihood term is missing: the ELBO is "
-                                       "log p(x|z), with z drawn from q(z|x), minus the KL."),
-        "pixel mean": (np.sum(ll / 784 - kl),
-                       "the log-likelihood is averaged over the pixels: log p(x|z) of an "
-                       "image is the sum over its 784 pixels (a mean would weigh the KL "
-                       "784 times too much)."),
-        "latent mean": (np.sum(ll - kl / ELBO_LATENT),
-                        "the KL is averaged over the latent dimensions: the KL of an image "
-                        "is the sum over its latent dimensions."),
-        "kl not summed": (np.sum(ELBO_LATENT * ll - kl),
-                          "the KL of each image was left as one value per latent "
-                          "dimension, so each image's log-likelihood was counted once per "
-                          "latent dimension: the KL of an image is one number, summed over "
-                          "the latent dimensions."),
-        "sigmoid": (np.sum(ll_sigmoid - kl),
-                    "the likelihood was given probabilities (a sigmoid of the decoder's "
-                    "output) where it expects logits: the decoder's outputs are already "
-                    "logits."),
-        "sigma squared": (np.sum(ll_sq - kl_sq), sq_hint),
-        "sigma squared in z": (np.sum(ll_sq - kl), sq_hint),
-        "sigma squared in kl": (np.sum(ll - kl_sq), sq_hint),
-        "kl log sigma": (np.sum(ll - kl_log_sigma),
-                         "the KL's log term is half what it should be: the closed form "
-                         "has log sigma^2, which is 2 log sigma, not log sigma."),
-        "kl without -1": (np.sum(ll - kl - 0.5 * ELBO_LATENT),
-                          "the KL is too large by 1/2 per latent dimension: a constant "
-                          "term of the closed form is missing (the KL of q = p, mu = 0 "
-                          "and sigma = 1, must be 0)."),
-        "batch times": (ELBO_BATCH * right,
-                        f"the value is {ELBO_BATCH} times the batch ELBO: one term kept an "
-                        f"extra axis (e.g. the log-likelihood summed over axes [1, 2] "
-                        f"only, shape [batch, 1]), so subtracting the KL, shape [batch], "
-                        f"broadcast to [batch, batch]. Each term needs shape [batch]."),
-        "z = mu": (np.sum(ll_mu - kl),
-                   "z is the posterior mean mu, not a sample: the expectation over q(z|x) "
-                   "needs z drawn from q(z|x), with its noise taken from seed."),
-    }
-
+# The batch ELBO. Its model, batch, seeds, slips and judges of the noise, the gradients
+# and the averages are in ``_shared``: notebook 07's beta-weighted ELBO check uses them too.
 
 def _ell_direction(model, x, variables):
     """A unit direction in ``variables``: the library's gradient of E[log p(x|z)]."""
@@ -224,19 +103,7 @@ def _ell_direction(model, x, variables):
         eps = tf.random.stateless_normal([ELBO_N_SAMPLES // 4, *mu.shape], seed=[5, 5])
         ell = tf.reduce_sum(tf.reduce_mean(
             model.likelihood(mu + sigma * eps).log_prob(x), axis=0))
-    return _unit(tape.gradient(ell, variables))
-
-
-def _unit(grads):
-    """``grads`` scaled to length 1 (all of them together), as NumPy arrays."""
-    norm = tf.sqrt(tf.add_n([tf.reduce_sum(g ** 2) for g in grads]))
-    return [(g / norm).numpy() for g in grads]
-
-
-def _along(grads, direction):
-    """The directional derivative: gradients dotted with a direction (None counts as 0)."""
-    return tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32) * v)
-                     for g, v in zip(grads, direction) if g is not None] + [0.0])
+    return unit(tape.gradient(ell, variables))
 
 
 def _elbo_probe(fn, model, x, directions):
@@ -254,8 +121,8 @@ def _elbo_probe(fn, model, x, directions):
         with tf.GradientTape() as tape:
             value = tf.cast(fn(model, x, seed=seed), tf.float32)
         g_enc, g_dec = tape.gradient(value, [encoder, decoder])
-        return tf.stack([value, _along(g_enc, to_ell), _along(g_dec, to_decoder),
-                         _along(g_enc, to_kl)])
+        return tf.stack([value, along(g_enc, to_ell), along(g_dec, to_decoder),
+                         along(g_enc, to_kl)])
     return probe
 
 
@@ -269,22 +136,22 @@ def _library_batch_elbo(model, x, seed):
 @functools.lru_cache(maxsize=1)
 def _elbo_reference():
     """Everything the check compares with; the same numbers on every run."""
-    model, x = _elbo_model(), _images(ELBO_BATCH)
+    model, x = elbo_model(), random_images(ELBO_BATCH)
     mu, _ = model.encoder(x)
     eps = tf.random.stateless_normal(tf.shape(mu), seed=stateless_seed(ELBO_SEED))
-    right, same_seed = _elbo_slips(model, x, eps)
+    right, same_seed = elbo_slips(model, x, eps)
     eps = tf.random.stateless_normal(tf.shape(mu), seed=stateless_seed(ELBO_OTHER_SEED))
-    _, other_seed = _elbo_slips(model, x, eps)
+    _, other_seed = elbo_slips(model, x, eps)
     many = tf.random.stateless_normal([ELBO_N_SAMPLES, *mu.shape], seed=[3, 3])
-    expected, on_average = _elbo_slips(model, x, many)
+    expected, on_average = elbo_slips(model, x, many)
     encoder, decoder = model.encoder.trainable_variables, model.decoder.trainable_variables
     with tf.GradientTape() as tape:
         kl = tf.reduce_sum(tfd.kl_divergence(model.posterior(x), model.prior()))
     kl_grads = tape.gradient(kl, encoder)
     directions = (_ell_direction(model, x, encoder), _ell_direction(model, x, decoder),
-                  _unit(kl_grads))
+                  unit(kl_grads))
     probe = _elbo_probe(_library_batch_elbo, model, x, directions)
-    per_seed = np.array([probe(s).numpy() for s in _elbo_seeds()], np.float64)
+    per_seed = np.array([probe(s).numpy() for s in elbo_seeds()], np.float64)
     # d KL / d phi along the two encoder directions (the probe's columns 1 and 3): what
     # the gradient is when z is cut off, and what is missing when the KL is.
     kl_along = np.array([float(tf.add_n([tf.reduce_sum(g * v) for g, v in zip(kl_grads, d)]))
@@ -307,11 +174,6 @@ def _error_line(err) -> str:
 
 def _close(a, b) -> bool:
     return bool(np.isclose(a, b, rtol=1e-5, atol=1e-2))
-
-
-def _same(a, b) -> bool:
-    """Equal up to float32 rounding (sums of ~5000 nats): tighter than ``_close``."""
-    return bool(np.isclose(a, b, rtol=1e-6, atol=5e-3))
 
 
 def _call_elbo(fn, model, x, seed, where=""):
@@ -358,7 +220,7 @@ def batch_elbo(fn) -> None:
     what it cannot tell apart.
     """
     ref = _elbo_reference()
-    model, x = _elbo_model(), _images(ELBO_BATCH)
+    model, x = elbo_model(), random_images(ELBO_BATCH)
     got = _call_elbo(fn, model, x, tf.constant(ELBO_SEED, tf.int32))
     if not np.isfinite(got):
         if not np.isfinite(_probs_from_logits(model, x)):
@@ -381,10 +243,7 @@ def batch_elbo(fn) -> None:
     # Slips on the same noise as the library's (z from the seed, as the task suggests):
     # named only when the slip's formula gives the student's value on both seeds.
     if not _close(got, ref["right"]):
-        for (value, hint), (value_other, _) in zip(ref["same_seed"].values(),
-                                                   ref["other_seed"].values()):
-            if _same(got, value) and _same(other, value_other):
-                raise Hint(hint)
+        name_slip(got, other, ref)
     if got == other:
         raise Hint("two different seeds gave exactly the same value: z must be a random "
                    "draw from q(z|x), with its noise taken from seed.")
@@ -394,20 +253,9 @@ def batch_elbo(fn) -> None:
         value = fn(model, x, seed=tf.constant(ELBO_SEED, tf.int32))
     g_enc, g_dec = tape.gradient(value, [model.encoder.trainable_variables,
                                          model.decoder.trainable_variables])
-    cut = ("(NumPy, .numpy(), float() or tf.stop_gradient cut the path)")
-    if all(g is None for g in g_enc + g_dec):
-        raise Hint(f"no gradient reaches the weights: the value was not computed with "
-                   f"TensorFlow operations all the way {cut}, so training could not learn "
-                   f"from it.")
-    if any(g is None for g in g_enc):
-        raise Hint(f"no gradient reaches the encoder's weights phi {cut}: both the "
-                   f"sample z and the KL must be TensorFlow computations of mu and sigma.")
-    if any(g is None for g in g_dec):
-        raise Hint(f"no gradient reaches the decoder's weights theta {cut}: the "
-                   f"log-likelihood must be a TensorFlow computation of the decoder's "
-                   f"output.")
+    judge_gradients_reach(g_enc, g_dec)
 
-    _judge_noise(fn, model, x)
+    judge_noise(fn, model, x)
     _judge_confident(fn, model, x)
 
     # Inside tf.function with a seed tensor, as the training step compiles it.
@@ -426,30 +274,9 @@ def batch_elbo(fn) -> None:
         raise Hint(f"inside tf.function it gives {a} for the seed that gives {b} eagerly: "
                    f"draw the noise with TensorFlow from seed (NumPy or Python random "
                    f"numbers are frozen when the function is traced).")
-    mine = np.array([probe(s).numpy() for s in _elbo_seeds()], np.float64)
-    if np.ptp(mine[:, 0]) == 0:
-        raise Hint("inside tf.function it gives the same value for every seed: the noise "
-                   "was drawn once, when the function was traced (NumPy or Python random "
-                   "numbers become constants of the graph). Draw it with TensorFlow from "
-                   "seed.")
+    mine = np.array([probe(s).numpy() for s in elbo_seeds()], np.float64)
+    judge_seeds_differ(mine[:, 0])
     _judge_on_average(mine, ref)
-
-
-class _Watched(keras.Model):
-    """A decoder that remembers every z it is given eagerly, then decodes it.
-
-    Inside a ``tf.function`` (a student may compile the ELBO) z has no value yet, and
-    nothing is recorded: the value checks judge such a function.
-    """
-
-    def __init__(self, decoder):
-        super().__init__(name="watched_decoder")
-        self.decoder, self.seen = decoder, []
-
-    def call(self, z):
-        if tf.executing_eagerly():
-            self.seen.append(np.asarray(z, np.float64))
-        return self.decoder(z)
 
 
 class _Confident(keras.Model):
@@ -487,67 +314,13 @@ def _judge_confident(fn, model, x) -> None:
                    f"the logits themselves, as in notebook 03, not from probabilities.")
 
 
-NOISE_SEEDS = 60        # x 8 images x 5 dimensions: 2400 draws of the noise
-
-
-def _judge_noise(fn, model, x) -> None:
-    """The noise behind the z the student decodes: eps = (z - mu) / sigma must be standard
-    normal, independent across images and latent dimensions.
-
-    A biased or shared noise can hide in the average of a smooth decoder's
-    log-likelihood, so the check looks at z itself, as the decoder receives it.
-    """
-    watched = VAE(ELBO_LATENT, encoder=model.encoder, decoder=_Watched(model.decoder))
-    mu, sigma = (np.asarray(t, np.float64) for t in model.encoder(x))
-    draws = []
-    for i in range(NOISE_SEEDS):
-        watched.decoder.seen.clear()
-        fn(watched, x, seed=tf.constant([i, 202], tf.int32))
-        draws += [z.reshape(-1, *mu.shape) for z in watched.decoder.seen
-                  if z.shape[-1] == mu.shape[-1] and z.size % mu.size == 0]
-    if not draws:
-        return   # it never decoded a z of q(z|x)'s shape: the value checks judge it
-    eps = (np.concatenate(draws) - mu) / sigma            # [draws, batch, latent]
-    if np.allclose(eps, eps[..., :1], atol=1e-4):
-        raise Hint("every latent dimension of an image got the same noise: draw the "
-                   "noise with the full shape of mu, [batch, latent_dim], so that each "
-                   "dimension gets its own.")
-    if np.allclose(eps, eps[:, :1], atol=1e-4):
-        raise Hint("every image of the batch got the same noise: draw the noise with the "
-                   "full shape of mu, [batch, latent_dim], so that each image gets its own.")
-
-    def standard_normal(e):
-        within = np.mean(np.abs(e) < 1.0)
-        return abs(e.mean()) < 0.1 and abs(e.std() - 1.0) < 0.1 and abs(within - 0.6827) < 0.04
-
-    if standard_normal(eps):
-        return
-    offset = eps * sigma                                    # z - mu
-    for scale, name in ((sigma ** 2, "sigma squared, the variance"),
-                        (np.sqrt(sigma), "the square root of sigma")):
-        if standard_normal(offset / scale):
-            raise Hint(f"z's noise is scaled by {name}: sigma is already the standard "
-                       f"deviation of q(z|x); scale the standard normal noise by sigma itself.")
-    within = np.mean(np.abs(eps) < 1.0)
-    raise Hint(f"the noise behind z, (z - mu) / sigma, has mean {eps.mean():.2f} and "
-               f"standard deviation {eps.std():.2f}, with {within:.0%} of it within 1 of 0: "
-               f"standard normal noise has mean 0, standard deviation 1 and 68% within 1. "
-               f"Draw it from a standard normal distribution.")
-
-
-def _biased(diff: np.ndarray, scale: float) -> bool:
-    """Whether paired differences are too far from 0 on average to be Monte Carlo noise."""
-    error = diff.std() / math.sqrt(len(diff))
-    return abs(diff.mean()) > SIGMAS * error + 0.01 + 1e-5 * abs(scale)
-
-
 def _judge_on_average(mine: np.ndarray, ref: dict) -> None:
     """Compare ``mine`` [seeds, 4] with the library's on the same seeds (see the probe):
     the value, then the gradient along the encoder's and the decoder's directions."""
     lib = ref["per_seed"]
     diff = mine - lib
     n = len(diff)
-    if _biased(diff[:, 0], ref["expected"]):
+    if biased(diff[:, 0], ref["expected"]):
         average = mine[:, 0].mean()
         error = mine[:, 0].std() / math.sqrt(n)
         # The slip whose expectation the average matches, if one clearly apart from the
@@ -569,7 +342,7 @@ def _judge_on_average(mine: np.ndarray, ref: dict) -> None:
 
     # The encoder's gradient, along two directions: E[log p(x|z)]'s and the KL's.
     encoder = [1, 3]
-    if any(_biased(diff[:, c], lib[:, c].mean()) for c in encoder):
+    if any(biased(diff[:, c], lib[:, c].mean()) for c in encoder):
         def near(values, target):
             error = values.std() / math.sqrt(n)
             return abs(values.mean() - target) < SIGMAS * error + 0.01 + 1e-3 * abs(target)
@@ -595,7 +368,7 @@ def _judge_on_average(mine: np.ndarray, ref: dict) -> None:
                    "(a draw from q(z|x) = N(mu, sigma^2), computed with TensorFlow "
                    "operations so that gradients flow through it) and that the KL is a "
                    "TensorFlow computation of mu and sigma.")
-    if _biased(diff[:, 2], lib[:, 2].mean()):
+    if biased(diff[:, 2], lib[:, 2].mean()):
         raise Hint("the value is right on average, but its gradient with respect to the "
                    "decoder's weights theta is not: compute the log-likelihood from the "
                    "decoder's output with TensorFlow operations all the way.")
@@ -649,12 +422,12 @@ def _run_step(fn, optimizer: str, compiled: bool = False, seed=STEP_SEED,
     With plain gradient descent (``"sgd"``) the change of each weight is exactly
     -learning rate x its gradient, so the step's gradients can be read off the change.
     """
-    model = _small_vae(seed=3, latent_dim=ELBO_LATENT)
+    model = small_vae(seed=3, latent_dim=ELBO_LATENT)
     opt = (keras.optimizers.SGD(STEP_LR) if optimizer == "sgd" else
            keras.optimizers.RMSprop(STEP_LR, rho=0.9, epsilon=1e-10))
     opt.build(model.trainable_variables)
     before = [v.numpy().copy() for v in model.trainable_variables]
-    x = _images(ELBO_BATCH, seed=3)
+    x = random_images(ELBO_BATCH, seed=3)
 
     def call(x, seed):
         return fn(model, opt, batch_elbo, x, seed)
@@ -783,8 +556,8 @@ def train_step(fn) -> None:
     if value is None:
         raise Hint("the step returned None: return the batch ELBO it computed (train() "
                    "prints and records it).")
-    expected = float(_handed_batch_elbo(_small_vae(seed=3, latent_dim=ELBO_LATENT),
-                                        _images(ELBO_BATCH, seed=3),
+    expected = float(_handed_batch_elbo(small_vae(seed=3, latent_dim=ELBO_LATENT),
+                                        random_images(ELBO_BATCH, seed=3),
                                         tf.constant(STEP_SEED, tf.int32)))
     got = returned_array(value, "the step", "a number")
     if got.shape != ():
@@ -829,8 +602,8 @@ MIDPOINT_SEED = 1
 
 def _midpoint_inputs():
     """A small VAE and two unequal images x_a, x_b (numpy [28, 28, 1], as cell 44 passes)."""
-    model = _small_vae(seed=MIDPOINT_SEED)
-    x = _images(2, seed=MIDPOINT_SEED).numpy()
+    model = small_vae(seed=MIDPOINT_SEED)
+    x = random_images(2, seed=MIDPOINT_SEED).numpy()
     return model, x[0], x[1]
 
 

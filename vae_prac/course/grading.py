@@ -11,9 +11,9 @@ For each submission the grader
    in a fresh kernel of this environment's Python, with one time budget for the whole
    notebook and (on Linux) a memory limit; a cell that raises does not stop the rest;
 3. then runs every expected check again itself, against the student's objects in that
-   kernel (``vae_prac.verification``), and reads each result from the kernel's reply to
-   the grader's own request. Only those results count. What the notebook printed is
-   kept for the instructor to compare (``printed``), and never counted.
+   kernel (``vae_prac.course.verification``), and reads each result from the kernel's
+   reply to the grader's own request. Only those results count. What the notebook
+   printed is kept for the instructor to compare (``printed``), and never counted.
 
 What this protects against: printed ``[check NAME] passed`` lines, writes to
 ``checks.RESULTS``, replaced check functions, a stored output edited by hand, a
@@ -50,10 +50,10 @@ from pathlib import Path
 import nbformat
 
 from vae_prac.checks import LINE, NOT_DONE, NOT_YET, PASSED
+from vae_prac.course import SOLUTIONS_DIR
 
 MISSING = "missing"
 STATUSES = (PASSED, NOT_YET, NOT_DONE, MISSING)
-SOLUTIONS_DIR = Path(__file__).resolve().parents[1] / "notebooks" / "solutions"
 METADATA_KEY = "vae_prac"
 CHECK_CELL = re.compile(r"\s*# Run me to test your (code|answer)")
 CHECK_MODULE = re.compile(r"^from vae_prac\.checks import (\w+) as check\b", re.M)
@@ -302,7 +302,7 @@ def _verify(client, expected: list[ExpectedCheck], timeout: float) -> dict[str, 
     verified = {}
     for check in expected:
         nonce = secrets.token_hex(16)
-        expression = (f"__import__('importlib').import_module('vae_prac.verification')"
+        expression = (f"__import__('importlib').import_module('vae_prac.course.verification')"
                       f".run({check.name!r}, {check.module!r}, {check.source!r}, {nonce!r})")
         try:
             kind, text = run_sync(_ask)(client, expression, timeout)

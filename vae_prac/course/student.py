@@ -19,9 +19,9 @@ that the committed student versions are up to date.
 
 Usage::
 
-    python -m vae_prac.student                 # regenerate every student notebook
-    python -m vae_prac.student --check         # exit 1 if any is out of date
-    python -m vae_prac.student --execute notebooks/solutions/02_the_elbo.ipynb
+    python -m vae_prac.course.student            # regenerate every student notebook
+    python -m vae_prac.course.student --check    # exit 1 if any is out of date
+    python -m vae_prac.course.student --execute notebooks/solutions/02_the_elbo.ipynb
         # run the solution in place (stores fresh outputs), then regenerate its student version
 """
 
@@ -35,6 +35,8 @@ from pathlib import Path
 
 import nbformat
 
+from vae_prac.course import SOLUTIONS_DIR, STUDENT_DIR
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 ANSWER_TAG = "answer"
@@ -44,10 +46,6 @@ ANSWER_PLACEHOLDER = (
     "then compare it with a neighbour's."
 )
 NBFORMAT_VERSION = 4
-
-ROOT = Path(__file__).resolve().parents[1]
-SOLUTIONS_DIR = ROOT / "notebooks" / "solutions"
-STUDENT_DIR = ROOT / "notebooks" / "student"
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 LANGUAGE_INFO = {
@@ -246,7 +244,7 @@ def execute_in_place(solution: Path, cell_timeout: int = 1200) -> float:
     folder. A cell that raises fails the run (and nothing is written), unless it is
     marked to raise: a comment ``# NBVAL_RAISES_EXCEPTION`` or the tag ``raises-exception``.
     """
-    from vae_prac.grading import execute_notebook
+    from vae_prac.course.grading import execute_notebook
 
     solution = Path(solution)
     nb = nbformat.read(solution, as_version=NBFORMAT_VERSION)
@@ -277,7 +275,7 @@ def _may_raise(cell) -> bool:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m vae_prac.student",
+        prog="python -m vae_prac.course.student",
         description="Generate student notebooks (notebooks/student) from solution notebooks "
                     "(notebooks/solutions).")
     parser.add_argument("paths", nargs="*", help="solution notebooks (default: all)")
@@ -298,7 +296,7 @@ def main(argv=None) -> int:
             for line in problems:
                 print(line)
             if problems:
-                print("Regenerate with: python -m vae_prac.student")
+                print("Regenerate with: python -m vae_prac.course.student")
                 return 1
             print(f"{len(solutions)} student notebook(s) up to date.")
             return 0

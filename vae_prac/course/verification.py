@@ -1,9 +1,9 @@
 """The grader's side of a graded notebook's kernel: each check run again, by the grader.
 
-After a submission's cells have run, ``vae_prac.grading`` asks the kernel to evaluate
-``run(...)`` once per expected check, as a *user expression* of an otherwise empty
-execute request. The answer comes back in the kernel's reply to that request, not in
-any cell's output, so nothing the notebook printed counts. ``run`` executes the
+After a submission's cells have run, ``vae_prac.course.grading`` asks the kernel to
+evaluate ``run(...)`` once per expected check, as a *user expression* of an otherwise
+empty execute request. The answer comes back in the kernel's reply to that request, not
+in any cell's output, so nothing the notebook printed counts. ``run`` executes the
 solution notebook's own check cell against the student's objects, with fresh copies
 of the check modules, so nothing the notebook wrote into ``checks.RESULTS`` or
 replaced in those modules counts either. The nonce, made by the grader for this one
@@ -19,7 +19,8 @@ import sys
 
 def _fresh_check_modules(module: str):
     """New copies of ``vae_prac.checks`` and ``vae_prac.checks.<module>``."""
-    for name in [m for m in sys.modules if m == "vae_prac.checks" or m.startswith("vae_prac.checks.")]:
+    for name in [m for m in sys.modules
+                 if m == "vae_prac.checks" or m.startswith("vae_prac.checks.")]:
         del sys.modules[name]
     return (importlib.import_module("vae_prac.checks"),
             importlib.import_module(f"vae_prac.checks.{module}"))

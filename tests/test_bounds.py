@@ -1,4 +1,6 @@
-"""Tests for vae_prac.elbo: the KL term, the expected log-likelihood and their sum.
+"""Tests for vae_prac.bounds: the KL term, the expected log-likelihood and their sum (the
+ELBO), and L_k from log weights. (L_k's chunks and log p(x): test_evaluate.py; L_k as a
+training objective: test_iwae.py.)
 
 Monte Carlo estimates are compared with exact values within 5 standard errors, each
 computed from the spread of the very samples the estimate averages.
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_prac.elbo import batch_elbo, elbo, kl_analytic, kl_monte_carlo
+from vae_prac.bounds import batch_elbo, elbo, kl_analytic, kl_monte_carlo
 from vae_prac.evaluate import log_px
 from vae_prac.model import posterior, prior, reparameterize
 
@@ -138,7 +140,7 @@ def test_the_elbo_is_below_the_log_likelihood(small_vae, digits):
 
 
 def test_log_mean_exp_is_l_k_and_never_forms_the_weights():
-    from vae_prac.elbo import iwae_bound, log_importance_weights, log_mean_exp
+    from vae_prac.bounds import iw_bound, log_importance_weights, log_mean_exp
     from vae_prac.model import VAE
 
     log_w = tf.constant(rng.normal(-600.0, 3.0, [7, 5]), tf.float32)   # exp underflows
@@ -151,11 +153,11 @@ def test_log_mean_exp_is_l_k_and_never_forms_the_weights():
     x = tf.constant((rng.random([4, 28, 28, 1]) < 0.3).astype(np.float32))
     np.testing.assert_allclose(
         log_mean_exp(log_importance_weights(model, x, 10, seed=(1, 2))),
-        iwae_bound(model, x, 10, seed=(1, 2)), rtol=1e-6)
+        iw_bound(model, x, 10, seed=(1, 2)), rtol=1e-6)
 
 
 def test_beta_elbo_is_the_batch_elbo_at_beta_1_and_linear_in_beta():
-    from vae_prac.elbo import beta_elbo
+    from vae_prac.bounds import beta_elbo
     from vae_prac.model import VAE
 
     model = VAE(latent_dim=3, hidden_size=8)
@@ -173,3 +175,49 @@ def test_beta_elbo_is_the_batch_elbo_at_beta_1_and_linear_in_beta():
     first = float(compiled())
     beta.assign(1.0)
     np.testing.assert_allclose([first, float(compiled())], [at[0.0], at[1.0]], rtol=1e-6)
+
+
+def test_the_bounds_take_any_model_with_an_encoder_a_prior_and_a_likelihood():
+    # A LatentVariableModel is what the bounds call, not a class: here a plain object.
+    from vae_prac.bounds import iw_bound
+    from vae_prac.model import VAE
+
+    vae = VAE(latent_dim=3, hidden_size=8)
+
+    class Plain:
+        encoder = vae.encoder
+
+        def prior(self):
+            return vae.prior()
+
+        def likelihood(self, z):
+            return vae.likelihood(z)
+
+    x = tf.constant((rng.random([4, 28, 28, 1]) < 0.3).astype(np.float32))
+    np.testing.assert_array_equal(elbo(Plain(), x, seed=(1, 2)).elbo,
+                                  elbo(vae, x, seed=(1, 2)).elbo)
+    for chunk in (None, 2):
+        np.testing.assert_allclose(iw_bound(Plain(), x, 5, seed=(1, 2), chunk_size=chunk),
+                                   iw_bound(vae, x, 5, seed=(1, 2), chunk_size=chunk),
+                                   rtol=1e-6)
+
+
+def test_iw_bound_in_a_graph_is_the_training_objective_and_has_gradients():
+    # Training calls iw_bound inside its compiled step: all k samples in one chunk,
+    # drawn from the step's seed tensor, differentiable in theta and phi.
+    from vae_prac.bounds import iw_bound, log_importance_weights, log_mean_exp
+    from vae_prac.model import VAE
+
+    model = VAE(latent_dim=3, hidden_size=8)
+    x = tf.constant((rng.random([6, 28, 28, 1]) < 0.3).astype(np.float32))
+
+    @tf.function
+    def both(seed):
+        with tf.GradientTape() as tape:
+            value = tf.reduce_sum(iw_bound(model, x, 5, seed=seed))
+        plain = tf.reduce_sum(log_mean_exp(log_importance_weights(model, x, 5, seed=seed)))
+        return value, plain, tape.gradient(value, model.trainable_variables)
+
+    value, plain, grads = both(tf.constant([3, 4], tf.int32))
+    assert float(value) == float(plain)
+    assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads)
