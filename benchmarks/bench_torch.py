@@ -50,19 +50,34 @@ import numpy as np
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads each framework may use (default 1: per-thread figures)")
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="timed runs of each variant; medians are reported (default 5)")
-    parser.add_argument("--steps", type=int, default=1000,
-                        help="training steps per timed run (default 1000)")
-    parser.add_argument("--cases", default="abcd",
-                        help="which cases to run, any of a, b, c, d (default abcd)")
-    parser.add_argument("--logpx-n", type=int, default=200,
-                        help="test images for the k=5000 log p(x) timing, a multiple of "
-                             "100, the batch log_px uses (default 200)")
-    parser.add_argument("--quick", action="store_true",
-                        help="300 steps, 3 repeats, 100 images for log p(x)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads each framework may use (default 1: per-thread figures)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="timed runs of each variant; medians are reported (default 5)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=1000, help="training steps per timed run (default 1000)"
+    )
+    parser.add_argument(
+        "--cases", default="abcd", help="which cases to run, any of a, b, c, d (default abcd)"
+    )
+    parser.add_argument(
+        "--logpx-n",
+        type=int,
+        default=200,
+        help="test images for the k=5000 log p(x) timing, a multiple of "
+        "100, the batch log_px uses (default 200)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="300 steps, 3 repeats, 100 images for log p(x)"
+    )
     parser.add_argument("--json", help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -71,8 +86,10 @@ def parse_args(argv=None):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.logpx_n % 100:
-        parser.error(f"--logpx-n must be a multiple of 100 (log p(x) runs in batches of "
-                     f"100, whose size sets the chunks of samples), got {args.logpx_n}")
+        parser.error(
+            f"--logpx-n must be a multiple of 100 (log p(x) runs in batches of "
+            f"100, whose size sets the chunks of samples), got {args.logpx_n}"
+        )
     if not args.cases or set(args.cases) - set("abcd"):
         parser.error(f"--cases takes letters from abcd, got {args.cases!r}")
     return args
@@ -84,13 +101,16 @@ try:
     import torch
     import torch.nn.functional as F
 except ImportError:
-    sys.exit("This benchmark compares against PyTorch, which vae_prac does not install. "
-             "Install it into this environment first: `pip install torch` (or, smaller, "
-             "`pip install torch --index-url https://download.pytorch.org/whl/cpu`).")
+    sys.exit(
+        "This benchmark compares against PyTorch, which vae_prac does not install. "
+        "Install it into this environment first: `pip install torch` (or, smaller, "
+        "`pip install torch --index-url https://download.pytorch.org/whl/cpu`)."
+    )
+
+import tensorflow as tf  # noqa: E402
 
 import vae_prac  # noqa: E402
 import vae_prac.model  # noqa: E402,F401  (first: TensorFlow's start-up lines muted)
-import tensorflow as tf  # noqa: E402
 
 
 def limit_threads(n: int):
@@ -139,7 +159,7 @@ class TorchVAE(torch.nn.Module):
 
     def encode(self, x):
         out = self.encoder(x)
-        mu, a = out[:, :self.latent_dim], out[:, self.latent_dim:]
+        mu, a = out[:, : self.latent_dim], out[:, self.latent_dim :]
         return mu, 1e-6 + F.softplus(a)
 
     def log_weights(self, x, k):
@@ -149,7 +169,8 @@ class TorchVAE(torch.nn.Module):
         z = mu + sigma * eps
         logits = self.decoder(z)
         log_px_z = -F.binary_cross_entropy_with_logits(
-            logits, x.expand_as(logits), reduction="none").sum(-1)
+            logits, x.expand_as(logits), reduction="none"
+        ).sum(-1)
         log_pz = -0.5 * (z.square() + LOG_2PI).sum(-1)
         log_qz = (-0.5 * (eps.square() + LOG_2PI) - sigma.log()).sum(-1)
         return log_px_z + log_pz - log_qz
@@ -164,7 +185,8 @@ class TorchVAE(torch.nn.Module):
         eps = torch.randn(k, *mu.shape) if k > 1 else torch.randn_like(mu)
         logits = self.decoder(mu + sigma * eps)
         log_px_z = -F.binary_cross_entropy_with_logits(
-            logits, x.expand_as(logits), reduction="none").sum(-1)
+            logits, x.expand_as(logits), reduction="none"
+        ).sum(-1)
         if k > 1:
             log_px_z = log_px_z.mean(0)
         kl = (0.5 * (mu.square() + sigma.square() - 1) - sigma.log()).sum(-1)
@@ -200,10 +222,12 @@ def torch_optimizer(config: Config, params):
     not change it (vae_prac's schedule still costs its few ops in every TF step).
     """
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.learning_rate, betas=(0.9, 0.999),
-                                eps=config.epsilon or 1e-4)
-    return torch.optim.RMSprop(params, lr=config.learning_rate, alpha=0.9,
-                               eps=config.epsilon or 1e-10)
+        return torch.optim.Adam(
+            params, lr=config.learning_rate, betas=(0.9, 0.999), eps=config.epsilon or 1e-4
+        )
+    return torch.optim.RMSprop(
+        params, lr=config.learning_rate, alpha=0.9, eps=config.epsilon or 1e-10
+    )
 
 
 class TorchBatches:
@@ -220,7 +244,7 @@ class TorchBatches:
         if self.position + self.batch_size > len(self.order):
             self.order = torch.randperm(len(self.images))
             self.position = 0
-        index = self.order[self.position:self.position + self.batch_size]
+        index = self.order[self.position : self.position + self.batch_size]
         self.position += self.batch_size
         p = self.images[index].float() / 255.0
         if self.stochastic:
@@ -242,6 +266,7 @@ def torch_train_runner(torch_model, config, images):
             optimizer.step()
             value = loss
         return value.item()
+
     return run
 
 
@@ -251,7 +276,7 @@ def torch_log_px(torch_model, x, k, batch_size=100):
     with torch.no_grad():
         x = torch.from_numpy(x.reshape(len(x), -1))
         for start in range(0, len(x), batch_size):
-            xb = x[start:start + batch_size]
+            xb = x[start : start + batch_size]
             chunk = max(1, min(k, 20_000 // len(xb)))
             total = torch.full([len(xb)], -math.inf)
             for s in range(0, k, chunk):
@@ -277,12 +302,14 @@ def tf_loop_runner(config, images):
     """``train()``'s compiled loop and data feeding, run n steps at a time."""
     model, optimizer = tf_setup(config)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
-    run_steps = training._compile_train_loop(model, optimizer, step, None, config,
-                                             train_images=images, start=0)
+    run_steps = training._compile_train_loop(
+        model, optimizer, step, None, config, train_images=images, start=0
+    )
 
     def run(n):
         total, done = run_steps(tf.constant(n, tf.int64))
         return float(total)
+
     return model, run
 
 
@@ -297,10 +324,10 @@ def tf_step_runner(config, images):
     def run(n):
         for _ in range(n):
             i = counter[0]
-            value, _ = step(batches[i % len(batches)],
-                            tf.constant([config.seed, i], tf.int32))
+            value, _ = step(batches[i % len(batches)], tf.constant([config.seed, i], tf.int32))
             counter[0] += 1
         return float(value)
+
     return model, run
 
 
@@ -317,7 +344,7 @@ def timed(run, n):
 
 def interleaved(runners: dict, n: int, repeats: int):
     """Median steps/s (wall and per CPU-second) of each runner, taking turns."""
-    for run in runners.values():   # warm-up: tracing, first allocations
+    for run in runners.values():  # warm-up: tracing, first allocations
         run(max(n // 10, 20))
     walls = {name: [] for name in runners}
     cpus = {name: [] for name in runners}
@@ -326,25 +353,33 @@ def interleaved(runners: dict, n: int, repeats: int):
             wall, cpu = timed(run, n)
             walls[name].append(n / wall)
             cpus[name].append(n / cpu)
-    return {name: {"steps_per_sec": statistics.median(walls[name]),
-                   "steps_per_cpu_sec": statistics.median(cpus[name]),
-                   "runs_steps_per_sec": walls[name], "runs_steps_per_cpu_sec": cpus[name]}
-            for name in runners}
+    return {
+        name: {
+            "steps_per_sec": statistics.median(walls[name]),
+            "steps_per_cpu_sec": statistics.median(cpus[name]),
+            "runs_steps_per_sec": walls[name],
+            "runs_steps_per_cpu_sec": cpus[name],
+        }
+        for name in runners
+    }
 
 
 CASES = {
-    "a": ("default Config(): latent 100, 2 x 200 ReLU, batch 64, RMSProp, thresholded",
-          Config()),
-    "b": ("Burda's network, batch 20, Adam, ELBO k=1 (burda-vae-k1)",
-          presets.preset("burda-vae-k1")),
-    "c": ("Burda's network, batch 20, Adam, IWAE k=5 (burda-iwae-k5)",
-          presets.preset("burda-iwae-k5")),
+    "a": ("default Config(): latent 100, 2 x 200 ReLU, batch 64, RMSProp, thresholded", Config()),
+    "b": (
+        "Burda's network, batch 20, Adam, ELBO k=1 (burda-vae-k1)",
+        presets.preset("burda-vae-k1"),
+    ),
+    "c": (
+        "Burda's network, batch 20, Adam, IWAE k=5 (burda-iwae-k5)",
+        presets.preset("burda-iwae-k5"),
+    ),
 }
 
 
 def training_images(config):
     images, _ = data.load_mnist("train", config.data_dir)
-    return images[:len(images) - config.n_validation] if config.n_validation else images
+    return images[: len(images) - config.n_validation] if config.n_validation else images
 
 
 def bench_training(case, args):
@@ -356,32 +391,50 @@ def bench_training(case, args):
     torch.manual_seed(config.seed)
     torch_model = TorchVAE(config)
     copy_weights(tf_model, torch_model)
-    check_same_network(tf_model, torch_model,
-                       (images[:50].astype(np.float32) / 255.0 > 0.5).astype(np.float32))
-    results = interleaved({"TF train() loop": tf_loop, "TF step alone": tf_step,
-                           "PyTorch eager": torch_train_runner(torch_model, config, images)},
-                          args.steps, args.repeats)
+    check_same_network(
+        tf_model, torch_model, (images[:50].astype(np.float32) / 255.0 > 0.5).astype(np.float32)
+    )
+    results = interleaved(
+        {
+            "TF train() loop": tf_loop,
+            "TF step alone": tf_step,
+            "PyTorch eager": torch_train_runner(torch_model, config, images),
+        },
+        args.steps,
+        args.repeats,
+    )
     base = results["PyTorch eager"]
     for name, r in results.items():
-        ratio = "" if name == "PyTorch eager" else (
-            f"   TF/PyTorch {r['steps_per_sec'] / base['steps_per_sec']:.2f}x wall, "
-            f"{r['steps_per_cpu_sec'] / base['steps_per_cpu_sec']:.2f}x CPU")
-        print(f"    {name:<18s} {r['steps_per_sec']:7.0f} steps/s "
-              f"({r['steps_per_cpu_sec']:5.0f} per CPU-s){ratio}", flush=True)
+        ratio = (
+            ""
+            if name == "PyTorch eager"
+            else (
+                f"   TF/PyTorch {r['steps_per_sec'] / base['steps_per_sec']:.2f}x wall, "
+                f"{r['steps_per_cpu_sec'] / base['steps_per_cpu_sec']:.2f}x CPU"
+            )
+        )
+        print(
+            f"    {name:<18s} {r['steps_per_sec']:7.0f} steps/s "
+            f"({r['steps_per_cpu_sec']:5.0f} per CPU-s){ratio}",
+            flush=True,
+        )
     return {"title": title, "config": config.to_dict(), **results}
 
 
 def bench_log_px(args):
     k, n = 5000, args.logpx_n
     config = presets.preset("burda-iwae-k5")
-    print(f"(d) log p(x), k={k}, on {n} test images (Burda's network, batch 100), "
-          f"extrapolated to 10,000", flush=True)
+    print(
+        f"(d) log p(x), k={k}, on {n} test images (Burda's network, batch 100), "
+        f"extrapolated to 10,000",
+        flush=True,
+    )
     keras.utils.set_random_seed(config.seed)
     tf_model = VAE.from_config(config)
     torch_model = TorchVAE(config)
     copy_weights(tf_model, torch_model)
     x = data.eval_set(n, "stochastic", seed=0)
-    log_px(tf_model, x[:10], k=10)   # trace once, untimed
+    log_px(tf_model, x[:10], k=10)  # trace once, untimed
     torch_log_px(torch_model, x[:10], 10)
     seconds = {"TF log_px": [], "PyTorch": []}
     estimates = {}
@@ -395,14 +448,23 @@ def bench_log_px(args):
     results = {}
     for name, s in seconds.items():
         full = statistics.median(s) * 10_000 / n
-        results[name] = {"seconds": statistics.median(s), "runs_seconds": s, "n": n, "k": k,
-                         "seconds_for_10000": full, "mean_log_px": estimates[name]}
+        results[name] = {
+            "seconds": statistics.median(s),
+            "runs_seconds": s,
+            "n": n,
+            "k": k,
+            "seconds_for_10000": full,
+            "mean_log_px": estimates[name],
+        }
     ratio = results["PyTorch"]["seconds"] / results["TF log_px"]["seconds"]
     for name, r in results.items():
-        print(f"    {name:<18s} {r['seconds']:7.1f} s on {n}: about "
-              f"{r['seconds_for_10000'] / 60:5.1f} min for 10,000 "
-              f"(mean log p(x) of the untrained model {r['mean_log_px']:.2f})"
-              + (f"   TF {ratio:.2f}x as fast" if name == "TF log_px" else ""), flush=True)
+        print(
+            f"    {name:<18s} {r['seconds']:7.1f} s on {n}: about "
+            f"{r['seconds_for_10000'] / 60:5.1f} min for 10,000 "
+            f"(mean log p(x) of the untrained model {r['mean_log_px']:.2f})"
+            + (f"   TF {ratio:.2f}x as fast" if name == "TF log_px" else ""),
+            flush=True,
+        )
     results["tf_speedup"] = ratio
     return results
 
@@ -410,19 +472,32 @@ def bench_log_px(args):
 def main(args):
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-        "threads": args.threads, "steps": args.steps, "repeats": args.repeats,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(),
-                    "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None},
-        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                     "tensorflow_probability": tfp.__version__, "keras": keras.__version__,
-                     "torch": torch.__version__, "vae_prac": vae_prac.__version__},
+        "threads": args.threads,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "tensorflow_probability": tfp.__version__,
+            "keras": keras.__version__,
+            "torch": torch.__version__,
+            "vae_prac": vae_prac.__version__,
+        },
     }
-    print(f"vae_prac beside PyTorch, {report['date']}: {args.threads} thread(s) per "
-          f"framework (figures are per {args.threads} thread(s)), medians of "
-          f"{args.repeats} interleaved runs of {args.steps} steps; {os.cpu_count()} CPU "
-          f"cores, load average {report['machine']['load_average'][0]:.1f}; "
-          f"TF {tf.__version__}, PyTorch {torch.__version__}", flush=True)
+    print(
+        f"vae_prac beside PyTorch, {report['date']}: {args.threads} thread(s) per "
+        f"framework (figures are per {args.threads} thread(s)), medians of "
+        f"{args.repeats} interleaved runs of {args.steps} steps; {os.cpu_count()} CPU "
+        f"cores, load average {report['machine']['load_average'][0]:.1f}; "
+        f"TF {tf.__version__}, PyTorch {torch.__version__}",
+        flush=True,
+    )
     for case in "abc":
         if case in args.cases:
             report[case] = bench_training(case, args)

@@ -44,14 +44,16 @@ _MD_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^)\s]+)\)")
 
 
 def _student_tool():
-    """vae_prac/student.py, loaded from its file.
+    """vae_prac/course/student.py, loaded from its file.
 
     Its markers (``### BEGIN SOLUTION``, the ``answer`` tag) and ``strip_solutions``
     define what an answer is, so the site uses them rather than a copy. Importing it
-    as ``vae_prac.student`` would also import TensorFlow, which building web pages
-    does not need.
+    as ``vae_prac.course.student`` would also import TensorFlow, which building web
+    pages does not need.
     """
-    spec = importlib.util.spec_from_file_location("_vae_prac_student", ROOT / "vae_prac" / "student.py")
+    spec = importlib.util.spec_from_file_location(
+        "_vae_prac_student", ROOT / "vae_prac" / "course" / "student.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -65,10 +67,13 @@ def repo_url() -> str:
     tree = ast.parse((ROOT / "vae_prac" / "__init__.py").read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "REPO_URL" for t in node.targets):
+            isinstance(t, ast.Name) and t.id == "REPO_URL" for t in node.targets
+        ):
             return ast.literal_eval(node.value)
-    raise RuntimeError("vae_prac/__init__.py defines no REPO_URL; the site's Colab and "
-                       "source links are made from it, so define it there.")
+    raise RuntimeError(
+        "vae_prac/__init__.py defines no REPO_URL; the site's Colab and "
+        "source links are made from it, so define it there."
+    )
 
 
 def colab_url(kind: str, name: str) -> str:
@@ -86,8 +91,10 @@ def _fence(char: str, body: str, minimum: int = 3) -> str:
 def dropdown(title: str, body: str) -> str:
     """MyST for a collapsed dropdown (a ``<details>`` element in the page) holding body."""
     fence = _fence(":", body, minimum=4)
-    return (f"{fence}{{dropdown}} {title.strip()}\n:class-container: {ANSWER_CLASS}\n\n"
-            f"{body.strip()}\n{fence}")
+    return (
+        f"{fence}{{dropdown}} {title.strip()}\n:class-container: {ANSWER_CLASS}\n\n"
+        f"{body.strip()}\n{fence}"
+    )
 
 
 def _plain_badges(text: str) -> str:
@@ -104,10 +111,13 @@ def _links_line(name: str) -> str:
     if not student.is_file():
         raise FileNotFoundError(
             f"{student} is missing; the site links every notebook's student version. "
-            "Generate it with: python -m vae_prac.student")
-    return (f"[Download the student notebook](path:../../notebooks/student/{name}) · "
-            f"[open it in Colab]({colab_url('student', name)}) · "
-            f"[the solutions in Colab]({colab_url('solutions', name)})")
+            "Generate it with: python -m vae_prac.course.student"
+        )
+    return (
+        f"[Download the student notebook](path:../../notebooks/student/{name}) · "
+        f"[open it in Colab]({colab_url('student', name)}) · "
+        f"[the solutions in Colab]({colab_url('solutions', name)})"
+    )
 
 
 def _title_cell(source: str, name: str) -> str:
@@ -115,10 +125,12 @@ def _title_cell(source: str, name: str) -> str:
     lines = source.split("\n")
     title = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
     if title is None:
-        raise ValueError(f"{name}: its first cell has no '# ' title line; every notebook "
-                         "of the series starts with one, and its page is named after it.")
+        raise ValueError(
+            f"{name}: its first cell has no '# ' title line; every notebook "
+            "of the series starts with one, and its page is named after it."
+        )
     above = [line for line in lines[:title] if "colab-badge" not in line]
-    return "\n".join(above + [lines[title], "", _links_line(name), ""] + lines[title + 1:])
+    return "\n".join(above + [lines[title], "", _links_line(name), ""] + lines[title + 1 :])
 
 
 def _code_answer(source: str) -> str:
@@ -143,7 +155,9 @@ def page_notebook(solution: Path):
                 source = _title_cell(source, name)
             cell.source = _plain_badges(source)
             cells.append(cell)
-        elif cell.cell_type == "code" and any(STUDENT._marker(line) for line in cell.source.split("\n")):
+        elif cell.cell_type == "code" and any(
+            STUDENT._marker(line) for line in cell.source.split("\n")
+        ):
             answer = nbformat.v4.new_markdown_cell(_code_answer(cell.source))
             answer["id"] = f"{cell.get('id', index)}-answer"
             cell.source = STUDENT.strip_solutions(cell.source, where)
@@ -157,23 +171,27 @@ def page_notebook(solution: Path):
 def _readme_link(target: str) -> str:
     """Where a README link points on the site (README's links are relative to the repo)."""
     if re.match(r"^[a-z][a-z0-9+.-]*:|^#", target):
-        return target                                   # a URL, or an anchor on the page
+        return target  # a URL, or an anchor on the page
     path, _, anchor = target.partition("#")
     anchor = f"#{anchor}" if anchor else ""
     parts = Path(path).parts
     if parts[:2] == ("notebooks", "solutions") and path.endswith(".ipynb"):
-        return f"notebooks/{parts[-1]}{anchor}"          # its page on the site
+        return f"notebooks/{parts[-1]}{anchor}"  # its page on the site
     if parts[:2] == ("notebooks", "student") and path.endswith(".ipynb"):
-        return f"path:../{path}"                         # a download
-    return f"{repo_url()}/blob/main/{path}{anchor}"      # anything else: on GitHub
+        return f"path:../{path}"  # a download
+    return f"{repo_url()}/blob/main/{path}{anchor}"  # anything else: on GitHub
 
 
 def index_page(notebooks: list[str]) -> str:
-    """README as the home page, with a table of contents of the notebook pages."""
+    """README as the home page, with a table of contents of the notebook pages and the
+    library's API page (api.md, written by hand around the docstrings)."""
     readme = _plain_badges((ROOT / "README.md").read_text(encoding="utf-8"))
     readme = _MD_LINK.sub(lambda m: f"[{m.group(1)}]({_readme_link(m.group(2))})", readme)
     toc = "\n".join(f"notebooks/{Path(n).stem}" for n in notebooks)
-    return f"{readme.rstrip()}\n\n```{{toctree}}\n:hidden:\n:caption: Notebooks\n\n{toc}\n```\n"
+    return (
+        f"{readme.rstrip()}\n\n```{{toctree}}\n:hidden:\n:caption: Notebooks\n\n{toc}\n```\n"
+        f"\n```{{toctree}}\n:hidden:\n:caption: Library\n\napi\n```\n"
+    )
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -187,8 +205,9 @@ def stage(docs_dir: Path) -> list[Path]:
     docs_dir = Path(docs_dir)
     solutions = sorted(SOLUTIONS_DIR.glob("*.ipynb"))
     if not solutions:
-        raise FileNotFoundError(f"No solution notebooks in {SOLUTIONS_DIR}: the site is "
-                                "built from them.")
+        raise FileNotFoundError(
+            f"No solution notebooks in {SOLUTIONS_DIR}: the site is built from them."
+        )
     pages_dir = docs_dir / "notebooks"
     pages = []
     for solution in solutions:
@@ -196,6 +215,6 @@ def stage(docs_dir: Path) -> list[Path]:
         _write_if_changed(page, nbformat.writes(page_notebook(solution), version=4) + "\n")
         pages.append(page)
     for stale in set(pages_dir.glob("*.ipynb")) - set(pages):
-        stale.unlink()                                   # a notebook removed or renamed
+        stale.unlink()  # a notebook removed or renamed
     _write_if_changed(docs_dir / "index.md", index_page([s.name for s in solutions]))
     return pages

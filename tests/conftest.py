@@ -17,8 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def digits():
     """500 real MNIST test digits, thresholded at 0.5: float32 [500, 28, 28, 1]."""
     from vae_prac import data
+
     x = data.eval_set(500, "threshold", seed=0)
-    x.setflags(write=False)   # shared between tests: nobody may change it
+    x.setflags(write=False)  # shared between tests: nobody may change it
     return x
 
 
@@ -26,11 +27,13 @@ def digits():
 def small_vae():
     """A factory of small, freshly initialized VAEs with seeded weights."""
     import keras
+
     from vae_prac.model import VAE
 
     def make(latent_dim=4, hidden_size=32, seed=0):
         keras.utils.set_random_seed(seed)
         return VAE(latent_dim, hidden_size)
+
     return make
 
 
@@ -38,7 +41,7 @@ def small_vae():
 SLOW_KINDS = ("notebook", "browser", "network")
 
 
-@pytest.hookimpl(tryfirst=True)   # before pytest deselects by -m
+@pytest.hookimpl(tryfirst=True)  # before pytest deselects by -m
 def pytest_collection_modifyitems(items):
     """nbval's cells of the solution notebooks are notebook tests; every test marked
     notebook, browser or network is also slow."""
@@ -51,5 +54,4 @@ def pytest_collection_modifyitems(items):
 
 def pytest_configure(config):
     # TFP 0.25 still calls distutils' LooseVersion on import; that is TFP's business.
-    config.addinivalue_line(
-        "filterwarnings", "ignore:distutils Version classes:DeprecationWarning")
+    config.addinivalue_line("filterwarnings", "ignore:distutils Version classes:DeprecationWarning")

@@ -23,8 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -46,20 +45,30 @@ def max_abs_diff(a, b):
 
 def check_train(images, eval_x):
     strategy = tf.distribute.MirroredStrategy(REPLICAS)
-    config = Config(latent_dim=8, hidden_size=64, n_iterations=300, print_every=100,
-                    log_every=50, n_eval=len(eval_x))
-    result = train(config, strategy=strategy, progress=False, verbose=False,
-                   train_images=images, eval_x=eval_x)
+    config = Config(
+        latent_dim=8,
+        hidden_size=64,
+        n_iterations=300,
+        print_every=100,
+        log_every=50,
+        n_eval=len(eval_x),
+    )
+    result = train(
+        config, strategy=strategy, progress=False, verbose=False, train_images=images, eval_x=eval_x
+    )
     h = result.history
     # The standard error of a difference of two mean test ELBOs, from the per-image spread.
     per_image = elbo(result.model, eval_x, seed=(1, 0)).elbo.numpy()
     se = float(np.sqrt(2.0) * per_image.std(ddof=1) / np.sqrt(len(eval_x)))
-    return {"replicas": strategy.num_replicas_in_sync, "iteration": result.iteration,
-            "elbo_difference_se": se,
-            "iterations": h.iteration, "train_elbo": h.train_elbo,
-            "test_elbo": h.test_elbo,
-            "weights_finite": all(bool(np.all(np.isfinite(w)))
-                                  for w in weights(result.model))}
+    return {
+        "replicas": strategy.num_replicas_in_sync,
+        "iteration": result.iteration,
+        "elbo_difference_se": se,
+        "iterations": h.iteration,
+        "train_elbo": h.train_elbo,
+        "test_elbo": h.test_elbo,
+        "weights_finite": all(bool(np.all(np.isfinite(w))) for w in weights(result.model)),
+    }
 
 
 def check_sgd_step(x):
@@ -70,8 +79,7 @@ def check_sgd_step(x):
     single = VAE.from_config(config)
     before = weights(single)
     sgd = keras.optimizers.SGD(learning_rate=1e-3)
-    elbo_single, _ = train_step_fn(single, sgd, config, jit_compile=False)(
-        tf.constant(x), seed)
+    elbo_single, _ = train_step_fn(single, sgd, config, jit_compile=False)(tf.constant(x), seed)
     delta_single = [w - b for w, b in zip(weights(single), before)]
 
     strategy = tf.distribute.MirroredStrategy(REPLICAS)
@@ -84,7 +92,8 @@ def check_sgd_step(x):
     # The step's Python body: a nested tf.function cannot all-reduce under a strategy.
     step = train_step_fn(mirrored, sgd, config, jit_compile=False).python_function
     batches = strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensors(x))             # the global batch, split in two
+        tf.data.Dataset.from_tensors(x)
+    )  # the global batch, split in two
 
     @tf.function
     def distributed_step(batch):
@@ -95,24 +104,38 @@ def check_sgd_step(x):
     delta_mirrored = [w - b for w, b in zip(weights(mirrored), before)]
     num = sum(float(np.sum(dm * ds)) for dm, ds in zip(delta_mirrored, delta_single))
     den = sum(float(np.sum(ds * ds)) for ds in delta_single)
-    return {"elbo_single": float(elbo_single), "elbo_mirrored": float(elbo_mirrored),
-            "ratio": num / den,   # least-squares factor: delta_mirrored ~ ratio * delta_single
-            "max_abs_diff": max_abs_diff(delta_mirrored, delta_single),
-            "max_abs_delta": max(float(np.max(np.abs(d))) for d in delta_single)}
+    return {
+        "elbo_single": float(elbo_single),
+        "elbo_mirrored": float(elbo_mirrored),
+        "ratio": num / den,  # least-squares factor: delta_mirrored ~ ratio * delta_single
+        "max_abs_diff": max_abs_diff(delta_mirrored, delta_single),
+        "max_abs_delta": max(float(np.max(np.abs(d))) for d in delta_single),
+    }
 
 
 def check_train_equal(images, eval_x):
-    config = Config(latent_dim=8, hidden_size=64, n_iterations=4, print_every=2,
-                    log_every=1, n_eval=len(eval_x))
+    config = Config(
+        latent_dim=8, hidden_size=64, n_iterations=4, print_every=2, log_every=1, n_eval=len(eval_x)
+    )
     runs = {}
-    for name, strategy in [("single", None),
-                           ("mirrored", tf.distribute.MirroredStrategy(REPLICAS))]:
-        result = train(config, strategy=strategy, progress=False, verbose=False,
-                       train_images=images, eval_x=eval_x)
+    for name, strategy in [
+        ("single", None),
+        ("mirrored", tf.distribute.MirroredStrategy(REPLICAS)),
+    ]:
+        result = train(
+            config,
+            strategy=strategy,
+            progress=False,
+            verbose=False,
+            train_images=images,
+            eval_x=eval_x,
+        )
         runs[name] = (result.history.train_elbo, weights(result.model))
-    return {"train_elbo_single": runs["single"][0],
-            "train_elbo_mirrored": runs["mirrored"][0],
-            "max_abs_diff": max_abs_diff(runs["single"][1], runs["mirrored"][1])}
+    return {
+        "train_elbo_single": runs["single"][0],
+        "train_elbo_mirrored": runs["mirrored"][0],
+        "max_abs_diff": max_abs_diff(runs["single"][1], runs["mirrored"][1]),
+    }
 
 
 def main():

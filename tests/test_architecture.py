@@ -18,8 +18,21 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "vae_prac"
 
 # The library, in ARCHITECTURE.md's order: a module may import only those before it.
-LIBRARY = ["config", "presets", "short_runs", "mnist_files", "data", "model", "bounds",
-           "evaluate", "run_lock", "run_folder", "training", "plotting", "pretrained"]
+LIBRARY = [
+    "config",
+    "presets",
+    "short_runs",
+    "mnist_files",
+    "data",
+    "model",
+    "bounds",
+    "evaluate",
+    "run_lock",
+    "run_folder",
+    "training",
+    "plotting",
+    "pretrained",
+]
 WINGS = {"checks", "course"}
 ENTRY = {"cli", "__main__", "__init__"}
 
@@ -48,8 +61,10 @@ def imported_rooms(path: Path) -> set[str]:
             else:
                 names = [node.module]
         elif isinstance(node, ast.ImportFrom) and node.level > 0:
-            raise AssertionError(f"{path.relative_to(ROOT)}: relative imports are not used "
-                                 f"here; write the absolute name.")
+            raise AssertionError(
+                f"{path.relative_to(ROOT)}: relative imports are not used "
+                f"here; write the absolute name."
+            )
         else:
             continue
         for name in names:
@@ -66,7 +81,8 @@ def test_the_rooms_are_the_ones_architecture_md_names():
     rooms = {room(p) for p in SOURCES}
     assert rooms == set(LIBRARY) | WINGS | ENTRY, (
         "a module was added or removed: give it its row in ARCHITECTURE.md and in LIBRARY "
-        "here (the order is the import order)")
+        "here (the order is the import order)"
+    )
     text = (ROOT / "ARCHITECTURE.md").read_text()
     for name in LIBRARY:
         assert f"`{name}.py`" in text or f"`{name}/`" in text, name
@@ -81,26 +97,30 @@ def test_imports_follow_the_rules(path):
     # The package's own __init__ runs before any of its modules, so any may use it (data
     # imports TensorFlow through it, muted); it imports the rest only on first use.
     if here in LIBRARY:
-        allowed = set(LIBRARY[:LIBRARY.index(here)]) | {"__init__"}
+        allowed = set(LIBRARY[: LIBRARY.index(here)]) | {"__init__"}
     elif here == "checks":
         allowed = set(LIBRARY) | {"__init__"}
     elif here == "course":
         allowed = set(LIBRARY) | {"checks", "__init__"}
-    else:                                     # the entry points may import anything
+    else:  # the entry points may import anything
         allowed = set(LIBRARY) | WINGS | ENTRY
     assert imports <= allowed, (
         f"{path.relative_to(ROOT)} ({here}) imports {sorted(imports - allowed)}, which "
-        f"ARCHITECTURE.md does not allow it")
+        f"ARCHITECTURE.md does not allow it"
+    )
 
 
 def test_importing_the_library_loads_neither_wing():
     """What the source says, checked at run time too: importing every library module (and
     so TensorFlow) loads no module of checks/, course/ or cli."""
-    code = ("import importlib, sys\n"
-            f"for name in {LIBRARY!r}:\n"
-            "    importlib.import_module('vae_prac.' + name)\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[:2] in "
-            "(['vae_prac', 'checks'], ['vae_prac', 'course'], ['vae_prac', 'cli'])))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
+    code = (
+        "import importlib, sys\n"
+        f"for name in {LIBRARY!r}:\n"
+        "    importlib.import_module('vae_prac.' + name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[:2] in "
+        "(['vae_prac', 'checks'], ['vae_prac', 'course'], ['vae_prac', 'cli'])))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == "[]", out.stdout

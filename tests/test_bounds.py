@@ -14,7 +14,7 @@ from vae_prac.bounds import batch_elbo, elbo, kl_analytic, kl_monte_carlo
 from vae_prac.evaluate import log_px
 from vae_prac.model import posterior, prior, reparameterize
 
-Z = 5.0   # tolerance in standard errors
+Z = 5.0  # tolerance in standard errors
 
 rng = np.random.default_rng(0)
 MU = rng.normal(0, 1.5, [6, 4]).astype(np.float32)
@@ -27,8 +27,9 @@ def test_kl_analytic_is_the_textbook_formula():
     assert kl.shape == (6,)
     np.testing.assert_allclose(kl, textbook, rtol=1e-5)
     # Zero exactly when q is the prior, positive otherwise.
-    same = kl_analytic(posterior(np.zeros([1, 4], np.float32), np.ones([1, 4], np.float32)),
-                       prior(4))
+    same = kl_analytic(
+        posterior(np.zeros([1, 4], np.float32), np.ones([1, 4], np.float32)), prior(4)
+    )
     np.testing.assert_allclose(same, [0.0], atol=1e-6)
     assert np.all(kl > 0)
 
@@ -36,9 +37,9 @@ def test_kl_analytic_is_the_textbook_formula():
 def test_kl_monte_carlo_matches_the_closed_form_within_monte_carlo_error():
     q, p = posterior(MU, SIGMA), prior(4)
     n = 50_000
-    z = reparameterize(MU, SIGMA, n_samples=n, seed=(4, 2))          # [n, 6, 4]
+    z = reparameterize(MU, SIGMA, n_samples=n, seed=(4, 2))  # [n, 6, 4]
     estimate = kl_monte_carlo(q, p, z).numpy()
-    log_ratio = (q.log_prob(z) - p.log_prob(z)).numpy()               # [n, 6]
+    log_ratio = (q.log_prob(z) - p.log_prob(z)).numpy()  # [n, 6]
     np.testing.assert_allclose(estimate, log_ratio.mean(0), rtol=1e-4)
     se = log_ratio.std(0) / np.sqrt(n)
     exact = kl_analytic(q, p).numpy()
@@ -54,15 +55,14 @@ def test_elbo_is_expected_log_likelihood_minus_kl(small_vae, digits):
     terms = elbo(vae, x, seed=(1, 1))
     for t in terms:
         assert t.shape == (16,)
-    np.testing.assert_allclose(terms.elbo, terms.expected_log_likelihood - terms.kl,
-                               rtol=1e-6)
+    np.testing.assert_allclose(terms.elbo, terms.expected_log_likelihood - terms.kl, rtol=1e-6)
     # The pieces, computed by hand from the model's distributions and the same noise.
     mu, sigma = vae.encoder(x)
     z = reparameterize(mu, sigma, seed=(1, 1))
-    np.testing.assert_allclose(terms.expected_log_likelihood,
-                               vae.likelihood(z).log_prob(x), rtol=1e-6)
-    np.testing.assert_allclose(terms.kl, kl_analytic(vae.posterior(x), vae.prior()),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        terms.expected_log_likelihood, vae.likelihood(z).log_prob(x), rtol=1e-6
+    )
+    np.testing.assert_allclose(terms.kl, kl_analytic(vae.posterior(x), vae.prior()), rtol=1e-6)
     # A log-probability of binary pixels is negative; a KL is not.
     assert np.all(terms.expected_log_likelihood.numpy() < 0)
     assert np.all(terms.kl.numpy() >= 0)
@@ -74,8 +74,8 @@ def test_several_samples_are_averaged_per_example(small_vae, digits):
     terms = elbo(vae, x, n_samples=7, seed=(2, 3))
     assert terms.elbo.shape == (8,) and terms.expected_log_likelihood.shape == (8,)
     mu, sigma = vae.encoder(x)
-    z = reparameterize(mu, sigma, n_samples=7, seed=(2, 3))            # [7, 8, d]
-    per_sample = vae.likelihood(z).log_prob(x).numpy()                # [7, 8]
+    z = reparameterize(mu, sigma, n_samples=7, seed=(2, 3))  # [7, 8, d]
+    per_sample = vae.likelihood(z).log_prob(x).numpy()  # [7, 8]
     np.testing.assert_allclose(terms.expected_log_likelihood, per_sample.mean(0), rtol=1e-6)
     # The samples differ, so averaging is not just taking one of them.
     assert np.all(per_sample.std(0) > 0)
@@ -88,8 +88,7 @@ def test_monte_carlo_kl_is_unbiased_and_uses_the_same_samples(small_vae, digits)
     analytic = elbo(vae, x, n_samples=n, kl="analytic", seed=(5, 5))
     mc = elbo(vae, x, n_samples=n, kl="monte_carlo", seed=(5, 5))
     # Same seed, same z: the expected log-likelihood is identical; only the KL differs.
-    np.testing.assert_array_equal(analytic.expected_log_likelihood,
-                                  mc.expected_log_likelihood)
+    np.testing.assert_array_equal(analytic.expected_log_likelihood, mc.expected_log_likelihood)
     np.testing.assert_allclose(mc.elbo, mc.expected_log_likelihood - mc.kl, rtol=1e-6)
     q, p = vae.posterior(x), vae.prior()
     mu, sigma = vae.encoder(x)
@@ -112,8 +111,7 @@ def test_batch_elbo_is_the_sum_over_the_batch(small_vae, digits):
     x = digits[:32]
     total = batch_elbo(vae, x, n_samples=3, seed=(9, 9))
     assert total.shape == ()
-    np.testing.assert_allclose(total, tf.reduce_sum(elbo(vae, x, 3, seed=(9, 9)).elbo),
-                               rtol=1e-6)
+    np.testing.assert_allclose(total, tf.reduce_sum(elbo(vae, x, 3, seed=(9, 9)).elbo), rtol=1e-6)
 
 
 def test_same_seed_same_elbo_and_fresh_noise_without_a_seed(small_vae, digits):
@@ -143,17 +141,19 @@ def test_log_mean_exp_is_l_k_and_never_forms_the_weights():
     from vae_prac.bounds import iw_bound, log_importance_weights, log_mean_exp
     from vae_prac.model import VAE
 
-    log_w = tf.constant(rng.normal(-600.0, 3.0, [7, 5]), tf.float32)   # exp underflows
+    log_w = tf.constant(rng.normal(-600.0, 3.0, [7, 5]), tf.float32)  # exp underflows
     a = log_w.numpy().astype(np.float64)
     expected = a.max(0) + np.log(np.exp(a - a.max(0)).mean(0))
     np.testing.assert_allclose(log_mean_exp(log_w), expected, rtol=1e-6)
-    np.testing.assert_allclose(log_mean_exp(log_w[:1]), a[0], rtol=1e-6)   # k = 1
+    np.testing.assert_allclose(log_mean_exp(log_w[:1]), a[0], rtol=1e-6)  # k = 1
 
     model = VAE(latent_dim=3, hidden_size=8)
     x = tf.constant((rng.random([4, 28, 28, 1]) < 0.3).astype(np.float32))
     np.testing.assert_allclose(
         log_mean_exp(log_importance_weights(model, x, 10, seed=(1, 2))),
-        iw_bound(model, x, 10, seed=(1, 2)), rtol=1e-6)
+        iw_bound(model, x, 10, seed=(1, 2)),
+        rtol=1e-6,
+    )
 
 
 def test_beta_elbo_is_the_batch_elbo_at_beta_1_and_linear_in_beta():
@@ -165,10 +165,10 @@ def test_beta_elbo_is_the_batch_elbo_at_beta_1_and_linear_in_beta():
     terms = elbo(model, x, seed=(3, 4))
     at = {b: float(beta_elbo(model, x, (3, 4), b)) for b in (0.0, 1.0, 2.5)}
     np.testing.assert_allclose(at[1.0], float(batch_elbo(model, x, seed=(3, 4))), rtol=1e-6)
-    np.testing.assert_allclose(at[0.0], float(tf.reduce_sum(terms.expected_log_likelihood)),
-                               rtol=1e-6)
-    np.testing.assert_allclose(at[0.0] - at[2.5], 2.5 * float(tf.reduce_sum(terms.kl)),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        at[0.0], float(tf.reduce_sum(terms.expected_log_likelihood)), rtol=1e-6
+    )
+    np.testing.assert_allclose(at[0.0] - at[2.5], 2.5 * float(tf.reduce_sum(terms.kl)), rtol=1e-4)
     # A tf.Variable beta is read at every call of a compiled function (the KL warm-up).
     beta = tf.Variable(0.0)
     compiled = tf.function(lambda: beta_elbo(model, x, (3, 4), beta))
@@ -194,12 +194,15 @@ def test_the_bounds_take_any_model_with_an_encoder_a_prior_and_a_likelihood():
             return vae.likelihood(z)
 
     x = tf.constant((rng.random([4, 28, 28, 1]) < 0.3).astype(np.float32))
-    np.testing.assert_array_equal(elbo(Plain(), x, seed=(1, 2)).elbo,
-                                  elbo(vae, x, seed=(1, 2)).elbo)
+    np.testing.assert_array_equal(
+        elbo(Plain(), x, seed=(1, 2)).elbo, elbo(vae, x, seed=(1, 2)).elbo
+    )
     for chunk in (None, 2):
-        np.testing.assert_allclose(iw_bound(Plain(), x, 5, seed=(1, 2), chunk_size=chunk),
-                                   iw_bound(vae, x, 5, seed=(1, 2), chunk_size=chunk),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            iw_bound(Plain(), x, 5, seed=(1, 2), chunk_size=chunk),
+            iw_bound(vae, x, 5, seed=(1, 2), chunk_size=chunk),
+            rtol=1e-6,
+        )
 
 
 def test_iw_bound_in_a_graph_is_the_training_objective_and_has_gradients():

@@ -8,9 +8,9 @@ import importlib
 import re
 
 import pytest
+from catalog import Exercise
 
 from vae_prac import checks
-from catalog import Exercise
 
 MODULES = ["nb01", "nb02", "nb03", "nb04", "nb05", "nb06", "nb07", "nb07_tasks"]
 MIN_CORRECT, MIN_MISTAKES = 4, 8
@@ -43,8 +43,12 @@ def ids(pairs):
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=[ex.name for ex in EXERCISES])
 def test_catalog_is_large_enough(exercise):
-    assert len(exercise.correct) >= MIN_CORRECT, f"{exercise.name}: {len(exercise.correct)} correct answers"
-    assert len(exercise.mistakes) >= MIN_MISTAKES, f"{exercise.name}: {len(exercise.mistakes)} mistakes"
+    assert len(exercise.correct) >= MIN_CORRECT, (
+        f"{exercise.name}: {len(exercise.correct)} correct answers"
+    )
+    assert len(exercise.mistakes) >= MIN_MISTAKES, (
+        f"{exercise.name}: {len(exercise.mistakes)} mistakes"
+    )
 
 
 @pytest.mark.parametrize("exercise, label", CORRECT, ids=ids(CORRECT))
@@ -61,8 +65,9 @@ def test_mistake_fails_with_a_hint_that_names_it(exercise, label):
     mistake = exercise.mistakes[label]
     status, detail = checks.outcome(exercise.check, mistake.answer)
     assert status == checks.NOT_YET, f"{label}: {status}: {detail}"
-    assert re.search(mistake.hint, detail, flags=re.I), \
+    assert re.search(mistake.hint, detail, flags=re.I), (
         f"{label}: the hint does not name the slip ({mistake.hint!r}): {detail}"
+    )
     for fragment in exercise.give_away:
         assert fragment not in detail, f"{label}: the hint gives the answer away: {detail}"
     for claimed, got in CLAIM.findall(detail):
@@ -77,5 +82,9 @@ def test_a_check_reports_once_and_prints_nothing_under_outcome(capsys):
 
 @pytest.mark.parametrize("written", ["b", " B ", "(b)", "b)", "b. Almost nothing", "b: the same"])
 def test_a_math_task_answer_may_be_written_around_its_letter(written):
-    assert checks.outcome(lambda a: checks.choice("quiz", a, "b", "hint"), written)[0] == checks.PASSED
-    assert checks.outcome(lambda a: checks.choice("quiz", a, "b", "hint"), "(c)")[0] == checks.NOT_YET
+    assert (
+        checks.outcome(lambda a: checks.choice("quiz", a, "b", "hint"), written)[0] == checks.PASSED
+    )
+    assert (
+        checks.outcome(lambda a: checks.choice("quiz", a, "b", "hint"), "(c)")[0] == checks.NOT_YET
+    )

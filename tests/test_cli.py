@@ -26,9 +26,23 @@ import pytest
 from vae_prac import cli, run_folder, training
 from vae_prac.config import CHOICES, Config
 
-SMALL = ["--print-every", "100", "--log-every", "100", "--n-eval", "500",
-         "--eval-k", "20", "--eval-n", "50", "--latent-dim", "8", "--hidden-size", "32",
-         "--no-progress"]
+SMALL = [
+    "--print-every",
+    "100",
+    "--log-every",
+    "100",
+    "--n-eval",
+    "500",
+    "--eval-k",
+    "20",
+    "--eval-n",
+    "50",
+    "--latent-dim",
+    "8",
+    "--hidden-size",
+    "32",
+    "--no-progress",
+]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -38,7 +52,7 @@ def run_cli(*argv):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             status = cli.main([str(a) for a in argv])
-        except SystemExit as e:   # argparse's own errors, --help, --version
+        except SystemExit as e:  # argparse's own errors, --help, --version
             status = e.code
     return status, out.getvalue(), err.getvalue()
 
@@ -65,8 +79,15 @@ def trained(tmp_path_factory):
 def test_train_writes_every_output(trained):
     run_dir, status, out, err = trained
     assert status == 0, err
-    for name in ("config.json", "history.csv", "history.json", "posterior_prior.png",
-                 "prior_means.png", "elbo_curve.png", "metrics.json"):
+    for name in (
+        "config.json",
+        "history.csv",
+        "history.json",
+        "posterior_prior.png",
+        "prior_means.png",
+        "elbo_curve.png",
+        "metrics.json",
+    ):
         assert (run_dir / name).is_file(), name
     for name in ("posterior_prior.png", "prior_means.png", "elbo_curve.png"):
         assert (run_dir / name).read_bytes()[:8] == PNG_MAGIC, name
@@ -75,7 +96,7 @@ def test_train_writes_every_output(trained):
     events = ", events.out.tfevents.* (TensorBoard summaries, 1 file)"
     assert listed.startswith(f"Outputs in {run_dir}: config.json, checkpoints/, ")
     assert listed.endswith(events)
-    for entry in listed[:-len(events)].split(": ", 1)[1].split(", "):
+    for entry in listed[: -len(events)].split(": ", 1)[1].split(", "):
         assert (run_dir / entry.rstrip("/")).exists(), entry
     assert "metrics.json" in listed and "prior_means.png" in listed
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
@@ -88,7 +109,7 @@ def test_train_writes_every_output(trained):
     assert history_iterations(run_dir) == [100, 200]
     history = json.loads((run_dir / "history.json").read_text())
     assert history["iteration"] == [100, 200]
-    assert all(math.isfinite(v) for v in history["test_elbo"])   # print_every = log_every
+    assert all(math.isfinite(v) for v in history["test_elbo"])  # print_every = log_every
 
 
 def test_train_prints_finite_test_elbo_and_log_px(trained):
@@ -111,17 +132,18 @@ def test_train_resumes_from_the_checkpoint(trained, tmp_path):
     shutil.copytree(trained[0], run_dir)
     before = training.History.from_csv(run_dir / "history.csv").rows()
 
-    status, out, err = run_cli("train", "--out", run_dir, "--n-iterations", "300",
-                               "--eval-k", "0", "--no-progress")
+    status, out, err = run_cli(
+        "train", "--out", run_dir, "--n-iterations", "300", "--eval-k", "0", "--no-progress"
+    )
     assert status == 0, err
     assert re.search(r"Resuming from .*ckpt-200 at iteration 200", out), out
-    assert "Iteration    100" not in out   # the first 200 iterations were not redone
+    assert "Iteration    100" not in out  # the first 200 iterations were not redone
     # The flags not given were taken from the saved config.json (latent 8, hidden 32).
     assert "latent_dim=8, hidden_size=32" in out
     assert history_iterations(run_dir) == [100, 200, 300]
     assert training.History.from_csv(run_dir / "history.csv").rows()[:2] == before
     assert run_folder.checkpoint_iteration(str(run_dir)) == 300
-    assert "log p(x)" not in out   # --eval-k 0 skips the estimate
+    assert "log p(x)" not in out  # --eval-k 0 skips the estimate
 
 
 def test_train_refuses_to_resume_with_other_network_sizes(trained):
@@ -134,8 +156,9 @@ def test_train_refuses_to_resume_with_other_network_sizes(trained):
 
 def test_evaluate_restores_and_measures(trained):
     run_dir = trained[0]
-    status, out, err = run_cli("evaluate", "--out", run_dir, "--k", "10", "--n", "100",
-                               "--no-progress")
+    status, out, err = run_cli(
+        "evaluate", "--out", run_dir, "--k", "10", "--n", "100", "--no-progress"
+    )
     assert status == 0, err
     assert "at iteration 200" in out and "threshold binarization" in out
     assert math.isfinite(number_after("test ELBO", out))
@@ -164,7 +187,7 @@ def test_interrupted_training_keeps_outputs_and_resumes(tmp_path, monkeypatch):
 
     def interrupt_on_second_call(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:   # at iteration 200, after the checkpoint at 100
+        if len(calls) == 2:  # at iteration 200, after the checkpoint at 100
             raise KeyboardInterrupt
         return real_evaluate_elbo(*args, **kwargs)
 
@@ -187,7 +210,8 @@ def test_interrupted_training_keeps_outputs_and_resumes(tmp_path, monkeypatch):
 def test_non_finite_loss_exits_1_with_the_message(tmp_path, monkeypatch):
     def diverge(config, **kwargs):
         raise training.NonFiniteLossError(
-            7, training.TrainResult(model=None, history=training.History(), iteration=7))
+            7, training.TrainResult(model=None, history=training.History(), iteration=7)
+        )
 
     monkeypatch.setattr(training, "train", diverge)
     status, _, err = run_cli("train", "--out", tmp_path / "run", *SMALL)
@@ -207,7 +231,7 @@ def test_bad_setting_exits_2_with_a_message(tmp_path):
     assert status == 2
     assert "latent_dim must be a positive integer, got 0" in err
     assert "Traceback" not in err
-    assert not (tmp_path / "run").exists()   # nothing written for a bad setting
+    assert not (tmp_path / "run").exists()  # nothing written for a bad setting
     (tmp_path / "a-file").write_text("not a directory")
     status, _, err = run_cli("train", "--out", tmp_path / "a-file")
     assert status == 2 and "is a file" in err
@@ -242,10 +266,12 @@ def test_no_command_and_bad_arguments_exit_2():
 
 
 def test_python_dash_m_entry_point():
-    result = subprocess.run([sys.executable, "-m", "vae_prac", "--version"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_prac", "--version"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     from vae_prac import __version__
+
     assert result.stdout.strip() == f"vae-prac {__version__}"
 
 
@@ -261,8 +287,9 @@ def test_grade_delegates_to_the_grading_module(tmp_path):
     path = tmp_path / "demo.ipynb"
     nbformat.write(nb, path)
     csv_path = tmp_path / "grades.csv"
-    status, out, err = run_cli("grade", path, "--timeout", "120", "--memory-limit", "4",
-                               "--csv", csv_path)
+    status, out, err = run_cli(
+        "grade", path, "--timeout", "120", "--memory-limit", "4", "--csv", csv_path
+    )
     assert status == 0, err
     assert "demo" in out and "0/?" in out and "not a notebook of this series" in out
     assert csv_path.is_file() and "not a notebook of this series" in csv_path.read_text()
@@ -278,10 +305,26 @@ def test_train_may_change_network_sizes_before_any_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text(json.dumps({"latent_dim": 8, "hidden_size": 32}))
-    status, out, err = run_cli("train", "--out", run_dir, "--latent-dim", "4",
-                               "--hidden-size", "16", "--n-iterations", "100",
-                               "--print-every", "100", "--log-every", "100",
-                               "--n-eval", "100", "--eval-k", "0", "--no-progress")
+    status, out, err = run_cli(
+        "train",
+        "--out",
+        run_dir,
+        "--latent-dim",
+        "4",
+        "--hidden-size",
+        "16",
+        "--n-iterations",
+        "100",
+        "--print-every",
+        "100",
+        "--log-every",
+        "100",
+        "--n-eval",
+        "100",
+        "--eval-k",
+        "0",
+        "--no-progress",
+    )
     assert status == 0, err
     assert json.loads((run_dir / "config.json").read_text())["latent_dim"] == 4
 
@@ -298,24 +341,27 @@ def test_history_survives_a_hard_kill(tmp_path):
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "train(Config(latent_dim=4, hidden_size=16, n_iterations=400, print_every=100,\n"
         f"             log_every=50, n_eval=100, logdir={str(run_dir)!r}),\n"
-        "      hooks=[kill], progress=False, verbose=False)\n")
-    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)
+        "      hooks=[kill], progress=False, verbose=False)\n"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert history_iterations(run_dir) == [50, 100, 150, 200]
     before = training.History.from_csv(run_dir / "history.csv").rows()
     assert not list(run_dir.glob("*.partial"))
 
-    status, out, err = run_cli("train", "--out", run_dir, "--n-iterations", "400",
-                               "--eval-k", "0", "--no-progress")
+    status, out, err = run_cli(
+        "train", "--out", run_dir, "--n-iterations", "400", "--eval-k", "0", "--no-progress"
+    )
     assert status == 0, err
     assert "Resuming" in out
     assert history_iterations(run_dir) == [50, 100, 150, 200, 250, 300, 350, 400]
     after = training.History.from_csv(run_dir / "history.csv").rows()[:4]
-    assert [(r["iteration"], r["train_elbo"]) for r in after] == \
-        [(r["iteration"], r["train_elbo"]) for r in before]   # kept, not measured again
+    assert [(r["iteration"], r["train_elbo"]) for r in after] == [
+        (r["iteration"], r["train_elbo"]) for r in before
+    ]  # kept, not measured again
     assert json.loads((run_dir / "history.json").read_text())["iteration"][-1] == 400
-
 
 
 # --- the file system refusing: one line, exit 2, nothing half-written ---------------
@@ -340,8 +386,9 @@ def read_only(folder):
     if subprocess.run(["mount", "--bind", folder, folder], capture_output=True).returncode:
         pytest.skip("cannot bind-mount here, so no read-only folder for root")
     try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", folder, folder], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["mount", "-o", "remount,bind,ro", folder, folder], check=True, capture_output=True
+        )
         yield
     finally:
         subprocess.run(["umount", "-l", folder], capture_output=True)
@@ -353,8 +400,11 @@ def small_disk(folder, size_kib):
     if not _is_root():
         pytest.skip("a full disk is a small tmpfs here, which only root may mount")
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs",
-                              folder], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", folder],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -398,18 +448,17 @@ def test_a_read_only_out_exits_2_naming_it(tmp_path, trained):
         status, _, err = run_cli("train", "--out", folder / "new", *SMALL)
         assert status == 2
         assert f"{folder} is read-only" in one_line(err) and "--out" in err
-        status, _, err = run_cli("train", "--out", folder / "run", "--n-iterations", "300",
-                                 *SMALL)
+        status, _, err = run_cli("train", "--out", folder / "run", "--n-iterations", "300", *SMALL)
         assert status == 2 and f"{folder / 'run'} is read-only" in one_line(err)
         status, _, err = run_cli("sample", "--out", folder / "run")
         assert status == 2 and "read-only" in one_line(err) and "--png" in err
     assert not (folder / "new").exists()
-    assert sorted(p.name for p in (folder / "run").iterdir()) == \
-        sorted(p.name for p in trained[0].iterdir())
+    assert sorted(p.name for p in (folder / "run").iterdir()) == sorted(
+        p.name for p in trained[0].iterdir()
+    )
 
 
-def test_a_write_refused_during_the_run_exits_2_and_removes_the_empty_out(tmp_path,
-                                                                          monkeypatch):
+def test_a_write_refused_during_the_run_exits_2_and_removes_the_empty_out(tmp_path, monkeypatch):
     # What the check beforehand cannot foresee (permissions changed meanwhile, a network
     # file system's own rules): the OSError itself becomes the one line.
     run_dir = tmp_path / "run"
@@ -424,7 +473,7 @@ def test_a_write_refused_during_the_run_exits_2_and_removes_the_empty_out(tmp_pa
     line = one_line(err)
     assert f"cannot write {run_dir / 'config.json'} (Permission denied)" in line
     assert "No checkpoint was written" in line
-    assert not run_dir.exists()   # created by this command, left empty: removed
+    assert not run_dir.exists()  # created by this command, left empty: removed
 
 
 def test_a_full_disk_exits_2_keeping_the_last_checkpoint_whole(tmp_path, trained):
@@ -439,14 +488,15 @@ def test_a_full_disk_exits_2_keeping_the_last_checkpoint_whole(tmp_path, trained
         no_debris(run_dir)
         last = run_folder.checkpoint_iteration(str(run_dir))
         assert last in (100, 200, 300, 400, 500)
-        assert f"The run in {run_dir} is intact up to its checkpoint at iteration {last}" \
-            in line
+        assert f"The run in {run_dir} is intact up to its checkpoint at iteration {last}" in line
         kept = {p.name.split(".")[0] for p in (run_dir / "checkpoints").glob("ckpt-*")}
         assert kept == {f"ckpt-{i}" for i in range(100, last + 1, 100)}
         # The history is written just before each checkpoint: it may hold the row of the
         # checkpoint the disk had no room for (a resumed run measures it again).
-        assert history_iterations(run_dir) in (list(range(100, last + 1, 100)),
-                                               list(range(100, last + 101, 100)))
+        assert history_iterations(run_dir) in (
+            list(range(100, last + 1, 100)),
+            list(range(100, last + 101, 100)),
+        )
 
 
 def test_a_failed_checkpoint_save_leaves_nothing_half_written(tmp_path, monkeypatch):
@@ -466,8 +516,11 @@ def test_a_failed_checkpoint_save_leaves_nothing_half_written(tmp_path, monkeypa
         with open(os.path.join(self.directory, "ckpt-200.index"), "wb") as f:
             f.write(b"half")
         raise tf.errors.ResourceExhaustedError(
-            None, None, f"{temp}/part-00000-of-00001.data-00000-of-00001.tempstate1; "
-                        f"No space left on device [Op:SaveV2]")
+            None,
+            None,
+            f"{temp}/part-00000-of-00001.data-00000-of-00001.tempstate1; "
+            f"No space left on device [Op:SaveV2]",
+        )
 
     monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
     run_dir = tmp_path / "run"
@@ -486,7 +539,7 @@ def test_a_figure_that_cannot_be_written_is_left_as_it_was(trained, tmp_path, mo
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained[0], run_dir)
-    (run_dir / "metrics.json").unlink()   # so that `train` writes the figures again
+    (run_dir / "metrics.json").unlink()  # so that `train` writes the figures again
     before = {p.name: p.read_bytes() for p in run_dir.glob("*.png")}
 
     def half_then_full(self, target, **kwargs):
@@ -508,7 +561,7 @@ def test_a_data_error_leaves_no_out_folder(tmp_path):
     shutil.copytree(mnist_files.REPO_DATA_DIR, damaged)
     name = "train-labels-idx1-ubyte.gz"
     whole = (damaged / name).read_bytes()
-    (damaged / name).write_bytes(whole[:len(whole) // 2])   # truncated
+    (damaged / name).write_bytes(whole[: len(whole) // 2])  # truncated
     status, _, err = run_cli("train", "--out", tmp_path / "run", "--data-dir", damaged, *SMALL)
     assert status == 2
     assert str(damaged / name) in err and "Traceback" not in err
@@ -518,8 +571,9 @@ def test_a_data_error_leaves_no_out_folder(tmp_path):
 # --- running train again on a finished run ------------------------------------------
 
 
-def test_train_on_a_finished_run_says_so_and_prints_the_saved_figures(trained, tmp_path,
-                                                                      monkeypatch):
+def test_train_on_a_finished_run_says_so_and_prints_the_saved_figures(
+    trained, tmp_path, monkeypatch
+):
     import vae_prac.evaluate
 
     run_dir = tmp_path / "run"
@@ -534,13 +588,12 @@ def test_train_on_a_finished_run_says_so_and_prints_the_saved_figures(trained, t
     monkeypatch.setattr(vae_prac.evaluate, "log_px", must_not_run)
     status, out, err = run_cli("train", "--out", run_dir, "--n-iterations", "200", *SMALL)
     assert status == 0, err
-    assert out.startswith(f"The run in {run_dir} is finished: its checkpoint is at "
-                          f"iteration 200")
+    assert out.startswith(f"The run in {run_dir} is finished: its checkpoint is at iteration 200")
     assert "Resuming" not in out and "Training" not in out
     assert f"test ELBO {metrics['test_elbo']:.2f}" in out
     assert f"log p(x) {metrics['log_px']:.2f} ± {metrics['log_px_stderr']:.2f}" in out
     assert "metrics.json" in out.strip().splitlines()[-1]
-    assert sorted(run_dir.glob("events.out.tfevents.*")) == events   # no empty one added
+    assert sorted(run_dir.glob("events.out.tfevents.*")) == events  # no empty one added
 
     # The library's train() on it: says so, and adds no empty events file either.
     monkeypatch.undo()
@@ -567,8 +620,9 @@ def test_train_on_a_finished_run_without_its_metrics_measures_them(trained, tmp_
     # The same weights, seeds and images: the same figures.
     assert metrics.keys() == saved.keys()
     for key, value in saved.items():
-        assert metrics[key] == (value if isinstance(value, str) else
-                                pytest.approx(value, rel=1e-6)), key
+        assert metrics[key] == (
+            value if isinstance(value, str) else pytest.approx(value, rel=1e-6)
+        ), key
 
 
 # --- small frictions ----------------------------------------------------------------
@@ -576,41 +630,50 @@ def test_train_on_a_finished_run_without_its_metrics_measures_them(trained, tmp_
 
 def test_help_does_not_import_tensorflow():
     # TensorFlow takes seconds to import; --help must not wait for it.
-    code = ("import sys\n"
-            "from vae_prac import cli\n"
-            "for argv in (['--help'], ['train', '--help'], ['evaluate', '--help']):\n"
-            "    try:\n"
-            "        cli.main(argv)\n"
-            "    except SystemExit:\n"
-            "        pass\n"
-            "print('imported:', [m for m in ('tensorflow', 'matplotlib', 'numpy')\n"
-            "                    if m in sys.modules], file=sys.stderr)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+    code = (
+        "import sys\n"
+        "from vae_prac import cli\n"
+        "for argv in (['--help'], ['train', '--help'], ['evaluate', '--help']):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('imported:', [m for m in ('tensorflow', 'matplotlib', 'numpy')\n"
+        "                    if m in sys.modules], file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "imported: []" in result.stderr
     assert "--log-every" in result.stdout and "examples/s" in result.stdout
 
 
-@pytest.mark.parametrize("code", [
-    "import vae_prac.bounds; import vae_prac",
-    "from vae_prac.bounds import iw_bound; import vae_prac",
-    "import vae_prac; vae_prac.elbo; import vae_prac.bounds",
-    "import vae_prac.training; import vae_prac",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import vae_prac.bounds; import vae_prac",
+        "from vae_prac.bounds import iw_bound; import vae_prac",
+        "import vae_prac; vae_prac.elbo; import vae_prac.bounds",
+        "import vae_prac.training; import vae_prac",
+    ],
+)
 def test_vae_prac_elbo_is_the_function_whichever_way_it_was_imported(code):
     # The names are imported on first use, from vae_prac.bounds: vae_prac.elbo is the
     # function, whatever the user's code imported first.
-    check = ("\nimport sys\n"
-             "assert callable(vae_prac.elbo) and vae_prac.elbo.__module__ == 'vae_prac.bounds'"
-             ", vae_prac.elbo\n"
-             "assert vae_prac.elbo is sys.modules['vae_prac.bounds'].elbo\n"
-             "print(vae_prac.train.__name__, vae_prac.Config.__name__)\n")
-    result = subprocess.run([sys.executable, "-c", code + check], capture_output=True,
-                            text=True, timeout=120)
+    check = (
+        "\nimport sys\n"
+        "assert callable(vae_prac.elbo) and vae_prac.elbo.__module__ == 'vae_prac.bounds'"
+        ", vae_prac.elbo\n"
+        "assert vae_prac.elbo is sys.modules['vae_prac.bounds'].elbo\n"
+        "print(vae_prac.train.__name__, vae_prac.Config.__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code + check], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "train Config\n"
-    assert result.stderr == ""          # TensorFlow's start-up lines stay muted
+    assert result.stderr == ""  # TensorFlow's start-up lines stay muted
 
 
 def test_seeds_out_of_range_are_refused_by_the_commands(trained):
@@ -626,11 +689,12 @@ def test_every_config_setting_has_a_flag_made_from_it():
     docs = {name: " ".join(text.split()).replace("``", "") for name, text in entries}
     fields = [f.name for f in dataclasses.fields(Config)]
     assert list(docs) == fields
-    train = next(a for a in cli.build_parser()._actions
-                 if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    train = next(
+        a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices["train"]
     actions = {a.dest: a for a in train._actions}
     defaults = Config()
-    assert actions["out"].option_strings == ["--out"]   # logdir's flag
+    assert actions["out"].option_strings == ["--out"]  # logdir's flag
     for name in fields:
         if name == "logdir":
             continue
@@ -644,8 +708,19 @@ def test_every_config_setting_has_a_flag_made_from_it():
         if default is not None and not isinstance(default, bool):
             given = vars(train.parse_args([cli.config_flag(name), str(default)]))
             assert given[name] == default and type(given[name]) is type(default), name
-    assert "RMSProp" not in actions["learning_rate"].help   # the optimizer may be Adam
+    assert "RMSProp" not in actions["learning_rate"].help  # the optimizer may be Adam
     # The flag names the README, notebooks and benchmarks use, jit's switch included.
-    args = train.parse_args(["--jit", "--n-iterations", "5", "--lr-schedule", "burda",
-                             "--learning-rate", "0.01", "--n-validation", "400"])
+    args = train.parse_args(
+        [
+            "--jit",
+            "--n-iterations",
+            "5",
+            "--lr-schedule",
+            "burda",
+            "--learning-rate",
+            "0.01",
+            "--n-validation",
+            "400",
+        ]
+    )
     assert (args.jit_compile, args.n_iterations, args.lr_schedule) == (True, 5, "burda")

@@ -13,30 +13,56 @@ def test_defaults_are_the_original_practicals():
     assert (c.latent_dim, c.hidden_size, c.batch_size, c.n_samples) == (100, 200, 64, 1)
     assert (c.n_iterations, c.print_every, c.log_every) == (10000, 1000, 100)
     assert c.learning_rate == 1e-3
-    assert c.binarization == "threshold"   # the original thresholded at 0.5
-    assert c.n_eval == 5000                # its 5000 fixed test digits
+    assert c.binarization == "threshold"  # the original thresholded at 0.5
+    assert c.n_eval == 5000  # its 5000 fixed test digits
 
 
-@pytest.mark.parametrize("field, value", [
-    # positive integers
-    *[(name, bad) for name in ("latent_dim", "hidden_size", "batch_size", "n_samples",
-                               "n_eval")
-      for bad in (0, -3, 2.0, "8", True, None)],
-    ("print_every", 0), ("print_every", 1.5), ("log_every", 0), ("log_every", -1),
-    # integers >= 0
-    ("n_iterations", -1), ("n_iterations", 10.0), ("n_iterations", False),
-    ("seed", -1), ("seed", 2**31), ("seed", 1.0), ("seed", "0"), ("seed", True), ("seed", None),
-    # a rate in (0, 1)
-    ("learning_rate", 0), ("learning_rate", 0.0), ("learning_rate", -1e-3),
-    ("learning_rate", 1), ("learning_rate", 5.0), ("learning_rate", float("nan")),
-    ("learning_rate", "1e-3"), ("learning_rate", True), ("learning_rate", None),
-    # choices and sizes
-    ("binarization", "dynamic"), ("binarization", None), ("binarization", "THRESHOLD"),
-    ("n_eval", 10001),
-    # optional values with a type
-    ("jit_compile", "yes"), ("jit_compile", 1),
-    ("data_dir", 3), ("logdir", 3.5), ("logdir", ["runs"]),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        # positive integers
+        *[
+            (name, bad)
+            for name in ("latent_dim", "hidden_size", "batch_size", "n_samples", "n_eval")
+            for bad in (0, -3, 2.0, "8", True, None)
+        ],
+        ("print_every", 0),
+        ("print_every", 1.5),
+        ("log_every", 0),
+        ("log_every", -1),
+        # integers >= 0
+        ("n_iterations", -1),
+        ("n_iterations", 10.0),
+        ("n_iterations", False),
+        ("seed", -1),
+        ("seed", 2**31),
+        ("seed", 1.0),
+        ("seed", "0"),
+        ("seed", True),
+        ("seed", None),
+        # a rate in (0, 1)
+        ("learning_rate", 0),
+        ("learning_rate", 0.0),
+        ("learning_rate", -1e-3),
+        ("learning_rate", 1),
+        ("learning_rate", 5.0),
+        ("learning_rate", float("nan")),
+        ("learning_rate", "1e-3"),
+        ("learning_rate", True),
+        ("learning_rate", None),
+        # choices and sizes
+        ("binarization", "dynamic"),
+        ("binarization", None),
+        ("binarization", "THRESHOLD"),
+        ("n_eval", 10001),
+        # optional values with a type
+        ("jit_compile", "yes"),
+        ("jit_compile", 1),
+        ("data_dir", 3),
+        ("logdir", 3.5),
+        ("logdir", ["runs"]),
+    ],
+)
 def test_an_invalid_value_fails_at_construction_naming_the_field(field, value):
     with pytest.raises(ValueError, match=rf"Config\.{field}\b"):
         Config(**{field: value})
@@ -50,11 +76,19 @@ def test_print_every_must_be_a_multiple_of_log_every():
     assert Config(print_every=300, log_every=100).print_every == 300
 
 
-@pytest.mark.parametrize("changes", [
-    dict(n_iterations=0), dict(learning_rate=0.5), dict(jit_compile=True),
-    dict(jit_compile=False), dict(binarization="stochastic"), dict(n_eval=10000),
-    dict(logdir="runs/a", data_dir=pathlib.Path("somewhere")), dict(seed=2**31 - 1),
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(n_iterations=0),
+        dict(learning_rate=0.5),
+        dict(jit_compile=True),
+        dict(jit_compile=False),
+        dict(binarization="stochastic"),
+        dict(n_eval=10000),
+        dict(logdir="runs/a", data_dir=pathlib.Path("somewhere")),
+        dict(seed=2**31 - 1),
+    ],
+)
 def test_valid_edge_values_are_accepted(changes):
     c = Config(**changes)
     for name, value in changes.items():
@@ -77,15 +111,15 @@ def test_to_dict_from_dict_round_trip():
     assert d["latent_dim"] == 2 and d["logdir"] == "runs/x"
     assert set(d) == {f.name for f in dataclasses.fields(Config)}
     assert Config.from_dict(d) == c
-    assert Config.from_dict({}) == Config()          # missing keys take the defaults
+    assert Config.from_dict({}) == Config()  # missing keys take the defaults
 
 
 def test_from_dict_rejects_unknown_keys_and_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"latent_size") as err:
         Config.from_dict({"latent_size": 2, "batch_size": 32})
-    assert "latent_dim" in str(err.value)            # the fix is in the message
+    assert "latent_dim" in str(err.value)  # the fix is in the message
     with pytest.raises(ValueError, match=r"Config\.batch_size"):
-        Config.from_dict({"batch_size": 0})          # known keys are still validated
+        Config.from_dict({"batch_size": 0})  # known keys are still validated
 
 
 # --- the library's argument checks (one module, the same rules everywhere) ----------

@@ -115,9 +115,10 @@ def test_train_dataset_binarizes_each_batch_with_binarize_batch(test_images):
     for method in ("threshold", "stochastic"):
         batches = take(data.train_dataset(x, 32, method, seed=5, shuffle_buffer=1), 4)
         for i, batch in enumerate(batches):
-            images = tf.constant(data._image_array(x[i % 3 * 32:(i % 3 + 1) * 32]))
+            images = tf.constant(data._image_array(x[i % 3 * 32 : (i % 3 + 1) * 32]))
             np.testing.assert_array_equal(
-                batch, data.binarize_batch(images, method, seed=5, index=i))
+                batch, data.binarize_batch(images, method, seed=5, index=i)
+            )
 
 
 def test_binarize_rejects_bad_input():
@@ -259,8 +260,9 @@ def _run_python(code):
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAE_PRAC_")}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_the_data_command_does_not_import_tensorflow():
@@ -270,7 +272,8 @@ def test_the_data_command_does_not_import_tensorflow():
         "import sys\n"
         "from vae_prac import cli\n"
         "code = cli.main(['data'])\n"
-        "print('exit', code, 'tensorflow imported:', 'tensorflow' in sys.modules)\n")
+        "print('exit', code, 'tensorflow imported:', 'tensorflow' in sys.modules)\n"
+    )
     assert result.returncode == 0, result.stderr
     assert "raw SHA-256 OK" in result.stdout
     assert "exit 0 tensorflow imported: False" in result.stdout
@@ -286,7 +289,8 @@ def test_tensors_from_the_data_module_alone_keep_stderr_quiet():
         "images, _ = data.load_mnist('test')\n"
         "batch = next(iter(data.train_dataset(images[:64], batch_size=8)))\n"
         "x = data.validate_batch(batch.numpy())\n"
-        "print(type(x).__name__, tuple(x.shape))\n")
+        "print(type(x).__name__, tuple(x.shape))\n"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["EagerTensor", "(8,", "28,", "28,", "1)"]
     assert result.stderr == ""

@@ -15,15 +15,22 @@ from vae_prac.bounds import elbo, iw_bound, log_importance_weights
 from vae_prac.data import load_mnist
 from vae_prac.evaluate import active_units, evaluate_elbo, log_px
 
-Z = 5.0   # tolerance in standard errors
+Z = 5.0  # tolerance in standard errors
 
 
 def _trained(digits, latent_dim, n_iterations=300):
     images, _ = load_mnist("train")
-    config = Config(latent_dim=latent_dim, hidden_size=32, n_iterations=n_iterations,
-                    print_every=n_iterations, log_every=n_iterations, n_eval=100)
-    return train(config, progress=False, verbose=False, train_images=images[:10000],
-                 eval_x=digits[:100]).model
+    config = Config(
+        latent_dim=latent_dim,
+        hidden_size=32,
+        n_iterations=n_iterations,
+        print_every=n_iterations,
+        log_every=n_iterations,
+        n_eval=100,
+    )
+    return train(
+        config, progress=False, verbose=False, train_images=images[:10000], eval_x=digits[:100]
+    ).model
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +59,7 @@ def test_elbo_below_iw5_below_iw50_on_average(vae, digits):
 def test_iw1_is_the_elbo_in_expectation(vae, digits):
     # L_1 = log p(x|z) + log p(z) - log q(z|x) with one z: an unbiased ELBO estimate.
     x = digits[:300]
-    mean, se = paired_mean_and_se(iw_bound(vae, x, 1, seed=(3, 0)),
-                                  elbo(vae, x, seed=(3, 1)).elbo)
+    mean, se = paired_mean_and_se(iw_bound(vae, x, 1, seed=(3, 0)), elbo(vae, x, seed=(3, 1)).elbo)
     assert abs(mean) < Z * se, (mean, se)
     mean, se = paired_mean_and_se(log_px(vae, x, k=1, seed=4), elbo(vae, x, seed=(4, 1)).elbo)
     assert abs(mean) < Z * se, (mean, se)
@@ -80,12 +86,14 @@ def test_chunking_reproducible_and_unbiased(vae, digits):
     np.testing.assert_array_equal(a, iw_bound(vae, x, k, seed=(6, 1), chunk_size=7))
     # ... and the default chunk for a small batch is all k samples at once, drawn from
     # the seed itself as q.sample(k, seed=seed) draws them (training's L_k).
-    np.testing.assert_array_equal(iw_bound(vae, x, k, seed=(6, 2)),
-                                  iw_bound(vae, x, k, seed=(6, 2), chunk_size=k))
+    np.testing.assert_array_equal(
+        iw_bound(vae, x, k, seed=(6, 2)), iw_bound(vae, x, k, seed=(6, 2), chunk_size=k)
+    )
     np.testing.assert_allclose(
         iw_bound(vae, x, k, seed=(6, 2)),
         tf.reduce_logsumexp(log_importance_weights(vae, x, k, seed=(6, 2)), 0) - np.log(k),
-        rtol=1e-6)
+        rtol=1e-6,
+    )
     # Another chunking draws other noise, but estimates the same quantity.
     b = iw_bound(vae, x, k, seed=(6, 3), chunk_size=k).numpy()
     assert not np.array_equal(a, b)
@@ -93,14 +101,22 @@ def test_chunking_reproducible_and_unbiased(vae, digits):
     assert abs(mean) < Z * se, (mean, se)
     # Chunks of one sample, and a chunk larger than k, work too.
     assert np.all(np.isfinite(iw_bound(vae, x[:3], 3, seed=(6, 4), chunk_size=1).numpy()))
-    np.testing.assert_array_equal(iw_bound(vae, x[:3], 3, seed=(6, 5), chunk_size=100),
-                                  iw_bound(vae, x[:3], 3, seed=(6, 5), chunk_size=3))
+    np.testing.assert_array_equal(
+        iw_bound(vae, x[:3], 3, seed=(6, 5), chunk_size=100),
+        iw_bound(vae, x[:3], 3, seed=(6, 5), chunk_size=3),
+    )
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(k=0), "k"), (dict(k=-5), "k"), (dict(k=2.5), "k"),
-    (dict(k=5, chunk_size=0), "chunk_size"), (dict(k=5, chunk_size=-2), "chunk_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(k=0), "k"),
+        (dict(k=-5), "k"),
+        (dict(k=2.5), "k"),
+        (dict(k=5, chunk_size=0), "chunk_size"),
+        (dict(k=5, chunk_size=-2), "chunk_size"),
+    ],
+)
 def test_iw_bound_rejects_bad_sample_counts(vae, digits, kwargs, field):
     with pytest.raises(ValueError, match=field):
         iw_bound(vae, digits[:2], **kwargs)
@@ -116,8 +132,7 @@ def test_log_px_batches_seeds_and_progress(vae, digits):
     a = log_px(vae, x, k=20, batch_size=64, seed=7)
     assert isinstance(a, np.ndarray) and a.shape == (150,)
     np.testing.assert_array_equal(a, log_px(vae, x, k=20, batch_size=64, seed=7))
-    np.testing.assert_array_equal(a, log_px(vae, x, k=20, batch_size=64, seed=7,
-                                            progress=True))
+    np.testing.assert_array_equal(a, log_px(vae, x, k=20, batch_size=64, seed=7, progress=True))
     # Each batch b uses the seed (seed, b): same as calling iw_bound on that batch.
     np.testing.assert_array_equal(a[64:128], iw_bound(vae, x[64:128], 20, seed=(7, 1)))
     other = log_px(vae, x, k=20, batch_size=150, seed=8)
@@ -133,12 +148,16 @@ def test_evaluate_elbo_is_the_mean_elbo_and_reproducible(vae, digits):
     assert value == evaluate_elbo(vae, x, batch_size=128, seed=3)
     assert value != evaluate_elbo(vae, x, batch_size=128, seed=4)
     # Batch b uses the stateless seed [seed, b].
-    by_hand = np.concatenate([elbo(vae, x[i:i + 128], seed=(3, b)).elbo.numpy()
-                              for b, i in enumerate(range(0, 300, 128))])
+    by_hand = np.concatenate(
+        [
+            elbo(vae, x[i : i + 128], seed=(3, b)).elbo.numpy()
+            for b, i in enumerate(range(0, 300, 128))
+        ]
+    )
     np.testing.assert_allclose(value, by_hand.mean(), rtol=1e-5)
     # Several samples per image lower the noise, not the expectation.
     many = evaluate_elbo(vae, x, batch_size=300, n_samples=20, seed=5)
-    per_image_se = by_hand.std(ddof=1) / np.sqrt(len(x))     # generous: includes images
+    per_image_se = by_hand.std(ddof=1) / np.sqrt(len(x))  # generous: includes images
     assert abs(many - value) < Z * per_image_se
 
 
@@ -179,18 +198,18 @@ def test_log_px_matches_numerical_integration_with_a_1d_latent(digits):
     logits = vae.decoder(z[:, None].astype(np.float32)).numpy().reshape(len(z), 784)
     logits = logits.astype(np.float64)
     flat_x = x.reshape(len(x), 784).astype(np.float64)
-    log_lik = flat_x @ logits.T - np.logaddexp(0.0, logits).sum(1)         # [n, grid]
+    log_lik = flat_x @ logits.T - np.logaddexp(0.0, logits).sum(1)  # [n, grid]
     log_joint = log_lik - 0.5 * z**2 - 0.5 * np.log(2 * np.pi)
     # The integrand at +-10 is negligible (so truncating the range costs nothing).
     assert np.all(log_joint[:, [0, -1]].max(1) < log_joint.max(1) - 25)
     exact = _log_integral(log_joint, dz)
 
-    mu, sigma = (t.numpy().astype(np.float64) for t in vae.encoder(x))     # [n, 1]
+    mu, sigma = (t.numpy().astype(np.float64) for t in vae.encoder(x))  # [n, 1]
     log_q = -0.5 * ((z - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
     log_post = log_joint - exact[:, None]
     chi2 = np.exp(_log_integral(2 * log_post - log_q, dz)) - 1.0
     se = np.sqrt(chi2 / k)
-    assert np.median(se) < 0.02             # the proposal is good: the check is tight
+    assert np.median(se) < 0.02  # the proposal is good: the check is tight
     error = estimate - exact
     assert np.all(np.abs(error) < Z * se + chi2 / (2 * k) + 2e-3), (error, se)
     assert np.median(np.abs(error)) < 0.05
@@ -213,22 +232,28 @@ def test_evaluation_rejects_grey_levels_and_wrong_shapes():
 # --- bad arguments: a ValueError naming the argument and its range ---------------------
 
 
-@pytest.mark.parametrize("call, argument", [
-    (lambda m, x: evaluate_elbo(m, x, batch_size=-1), "batch_size must be a positive integer"),
-    (lambda m, x: evaluate_elbo(m, x, batch_size=0), "batch_size must be a positive integer"),
-    (lambda m, x: evaluate_elbo(m, x, batch_size=2.5), "batch_size must be a positive integer"),
-    (lambda m, x: evaluate_elbo(m, x, n_samples=0), "n_samples must be a positive integer"),
-    (lambda m, x: evaluate_elbo(m, x, seed=2**40), r"seed must be an integer in \[0, 2\*\*31\)"),
-    (lambda m, x: evaluate_elbo(m, x, seed=-1), r"seed must be an integer in \[0, 2\*\*31\)"),
-    (lambda m, x: log_px(m, x, k=2, batch_size=-1), "batch_size must be a positive integer"),
-    (lambda m, x: log_px(m, x, k=2, batch_size=0), "batch_size must be a positive integer"),
-    (lambda m, x: log_px(m, x, k=0), "k must be a positive integer"),
-    (lambda m, x: log_px(m, x, k=2, seed=2**32), r"seed must be an integer in \[0, 2\*\*31\)"),
-    (lambda m, x: iw_bound(m, x, k=True), "k must be a positive integer"),
-    (lambda m, x: iw_bound(m, x, k=2, seed=2**40), r"seed must be"),
-    (lambda m, x: iw_bound(m, x, k=2, seed=(1, -1)), r"seed must be"),
-    (lambda m, x: active_units(m, x, batch_size=0), "batch_size must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "call, argument",
+    [
+        (lambda m, x: evaluate_elbo(m, x, batch_size=-1), "batch_size must be a positive integer"),
+        (lambda m, x: evaluate_elbo(m, x, batch_size=0), "batch_size must be a positive integer"),
+        (lambda m, x: evaluate_elbo(m, x, batch_size=2.5), "batch_size must be a positive integer"),
+        (lambda m, x: evaluate_elbo(m, x, n_samples=0), "n_samples must be a positive integer"),
+        (
+            lambda m, x: evaluate_elbo(m, x, seed=2**40),
+            r"seed must be an integer in \[0, 2\*\*31\)",
+        ),
+        (lambda m, x: evaluate_elbo(m, x, seed=-1), r"seed must be an integer in \[0, 2\*\*31\)"),
+        (lambda m, x: log_px(m, x, k=2, batch_size=-1), "batch_size must be a positive integer"),
+        (lambda m, x: log_px(m, x, k=2, batch_size=0), "batch_size must be a positive integer"),
+        (lambda m, x: log_px(m, x, k=0), "k must be a positive integer"),
+        (lambda m, x: log_px(m, x, k=2, seed=2**32), r"seed must be an integer in \[0, 2\*\*31\)"),
+        (lambda m, x: iw_bound(m, x, k=True), "k must be a positive integer"),
+        (lambda m, x: iw_bound(m, x, k=2, seed=2**40), r"seed must be"),
+        (lambda m, x: iw_bound(m, x, k=2, seed=(1, -1)), r"seed must be"),
+        (lambda m, x: active_units(m, x, batch_size=0), "batch_size must be a positive integer"),
+    ],
+)
 def test_bad_arguments_raise_a_value_error_naming_them(call, argument, digits):
     model = VAE(latent_dim=2, hidden_size=8)
     with pytest.raises(ValueError, match=argument):
@@ -238,10 +263,10 @@ def test_bad_arguments_raise_a_value_error_naming_them(call, argument, digits):
 def test_numpy_integers_are_accepted_and_large_seeds_are_not_wrapped(digits):
     model = VAE(latent_dim=2, hidden_size=8)
     x = digits[:6]
-    a = evaluate_elbo(model, x, batch_size=np.int64(4), n_samples=np.int32(2),
-                      seed=np.int64(3))
+    a = evaluate_elbo(model, x, batch_size=np.int64(4), n_samples=np.int32(2), seed=np.int64(3))
     assert a == evaluate_elbo(model, x, batch_size=4, n_samples=2, seed=3)
-    np.testing.assert_array_equal(log_px(model, x, k=np.int64(3), batch_size=np.int32(4)),
-                                  log_px(model, x, k=3, batch_size=4))
+    np.testing.assert_array_equal(
+        log_px(model, x, k=np.int64(3), batch_size=np.int32(4)), log_px(model, x, k=3, batch_size=4)
+    )
     # 2**31 - 1 is the largest seed, and a seed of its own (not seed 0 wrapped round).
     assert evaluate_elbo(model, x, seed=2**31 - 1) != evaluate_elbo(model, x, seed=0)

@@ -27,8 +27,12 @@ SMALL = ["--eval-k", "0", "--no-progress"]
 
 def vae_prac(*argv, timeout=300):
     """``python -m vae_prac ARGV`` in a subprocess: (exit status, stdout, stderr)."""
-    result = subprocess.run([sys.executable, "-m", "vae_prac", *map(str, argv)],
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_prac", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return result.returncode, result.stdout, result.stderr
 
 
@@ -36,8 +40,9 @@ def vae_prac(*argv, timeout=300):
 def run300(tmp_path_factory):
     """A finished 300-iteration run with checkpoints at 100, 200 and 300."""
     logdir = tmp_path_factory.mktemp("faults") / "run"
-    training.train(Config(n_iterations=300, logdir=str(logdir), **TINY), progress=False,
-                   verbose=False)
+    training.train(
+        Config(n_iterations=300, logdir=str(logdir), **TINY), progress=False, verbose=False
+    )
     return logdir
 
 
@@ -52,7 +57,7 @@ def damage(prefix, how):
     (path,) = prefix.parent.glob(prefix.name + ".data-*")
     raw = bytearray(path.read_bytes())
     if how == "truncated":
-        raw = raw[:len(raw) // 2]
+        raw = raw[: len(raw) // 2]
     else:
         raw[len(raw) // 2] ^= 0x10
     path.write_bytes(bytes(raw))
@@ -74,9 +79,11 @@ def test_resume_falls_back_past_a_truncated_latest_checkpoint(run300, tmp_path):
     assert "Traceback" not in err
     notes = [line for line in out.splitlines() if "cannot be read" in line]
     assert len(notes) == 1, out
-    assert notes[0].startswith(f"Checkpoint ckpt-300 in {run / 'checkpoints'} cannot be "
-                               f"read (a file of it is cut short): kept aside as "
-                               f"ckpt-300.damaged-")
+    assert notes[0].startswith(
+        f"Checkpoint ckpt-300 in {run / 'checkpoints'} cannot be "
+        f"read (a file of it is cut short): kept aside as "
+        f"ckpt-300.damaged-"
+    )
     assert notes[0].endswith("using ckpt-200, the newest readable one.")
     assert f"Resuming from {run / 'checkpoints' / 'ckpt-200'} at iteration 200." in out
     # Kept aside, byte for byte, and no longer listed; the run went on to 400.
@@ -91,8 +98,7 @@ def test_resume_falls_back_past_a_truncated_latest_checkpoint(run300, tmp_path):
 def test_evaluate_falls_back_past_a_bit_flipped_latest_checkpoint(run300, tmp_path):
     run = copy_of(run300, tmp_path)
     damage(run / "checkpoints" / "ckpt-300", "flipped")
-    status, out, err = vae_prac("evaluate", "--out", run, "--k", "2", "--n", "10",
-                                "--no-progress")
+    status, out, err = vae_prac("evaluate", "--out", run, "--k", "2", "--n", "10", "--no-progress")
     assert status == 0, err
     assert "its data fails its checksum" in out and "using ckpt-200" in out
     assert "at iteration 200" in out
@@ -112,8 +118,10 @@ def test_restore_falls_back_and_leaves_the_folder_consistent(run300, tmp_path, c
     assert "Checkpoints ckpt-300, ckpt-200 in" in note and "using ckpt-100" in note
     # Set aside once: the next restore finds the folder consistent, and says nothing.
     assert training.restore(str(run))[1] == 100 and capsys.readouterr().out == ""
-    assert run_folder.newest_readable_checkpoint(str(run / "checkpoints")) == \
-        (str(run / "checkpoints" / "ckpt-100"), [])
+    assert run_folder.newest_readable_checkpoint(str(run / "checkpoints")) == (
+        str(run / "checkpoints" / "ckpt-100"),
+        [],
+    )
 
 
 def test_no_readable_checkpoint_exits_2_saying_what_to_do(run300, tmp_path):
@@ -155,15 +163,16 @@ def test_a_kill_between_the_history_and_the_checkpoint_loses_no_row(tmp_path):
         "run_folder.save_history = history\n"
         "tf.train.CheckpointManager.save = save\n"
         f"training.train(Config(n_iterations=400, logdir={str(run)!r}, **{TINY!r}),\n"
-        "               progress=False, verbose=False)\n")
-    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)
+        "               progress=False, verbose=False)\n"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == 3, killed.stderr
     last = run_folder.checkpoint_iteration(str(run))
-    assert history_iterations(run)[-1] >= last   # every row up to the checkpoint is there
+    assert history_iterations(run)[-1] >= last  # every row up to the checkpoint is there
 
-    training.train(Config(n_iterations=400, logdir=str(run), **TINY), progress=False,
-                   verbose=False)
+    training.train(Config(n_iterations=400, logdir=str(run), **TINY), progress=False, verbose=False)
     assert history_iterations(run) == [50, 100, 150, 200, 250, 300, 350, 400]
 
 
@@ -173,10 +182,31 @@ def test_a_kill_between_the_history_and_the_checkpoint_loses_no_row(tmp_path):
 def test_a_second_train_on_the_same_out_exits_2_naming_the_first(tmp_path):
     run = tmp_path / "run"
     first = subprocess.Popen(
-        [sys.executable, "-m", "vae_prac", "train", "--out", run, "--threads", "1",
-         "--n-iterations", "1000000", "--print-every", "1000", "--log-every", "100",
-         "--latent-dim", "4", "--hidden-size", "16", *SMALL],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "vae_prac",
+            "train",
+            "--out",
+            run,
+            "--threads",
+            "1",
+            "--n-iterations",
+            "1000000",
+            "--print-every",
+            "1000",
+            "--log-every",
+            "100",
+            "--latent-dim",
+            "4",
+            "--hidden-size",
+            "16",
+            *SMALL,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lock = run / run_lock.LOCK_NAME
         deadline = time.monotonic() + 120
@@ -191,7 +221,7 @@ def test_a_second_train_on_the_same_out_exits_2_naming_the_first(tmp_path):
         assert f"{run} is in use by another run: process {first.pid}" in line
         assert "python -m vae_prac train --out" in line and "another folder" in line
     finally:
-        first.send_signal(signal.SIGINT)   # Ctrl-C: the first run stops and lets go
+        first.send_signal(signal.SIGINT)  # Ctrl-C: the first run stops and lets go
         out, err = first.communicate(timeout=120)
     assert first.returncode == 130, err
     assert not lock.exists()
@@ -201,11 +231,25 @@ def test_a_stale_lock_is_taken_over_with_a_note(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     # Left by a process that was killed (its lock ended with it; the file stayed).
-    (run / run_lock.LOCK_NAME).write_text(json.dumps(
-        {"pid": 4194999, "started": "2026-01-01 00:00:00", "command": "vae-prac train"}))
-    status, out, err = run_cli("train", "--out", run, "--n-iterations", "100",
-                               "--latent-dim", "4", "--hidden-size", "16",
-                               "--print-every", "100", "--n-eval", "100", *SMALL)
+    (run / run_lock.LOCK_NAME).write_text(
+        json.dumps({"pid": 4194999, "started": "2026-01-01 00:00:00", "command": "vae-prac train"})
+    )
+    status, out, err = run_cli(
+        "train",
+        "--out",
+        run,
+        "--n-iterations",
+        "100",
+        "--latent-dim",
+        "4",
+        "--hidden-size",
+        "16",
+        "--print-every",
+        "100",
+        "--n-eval",
+        "100",
+        *SMALL,
+    )
     assert status == 0, err
     (note,) = [line for line in out.splitlines() if "Taking over" in line]
     assert "process 4194999" in note and "ended without releasing it" in note
@@ -221,8 +265,7 @@ def test_train_releases_the_lock_however_it_ends(tmp_path, error):
 
     config = Config(n_iterations=100, logdir=str(logdir), **TINY)
     if error is KeyboardInterrupt:
-        assert training.train(config, hooks=[stop], progress=False,
-                              verbose=False).interrupted
+        assert training.train(config, hooks=[stop], progress=False, verbose=False).interrupted
     else:
         with pytest.raises(RuntimeError, match="stop"):
             training.train(config, hooks=[stop], progress=False, verbose=False)
@@ -235,19 +278,25 @@ def test_another_process_holding_the_lock_stops_train_in_python(tmp_path):
     logdir = tmp_path / "run"
     logdir.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import fcntl, sys, time\n"
-         f"f = open({str(logdir / run_lock.LOCK_NAME)!r}, 'a+')\n"
-         "fcntl.flock(f, fcntl.LOCK_EX)\n"
-         "f.write('{\"pid\": %d, \"started\": \"now\"}' % __import__('os').getpid())\n"
-         "f.flush(); print('held', flush=True); time.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            f"f = open({str(logdir / run_lock.LOCK_NAME)!r}, 'a+')\n"
+            "fcntl.flock(f, fcntl.LOCK_EX)\n"
+            'f.write(\'{"pid": %d, "started": "now"}\' % __import__(\'os\').getpid())\n'
+            "f.flush(); print('held', flush=True); time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline() == "held\n"
         with pytest.raises(run_lock.RunLockedError, match=f"process {holder.pid}"):
-            training.train(Config(n_iterations=100, logdir=str(logdir), **TINY),
-                           progress=False, verbose=False)
-        assert not (logdir / "config.json").exists()   # refused before any write
+            training.train(
+                Config(n_iterations=100, logdir=str(logdir), **TINY), progress=False, verbose=False
+            )
+        assert not (logdir / "config.json").exists()  # refused before any write
     finally:
         holder.kill()
         holder.wait()
@@ -256,16 +305,19 @@ def test_another_process_holding_the_lock_stops_train_in_python(tmp_path):
 # --- 4. absurd sizes and too little memory ---------------------------------------------
 
 
-@pytest.mark.parametrize("flag, value, says", [
-    ("--latent-dim", "1000000000", "the limit is 2**31 - 1"),
-    ("--hidden-size", "100000000", "the limit is 2**31 - 1"),
-    ("--batch-size", "1000000000", "batch_size must not exceed the 60000 training images"),
-    ("--batch-size", "60001", "batch_size must not exceed the 60000 training images"),
-    ("--n-samples", "100000000", "batch_size * Config.n_samples * 784"),
-])
+@pytest.mark.parametrize(
+    "flag, value, says",
+    [
+        ("--latent-dim", "1000000000", "the limit is 2**31 - 1"),
+        ("--hidden-size", "100000000", "the limit is 2**31 - 1"),
+        ("--batch-size", "1000000000", "batch_size must not exceed the 60000 training images"),
+        ("--batch-size", "60001", "batch_size must not exceed the 60000 training images"),
+        ("--n-samples", "100000000", "batch_size * Config.n_samples * 784"),
+    ],
+)
 def test_absurd_sizes_exit_2_before_anything_is_written(tmp_path, flag, value, says):
     out = tmp_path / "run"
-    if flag == "--hidden-size":   # one as a user meets it; the others in-process
+    if flag == "--hidden-size":  # one as a user meets it; the others in-process
         status, _, err = vae_prac("train", "--out", out, flag, value)
     else:
         status, _, err = run_cli("train", "--out", out, flag, value)
@@ -286,13 +338,14 @@ def test_a_size_beyond_the_memory_exits_2_saying_how_much_and_leaves_nothing(tmp
         "size = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
         "resource.setrlimit(resource.RLIMIT_AS, (size + (2 << 30), resource.RLIM_INFINITY))\n"
         f"sys.exit(cli.main(['train', '--out', {str(out)!r}, '--hidden-size', '30000',\n"
-        "                    '--n-iterations', '100', '--eval-k', '0', '--no-progress']))\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)
+        "                    '--n-iterations', '100', '--eval-k', '0', '--no-progress']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2, result.stderr
     line = one_line(result.stderr)
-    assert line.startswith("vae-prac train: error: out of memory: allocating a tensor of "
-                           "shape [")
+    assert line.startswith("vae-prac train: error: out of memory: allocating a tensor of shape [")
     assert "1,856,160,984 weights" in line and "GiB" in line and "--hidden-size" in line
     assert not out.exists()
 
@@ -310,9 +363,14 @@ def test_evaluate_and_sample_without_a_checkpoint_exit_2(tmp_path):
         assert "No checkpoint in" in line and f"vae-prac train --out {tmp_path}" in line
 
 
-@pytest.mark.parametrize("n, says", [("0", "expected a positive integer"),
-                                     ("-5", "expected a positive integer"),
-                                     ("10000000", "at most 1000 digits")])
+@pytest.mark.parametrize(
+    "n, says",
+    [
+        ("0", "expected a positive integer"),
+        ("-5", "expected a positive integer"),
+        ("10000000", "at most 1000 digits"),
+    ],
+)
 def test_sample_counts_out_of_range_exit_2_in_one_line(run300, n, says):
     status, _, err = run_cli("sample", "--out", run300, "--n", n)
     assert status == 2
@@ -322,14 +380,29 @@ def test_sample_counts_out_of_range_exit_2_in_one_line(run300, n, says):
 
 def test_out_paths_with_spaces_and_non_ascii_characters(tmp_path):
     out = tmp_path / "my runs" / "évaluation ü 模型"
-    status, stdout, err = vae_prac("train", "--out", out, "--n-iterations", "100",
-                                   "--print-every", "100", "--log-every", "100",
-                                   "--n-eval", "100", "--latent-dim", "4",
-                                   "--hidden-size", "16", *SMALL)
+    status, stdout, err = vae_prac(
+        "train",
+        "--out",
+        out,
+        "--n-iterations",
+        "100",
+        "--print-every",
+        "100",
+        "--log-every",
+        "100",
+        "--n-eval",
+        "100",
+        "--latent-dim",
+        "4",
+        "--hidden-size",
+        "16",
+        *SMALL,
+    )
     assert status == 0, err
     assert f"Outputs in {out}: config.json, checkpoints/" in stdout
-    status, stdout, err = run_cli("evaluate", "--out", out, "--k", "2", "--n", "10",
-                                  "--no-progress")
+    status, stdout, err = run_cli(
+        "evaluate", "--out", out, "--k", "2", "--n", "10", "--no-progress"
+    )
     assert status == 0 and "at iteration 100" in stdout, err
     status, stdout, err = run_cli("sample", "--out", out, "--n", "4")
     assert status == 0 and (out / "samples.png").is_file(), err
@@ -339,13 +412,38 @@ def test_ctrl_c_during_the_final_evaluation_exits_130_and_loses_nothing(tmp_path
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "vae_prac", "train", "--out", run, "--n-iterations", "100",
-         "--print-every", "100", "--log-every", "100", "--n-eval", "100",
-         "--latent-dim", "4", "--hidden-size", "16", "--eval-k", "100000",
-         "--eval-n", "1000", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "vae_prac",
+            "train",
+            "--out",
+            run,
+            "--n-iterations",
+            "100",
+            "--print-every",
+            "100",
+            "--log-every",
+            "100",
+            "--n-eval",
+            "100",
+            "--latent-dim",
+            "4",
+            "--hidden-size",
+            "16",
+            "--eval-k",
+            "100000",
+            "--eval-n",
+            "1000",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     lines = []
-    for line in process.stdout:   # the test ELBO is printed before the long estimate
+    for line in process.stdout:  # the test ELBO is printed before the long estimate
         lines.append(line)
         if line.startswith("Iteration 100: test ELBO"):
             time.sleep(1)
@@ -354,14 +452,17 @@ def test_ctrl_c_during_the_final_evaluation_exits_130_and_loses_nothing(tmp_path
     out, err = process.communicate(timeout=120)
     out = "".join(lines) + out
     assert process.returncode == 130, out + err
-    assert f"Interrupted during the final evaluation. The trained model (checkpoint at " \
-           f"iteration 100), its history and figures are in {run}" in out
+    assert (
+        f"Interrupted during the final evaluation. The trained model (checkpoint at "
+        f"iteration 100), its history and figures are in {run}" in out
+    )
     assert "Traceback" not in err
     assert not (run / "metrics.json").exists() and (run / "elbo_curve.png").is_file()
     assert not (run / run_lock.LOCK_NAME).exists()
     # The same command again measures the finished run.
-    status, out, err = run_cli("train", "--out", run, "--n-iterations", "100",
-                               "--n-eval", "100", *SMALL)
+    status, out, err = run_cli(
+        "train", "--out", run, "--n-iterations", "100", "--n-eval", "100", *SMALL
+    )
     assert status == 0 and "is finished" in out, err
     assert json.loads((run / "metrics.json").read_text())["iteration"] == 100
 
@@ -369,11 +470,14 @@ def test_ctrl_c_during_the_final_evaluation_exits_130_and_loses_nothing(tmp_path
 # --- 6. the Python API given wrong types -------------------------------------------------
 
 
-@pytest.mark.parametrize("field, value, says", [
-    ("latent_dim", "8", "Pass a number, not the string '8'"),
-    ("n_iterations", 10.0, "Pass an int: 10, not 10.0"),
-    ("batch_size", np.float32(64), "Pass an int: 64"),
-])
+@pytest.mark.parametrize(
+    "field, value, says",
+    [
+        ("latent_dim", "8", "Pass a number, not the string '8'"),
+        ("n_iterations", 10.0, "Pass an int: 10, not 10.0"),
+        ("batch_size", np.float32(64), "Pass an int: 64"),
+    ],
+)
 def test_config_says_how_to_fix_a_number_of_the_wrong_type(field, value, says):
     with pytest.raises(ValueError, match=rf"^Config\.{field} must be .*{says}"):
         Config(**{field: value})
@@ -384,7 +488,7 @@ def test_train_refuses_wrong_arguments_before_writing(tmp_path):
     config = Config(n_iterations=100, logdir=str(logdir), **TINY)
     with pytest.raises(TypeError, match=r"Config\.from_dict"):
         training.train(config.to_dict())
-    grey = np.full((10, 28, 28), 200, np.uint8)   # grey levels, not binary pixels
+    grey = np.full((10, 28, 28), 200, np.uint8)  # grey levels, not binary pixels
     with pytest.raises(ValueError, match=r"eval_x must be binarized.*binarize"):
         training.train(config, eval_x=grey, progress=False)
     nan = np.zeros((10, 784), np.float32)

@@ -18,8 +18,12 @@ def _history(n_rows=100, log_every=100, print_every=1000):
     iteration = np.arange(1, n_rows + 1) * log_every
     train = -95.0 - 445.0 * np.exp(-iteration / 250.0) + np.sin(iteration) * 0.5
     test = np.where(iteration % print_every == 0, train - 1.0, np.nan)
-    return History(iteration=list(iteration), train_elbo=list(train), test_elbo=list(test),
-                   examples_per_sec=[20000.0] * n_rows)
+    return History(
+        iteration=list(iteration),
+        train_elbo=list(train),
+        test_elbo=list(test),
+        examples_per_sec=[20000.0] * n_rows,
+    )
 
 
 def _shown_by(axes, x, y):
@@ -32,12 +36,15 @@ def test_the_elbo_curve_shows_the_whole_run():
     history = _history()
     fig = plotting.elbo_curve(history, reference=-90.0)
     fig.canvas.draw()
-    (ax,) = fig.axes   # one Axes, as the stored outputs say; an inset is its child
+    (ax,) = fig.axes  # one Axes, as the stored outputs say; an inset is its child
     views = [ax, *ax.child_axes]
     points = [(i, v) for i, v in zip(history.iteration, history.train_elbo)]
     points += [(i, v) for i, v in zip(history.iteration, history.test_elbo) if not np.isnan(v)]
-    hidden = [(int(i), round(float(v), 1)) for i, v in points
-              if not any(_shown_by(a, i, v) for a in views)]
+    hidden = [
+        (int(i), round(float(v), 1))
+        for i, v in points
+        if not any(_shown_by(a, i, v) for a in views)
+    ]
     assert not hidden, f"the ELBO figure hides the points {hidden[:5]}..."
     # The main axes still zoom where the run spends most iterations, so the last
     # nats of progress (and the train-test gap) stay legible.
@@ -58,14 +65,13 @@ def _rows(fig):
 
 
 @pytest.mark.parametrize("given", [8, 1, 20])
-def test_the_posterior_prior_figure_shows_several_digits_legibly(given, small_vae, digits,
-                                                                capsys):
+def test_the_posterior_prior_figure_shows_several_digits_legibly(given, small_vae, digits, capsys):
     model = small_vae()
     fig = plotting.posterior_prior(model, digits[:given], seed=0, title="Iteration 0")
     fig.canvas.draw()
     rows = _rows(fig)
-    assert len(rows) == 3   # the data, posterior samples, prior samples
-    columns = [round((row.shape[1] + 2) / 30) for row in rows]   # 28 pixels + a gap each
+    assert len(rows) == 3  # the data, posterior samples, prior samples
+    columns = [round((row.shape[1] + 2) / 30) for row in rows]  # 28 pixels + a gap each
     assert columns == [8, 8, 8]
     if given >= 8:
         np.testing.assert_array_equal(rows[0][:, :28], digits[0, :, :, 0])

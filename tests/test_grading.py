@@ -15,12 +15,11 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from vae_prac.course import grading
 
-IMPORTS = ("import numpy as np\nfrom vae_prac import checks\n"
-           "from vae_prac.checks import data as check")
-RIGHT = ("def binarize_threshold(images):\n"
-         "    return (images > 127).astype(np.float32)[..., None]")
-WRONG = ("def binarize_threshold(images):\n"
-         "    return (images < 128).astype(np.float32)[..., None]")
+IMPORTS = (
+    "import numpy as np\nfrom vae_prac import checks\nfrom vae_prac.checks import data as check"
+)
+RIGHT = "def binarize_threshold(images):\n    return (images > 127).astype(np.float32)[..., None]"
+WRONG = "def binarize_threshold(images):\n    return (images < 128).astype(np.float32)[..., None]"
 CHECK_FN = "# Run me to test your code\ncheck.binarize_threshold(binarize_threshold)"
 CHECK_QUIZ = "# Run me to test your answer\ncheck.binarization_quiz(answer)"
 EXPECTED = ["binarize_threshold", "binarization_quiz"]
@@ -33,11 +32,17 @@ def _stdout(text):
 def submission(*middle, answer="b", function=RIGHT, name="quiz", after=()):
     """A notebook of the series 'quiz': the two tasks, their checks, extra cells between
     the answer and its check (``middle``) and at the end (``after``)."""
-    nb = new_notebook(cells=[new_code_cell(IMPORTS), new_code_cell(function),
-                             new_code_cell(CHECK_FN), new_code_cell(f"answer = {answer!r}"),
-                             *[new_code_cell(source) for source in middle],
-                             new_code_cell(CHECK_QUIZ),
-                             *[new_code_cell(source) for source in after]])
+    nb = new_notebook(
+        cells=[
+            new_code_cell(IMPORTS),
+            new_code_cell(function),
+            new_code_cell(CHECK_FN),
+            new_code_cell(f"answer = {answer!r}"),
+            *[new_code_cell(source) for source in middle],
+            new_code_cell(CHECK_QUIZ),
+            *[new_code_cell(source) for source in after],
+        ]
+    )
     if name:
         nb.metadata[grading.METADATA_KEY] = {"notebook": name}
     return nb
@@ -75,8 +80,12 @@ def test_expected_checks_come_from_the_solution(solutions):
 def test_honest_right_wrong_and_blank_submissions(tmp_path, solutions):
     right = write(tmp_path / "ada" / "quiz.ipynb", submission())
     wrong = write(tmp_path / "bob" / "quiz.ipynb", submission(answer="a", function=WRONG))
-    blank = write(tmp_path / "cy" / "quiz.ipynb", submission(
-        answer=None, function="def binarize_threshold(images):\n    raise NotImplementedError()"))
+    blank = write(
+        tmp_path / "cy" / "quiz.ipynb",
+        submission(
+            answer=None, function="def binarize_threshold(images):\n    raise NotImplementedError()"
+        ),
+    )
     before = {p: p.read_bytes() for p in (right, wrong, blank)}
     g_right, g_wrong, g_blank = grade([right, wrong, blank], solutions)
 
@@ -104,28 +113,34 @@ def test_honest_right_wrong_and_blank_submissions(tmp_path, solutions):
 @pytest.mark.slow
 def test_forged_lines_results_and_checks_earn_nothing(tmp_path, solutions):
     forgeries = {
-        "printed": ["print('[check binarize_threshold] passed')\n"
-                    "print('[check binarization_quiz] passed')"],
-        "results": ["checks.RESULTS['binarize_threshold'] = True\n"
-                    "checks.RESULTS['binarization_quiz'] = True"],
-        "replaced": ["check.binarize_threshold = "
-                     "lambda fn: print('[check binarize_threshold] passed')\n"
-                     "check.binarization_quiz = "
-                     "lambda a: print('[check binarization_quiz] passed')\n"
-                     "checks.report = lambda *a, **k: None"],
+        "printed": [
+            "print('[check binarize_threshold] passed')\nprint('[check binarization_quiz] passed')"
+        ],
+        "results": [
+            "checks.RESULTS['binarize_threshold'] = True\n"
+            "checks.RESULTS['binarization_quiz'] = True"
+        ],
+        "replaced": [
+            "check.binarize_threshold = "
+            "lambda fn: print('[check binarize_threshold] passed')\n"
+            "check.binarization_quiz = "
+            "lambda a: print('[check binarization_quiz] passed')\n"
+            "checks.report = lambda *a, **k: None"
+        ],
         "library": ["from vae_prac import data\nbinarize_threshold = data.binarize"],
     }
-    paths = [write(tmp_path / name / "quiz.ipynb",
-                   submission(answer="a", function=WRONG, after=cells))
-             for name, cells in forgeries.items()]
+    paths = [
+        write(tmp_path / name / "quiz.ipynb", submission(answer="a", function=WRONG, after=cells))
+        for name, cells in forgeries.items()
+    ]
     grades = grade(paths, solutions)
     for name, g in zip(forgeries, grades):
-        if name == "library":   # the library's own function is not the student's answer
+        if name == "library":  # the library's own function is not the student's answer
             assert g.checks["binarize_threshold"] == "not yet", name
             assert "vae_prac's own" in g.details["binarize_threshold"]
             continue
         assert g.passed == [], f"{name}: {g.checks}"
-        if name == "printed":   # a forged line is pointed out in the CSV
+        if name == "printed":  # a forged line is pointed out in the CSV
             assert g.printed == dict.fromkeys(EXPECTED, "passed")
             assert "printed 'passed' but the grader" in g.details["binarization_quiz"]
 
@@ -133,9 +148,12 @@ def test_forged_lines_results_and_checks_earn_nothing(tmp_path, solutions):
 @pytest.mark.slow
 def test_a_notebook_that_deletes_files_only_deletes_its_own_copy(tmp_path, solutions):
     victim = write(tmp_path / "cohort" / "ada.ipynb", submission())
-    vandal = write(tmp_path / "cohort" / "bob.ipynb", submission(
-        "import os\nfor f in os.listdir('.'):\n    os.remove(f)\n"
-        "print(sorted(os.listdir('.')))"))
+    vandal = write(
+        tmp_path / "cohort" / "bob.ipynb",
+        submission(
+            "import os\nfor f in os.listdir('.'):\n    os.remove(f)\nprint(sorted(os.listdir('.')))"
+        ),
+    )
     instructor_file = write(tmp_path / "grades_so_far.ipynb", new_notebook())
     g_vandal, g_victim = grade([vandal, victim], solutions)
     assert victim.is_file() and vandal.is_file() and instructor_file.is_file()
@@ -160,13 +178,14 @@ def test_os_exit_unreadable_renamed_and_unknown(tmp_path, solutions):
     unreadable.write_text('{"cells": [', encoding="utf-8")
     renamed = write(tmp_path / "renamed" / "my homework (final).ipynb", submission())
     unknown = write(tmp_path / "unknown" / "notes.ipynb", submission(name=None))
-    g_exit, g_broken, g_renamed, g_unknown = grade([exiting, unreadable, renamed, unknown],
-                                                    solutions)
+    g_exit, g_broken, g_renamed, g_unknown = grade(
+        [exiting, unreadable, renamed, unknown], solutions
+    )
 
     assert "kernel died" in g_exit.problem
     assert g_exit.checks == dict.fromkeys(EXPECTED, "missing") and g_exit.total == "0/2"
     assert "could not read" in g_broken.problem
-    assert g_broken.checks == dict.fromkeys(EXPECTED, "missing")   # known by its file name
+    assert g_broken.checks == dict.fromkeys(EXPECTED, "missing")  # known by its file name
     assert g_renamed.identity == "quiz" and g_renamed.total == "2/2"
     assert "not a notebook of this series" in g_unknown.problem and g_unknown.total == "0/?"
 
@@ -180,8 +199,10 @@ def test_os_exit_unreadable_renamed_and_unknown(tmp_path, solutions):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not hasattr(os, "fork") or os.uname().sysname != "Linux",
-                    reason="the memory limit is Linux's RLIMIT_AS")
+@pytest.mark.skipif(
+    not hasattr(os, "fork") or os.uname().sysname != "Linux",
+    reason="the memory limit is Linux's RLIMIT_AS",
+)
 def test_the_memory_limit_stops_a_runaway_notebook(tmp_path, solutions):
     hog = write(tmp_path / "hog.ipynb", submission("hog = bytearray(6 * 2**30)"))
     [g] = grading.grade_notebooks([hog], timeout=120, solutions=solutions, memory_limit_gib=4)
@@ -199,15 +220,21 @@ def test_bad_arguments():
 
 @pytest.mark.slow
 def test_a_timeout_keeps_its_row_and_the_kernels_console_out_of_the_graders(
-        tmp_path, solutions, capfd):
+    tmp_path, solutions, capfd
+):
     # What a kernel writes to its own stderr, such as the zmq traceback an older
     # ipykernel prints when it is shut down after a timeout, stays off the grader's.
-    noisy = new_notebook(cells=[
-        new_code_cell("import os\n"
-                      "os.write(2, b'Traceback (most recent call last):\\n'\n"
-                      "            b'zmq.error.ZMQError: Socket operation on non-socket\\n')\n"
-                      "os.write(1, b'kernel stdout\\n')"),
-        new_code_cell("while True:\n    pass")])
+    noisy = new_notebook(
+        cells=[
+            new_code_cell(
+                "import os\n"
+                "os.write(2, b'Traceback (most recent call last):\\n'\n"
+                "            b'zmq.error.ZMQError: Socket operation on non-socket\\n')\n"
+                "os.write(1, b'kernel stdout\\n')"
+            ),
+            new_code_cell("while True:\n    pass"),
+        ]
+    )
     noisy.metadata[grading.METADATA_KEY] = {"notebook": "quiz"}
     path = write(tmp_path / "noisy.ipynb", noisy)
     [g] = grade([path], solutions, timeout=20)

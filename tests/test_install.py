@@ -15,8 +15,8 @@ import http.client
 import importlib.metadata
 import importlib.util
 import json
-import re
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -80,15 +80,22 @@ def readme_install():
 def test_readme_and_ci_install_with_the_pins(readme_install):
     assert readme_install[:2] == ["-c", "constraints.txt"] and _extras(readme_install), (
         f"README installs with pip install {shlex.join(readme_install)}: it should be "
-        "pip install -c constraints.txt -e \".[dev]\"")
+        'pip install -c constraints.txt -e ".[dev]"'
+    )
     assert _extras(readme_install) == set(lock.README_EXTRAS), (
         f"README installs the extras {_extras(readme_install)}, tools/lock.py pins "
-        f"{lock.README_EXTRAS} for every Python: make README_EXTRAS agree")
+        f"{lock.README_EXTRAS} for every Python: make README_EXTRAS agree"
+    )
     ci = _pip_installs((ROOT / ".ci" / "run").read_text())
-    assert any(c[:2] == ["-c", "constraints.txt"] and _extras(c) is not None
-               and _extras(readme_install) <= _extras(c) for c in ci), (
+    assert any(
+        c[:2] == ["-c", "constraints.txt"]
+        and _extras(c) is not None
+        and _extras(readme_install) <= _extras(c)
+        for c in ci
+    ), (
         f".ci/run installs with {ci}: one of them should be the README's "
-        f"{shlex.join(readme_install)} (the same extras or more), so CI tests what users get")
+        f"{shlex.join(readme_install)} (the same extras or more), so CI tests what users get"
+    )
 
 
 def test_readme_names_every_pinned_python():
@@ -97,7 +104,8 @@ def test_readme_names_every_pinned_python():
     missing = [p for p in lock.PYTHONS if not re.search(rf"\b{re.escape(p)}\b", quick_start)]
     assert not missing, (
         f"README's Quick start does not name Python {', '.join(missing)}, for which "
-        "constraints.txt is pinned and tested (tools/lock.py's PYTHONS)")
+        "constraints.txt is pinned and tested (tools/lock.py's PYTHONS)"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,15 +118,18 @@ def test_constraints_are_exact_pins_once_per_python(pins_text):
         try:
             pins = lock.read_pins(pins_text, python)
         except ValueError as e:
-            pytest.fail(f"constraints.txt, Python {python}: {e}; regenerate it with "
-                        "`python tools/lock.py`")
+            pytest.fail(
+                f"constraints.txt, Python {python}: {e}; regenerate it with `python tools/lock.py`"
+            )
         assert "tensorflow" in pins, f"constraints.txt pins no TensorFlow for Python {python}"
 
 
 def test_merged_pins_give_back_each_pythons_lock():
-    locks = {"3.10": {"numpy": ("numpy", "2.2.6"), "tomli": ("tomli", "2.5.0")},
-             "3.11": {"numpy": ("numpy", "2.4.6")},
-             "3.12": {"numpy": ("numpy", "2.5.5"), "six": ("six", "1.17.0")}}
+    locks = {
+        "3.10": {"numpy": ("numpy", "2.2.6"), "tomli": ("tomli", "2.5.0")},
+        "3.11": {"numpy": ("numpy", "2.4.6")},
+        "3.12": {"numpy": ("numpy", "2.5.5"), "six": ("six", "1.17.0")},
+    }
     text = "\n".join(lock.merge(locks))
     for python, pins in locks.items():
         got = lock.read_pins(text, python)
@@ -134,22 +145,26 @@ def test_merged_pins_give_back_each_pythons_lock():
 # Offline: what is installed here, from vae_prac[dev] down, must be pinned for this Python
 # (no unpinned transitive dependency), at the pinned version (CI tests the pins).
 
+
 @pytest.fixture(scope="module")
 def installed_closure():
     if THIS_PYTHON not in lock.PYTHONS:
-        pytest.skip(f"Python {THIS_PYTHON} has no pins: constraints.txt is for "
-                    f"{', '.join(lock.PYTHONS)}")
+        pytest.skip(
+            f"Python {THIS_PYTHON} has no pins: constraints.txt is for {', '.join(lock.PYTHONS)}"
+        )
 
     def requires_of(name):
         try:
             return importlib.metadata.distribution(name).requires or []
         except importlib.metadata.PackageNotFoundError:
             raise LookupError(name) from None
+
     try:
         needed = lock.closure([(lock.PROJECT, lock.README_EXTRAS)], requires_of)
     except LookupError as e:
-        pytest.fail(f"{e}: install with the README's command, "
-                    "pip install -c constraints.txt -e \".[dev]\"")
+        pytest.fail(
+            f'{e}: install with the README\'s command, pip install -c constraints.txt -e ".[dev]"'
+        )
     needed.pop(lock.PROJECT)
     return needed
 
@@ -159,17 +174,21 @@ def test_pins_cover_everything_installed(installed_closure, pins_text):
     unpinned = sorted(set(installed_closure) - set(pins))
     assert not unpinned, (
         f"vae_prac[dev] installs {unpinned} on Python {THIS_PYTHON}, which constraints.txt "
-        "does not pin: run `python tools/lock.py`")
+        "does not pin: run `python tools/lock.py`"
+    )
 
 
 def test_installed_versions_are_the_pinned_ones(installed_closure, pins_text):
     pins = lock.read_pins(pins_text, THIS_PYTHON)
-    wrong = [f"{name} {importlib.metadata.version(name)} (pinned {pins[name]})"
-             for name in sorted(installed_closure)
-             if name in pins and importlib.metadata.version(name) != pins[name]]
+    wrong = [
+        f"{name} {importlib.metadata.version(name)} (pinned {pins[name]})"
+        for name in sorted(installed_closure)
+        if name in pins and importlib.metadata.version(name) != pins[name]
+    ]
     assert not wrong, (
         f"installed here but not at the pinned version: {', '.join(wrong)}; install the "
-        "pins with pip install -c constraints.txt -e \".[dev]\"")
+        'pins with pip install -c constraints.txt -e ".[dev]"'
+    )
 
 
 def test_environment_yml_pins_everything_installed(installed_closure):
@@ -178,15 +197,21 @@ def test_environment_yml_pins_everything_installed(installed_closure):
         pytest.skip(f"environment.yml is for Python {lock.CI_PYTHON}, not {THIS_PYTHON}")
     with open(ROOT / "environment.yml") as f:
         sections = [d["pip"] for d in yaml.safe_load(f)["dependencies"] if isinstance(d, dict)]
-    pinned = {lock.canonicalize_name(lock.Requirement(line).name)
-              for section in sections for line in section if not line.startswith("-")}
+    pinned = {
+        lock.canonicalize_name(lock.Requirement(line).name)
+        for section in sections
+        for line in section
+        if not line.startswith("-")
+    }
     missing = sorted(set(installed_closure) - pinned)
     assert not missing, (
         f"environment.yml does not pin {missing}, which vae_prac[dev] installs: "
-        "run `python tools/lock.py`")
+        "run `python tools/lock.py`"
+    )
 
 
 # Online, against PyPI.
+
 
 def _pypi_problem():
     """Why PyPI cannot be reached, or None."""
@@ -194,7 +219,7 @@ def _pypi_problem():
     try:
         with urllib.request.urlopen(request, timeout=15):
             return None
-    except OSError as e:   # URLError, HTTPError, timeouts
+    except OSError as e:  # URLError, HTTPError, timeouts
         return str(e)
 
 
@@ -202,16 +227,18 @@ def _pypi_problem():
 def pypi():
     problem = _pypi_problem()
     if problem:
-        pytest.skip(f"PyPI ({lock.INDEX}) cannot be reached ({problem}); the install "
-                    "checks need it")
+        pytest.skip(
+            f"PyPI ({lock.INDEX}) cannot be reached ({problem}); the install checks need it"
+        )
 
 
 @functools.lru_cache(maxsize=None)
 def _files(name, tries=3):
     """The files PyPI lists for a project (PEP 691 JSON)."""
     request = urllib.request.Request(
-        f"{lock.INDEX}{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    for attempt in range(tries):   # many pages at once: a dropped connection is retried
+        f"{lock.INDEX}{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    for attempt in range(tries):  # many pages at once: a dropped connection is retried
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return json.load(response)["files"]
@@ -226,22 +253,28 @@ def _wheel_problems(pins, python):
     version_info = tuple(map(int, python.split(".")))
     platforms = list(tags.platform_tags())
     usable = set(tags.cpython_tags(version_info, platforms=platforms)) | set(
-        tags.compatible_tags(version_info, "cp{}{}".format(*version_info), platforms))
+        tags.compatible_tags(version_info, "cp{}{}".format(*version_info), platforms)
+    )
     names = sorted(pins)
     with ThreadPoolExecutor(16) as pool:
         index = dict(zip(names, pool.map(_files, names)))
     problems = []
     for name in names:
         pinned = Version(pins[name])
-        wheels = [f for f in index[name] if f["filename"].endswith(".whl")
-                  and not f.get("yanked") and f"-{pins[name]}" in f["filename"]
-                  and parse_wheel_filename(f["filename"])[1] == pinned]
+        wheels = [
+            f
+            for f in index[name]
+            if f["filename"].endswith(".whl")
+            and not f.get("yanked")
+            and f"-{pins[name]}" in f["filename"]
+            and parse_wheel_filename(f["filename"])[1] == pinned
+        ]
         if not wheels:
             problems.append(f"{name}=={pinned} has no wheel on PyPI (or it was yanked)")
-        elif not any(SpecifierSet(f.get("requires-python") or "").contains(python + ".0")
-                     for f in wheels):
-            problems.append(f"{name}=={pinned} requires Python "
-                            f"{wheels[0].get('requires-python')}")
+        elif not any(
+            SpecifierSet(f.get("requires-python") or "").contains(python + ".0") for f in wheels
+        ):
+            problems.append(f"{name}=={pinned} requires Python {wheels[0].get('requires-python')}")
         elif not any(parse_wheel_filename(f["filename"])[3] & usable for f in wheels):
             problems.append(f"{name}=={pinned} has no wheel for Python {python} here")
     return problems
@@ -263,6 +296,7 @@ def dry_runs(pypi, readme_install):
             return lock.pip_dry_run(*case, timeout=DRY_RUN_TIMEOUT)
         except lock.ResolutionError as e:
             return e
+
     with ThreadPoolExecutor(len(cases)) as pool:
         return dict(zip(cases, pool.map(run, cases.values())))
 
@@ -276,17 +310,25 @@ def test_readme_install_resolves_on(python, dry_runs, pins_text):
         # A slow network is no verdict: check what can be checked without pip.
         problems = _wheel_problems(pins, python)
         assert not problems, (
-            f"On Python {python} the README's install would fail: " + "; ".join(problems)
-            + ". Regenerate the pins with `python tools/lock.py`.")
-        pytest.skip(f"{result}: every pin has a wheel for Python {python}, but pip's "
-                    "resolution of the whole install was not checked")
+            f"On Python {python} the README's install would fail: "
+            + "; ".join(problems)
+            + ". Regenerate the pins with `python tools/lock.py`."
+        )
+        pytest.skip(
+            f"{result}: every pin has a wheel for Python {python}, but pip's "
+            "resolution of the whole install was not checked"
+        )
     if isinstance(result, Exception):
-        pytest.fail(f"The README's install fails on Python {python}:\n{result}\n"
-                    "Fix the pins with `python tools/lock.py`.")
+        pytest.fail(
+            f"The README's install fails on Python {python}:\n{result}\n"
+            "Fix the pins with `python tools/lock.py`."
+        )
     problems = lock.mismatches(result, pins)
     assert not problems, (
         f"On Python {python} the README's install is not fully pinned: "
-        + "; ".join(problems) + ". Run `python tools/lock.py`.")
+        + "; ".join(problems)
+        + ". Run `python tools/lock.py`."
+    )
     assert {"tensorflow", "tensorflow-probability", "pytest"} <= set(lock.installed(result))
 
 
@@ -297,7 +339,8 @@ def test_dry_run_refuses_a_release_without_a_wheel_for_that_python(dry_runs):
         pytest.skip(str(result))
     assert isinstance(result, lock.ResolutionError), (
         f"{NO_WHEEL_FOR_310} resolved for Python 3.10 though it has no wheel for it: "
-        "the dry runs do not test what a user's install would meet")
+        "the dry runs do not test what a user's install would meet"
+    )
 
 
 @pytest.mark.network
@@ -311,7 +354,8 @@ def test_the_311_pins_have_no_wheels_for_310(pypi, pins_text):
     assert _wheel_problems(differ, "3.10"), (
         f"the Python 3.11 pins of {sorted(differ)} all have wheels for 3.10, so why do "
         "the 3.10 pins differ? Regenerate constraints.txt with `python tools/lock.py "
-        "--upgrade`")
+        "--upgrade`"
+    )
     assert not _wheel_problems(differ, "3.11")
 
 
@@ -340,7 +384,8 @@ def colab_install_cell():
     assert cells, "no solution notebook has a `%pip install` cell"
     assert len(set(cells.values())) == 1, (
         "the notebooks install vae_prac in different ways: "
-        + "; ".join(f"{name}: {source!r}" for name, source in cells.items()))
+        + "; ".join(f"{name}: {source!r}" for name, source in cells.items())
+    )
     return next(iter(cells.values()))
 
 
@@ -367,13 +412,18 @@ def _pip_arguments_in_colab(source, tensorflow):
         return tensorflow if name == "tensorflow" else real_version(name)
 
     code = TransformerManager().transform_cell(source)
-    with mock.patch.dict(sys.modules, {"google.colab": types.ModuleType("google.colab")}), \
-            mock.patch("importlib.metadata.version", version):
-        exec(compile(code, "<the notebooks' install cell>", "exec"),
-             {"get_ipython": lambda: shell, "__name__": "__main__"})
+    with (
+        mock.patch.dict(sys.modules, {"google.colab": types.ModuleType("google.colab")}),
+        mock.patch("importlib.metadata.version", version),
+    ):
+        exec(
+            compile(code, "<the notebooks' install cell>", "exec"),
+            {"get_ipython": lambda: shell, "__name__": "__main__"},
+        )
     installs = [shlex.split(line) for name, line in calls if name == "pip"]
     assert len(installs) == 1 and installs[0][0] == "install", (
-        f"in Colab the install cell should run one `%pip install`, it ran {calls}")
+        f"in Colab the install cell should run one `%pip install`, it ran {calls}"
+    )
     return installs[0][1:]
 
 
@@ -383,7 +433,10 @@ def _environment_with(path, dists):
     python = path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     site = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True).stdout.strip()
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     for name, version in dists.items():
         info = Path(site) / f"{name}-{version}.dist-info"
         info.mkdir(parents=True)
@@ -404,28 +457,55 @@ def _colab_dry_run(source, tensorflow):
     with tempfile.TemporaryDirectory() as tmp:
         python = _environment_with(Path(tmp) / "colab", {"tensorflow": tensorflow})
         report = Path(tmp) / "report.json"
-        command = [sys.executable, "-m", "pip", "--python", str(python), "--isolated",
-                   "install", "--dry-run", "--report", str(report), "--index-url", lock.INDEX,
-                   "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
-                   *arguments]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "--isolated",
+            "install",
+            "--dry-run",
+            "--report",
+            str(report),
+            "--index-url",
+            lock.INDEX,
+            "--no-input",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "off",
+            *arguments,
+        ]
         try:
-            done = subprocess.run(command, capture_output=True, text=True,
-                                  timeout=DRY_RUN_TIMEOUT,
-                                  env=dict(os.environ, PIP_CONFIG_FILE=os.devnull))
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=DRY_RUN_TIMEOUT,
+                env=dict(os.environ, PIP_CONFIG_FILE=os.devnull),
+            )
         except subprocess.TimeoutExpired as e:
             return e
         if done.returncode != 0:
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
             return RuntimeError(f"pip install {shlex.join(arguments)} failed:\n{tail}")
-        return {lock.canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
-                for item in json.loads(report.read_text())["install"]}
+        return {
+            lock.canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+            for item in json.loads(report.read_text())["install"]
+        }
 
 
 @pytest.fixture(scope="module")
 def colab_dry_runs(pypi, colab_install_cell):
     with ThreadPoolExecutor(len(COLAB_TENSORFLOWS)) as pool:
-        return dict(zip(COLAB_TENSORFLOWS, pool.map(
-            lambda version: _colab_dry_run(colab_install_cell, version), COLAB_TENSORFLOWS)))
+        return dict(
+            zip(
+                COLAB_TENSORFLOWS,
+                pool.map(
+                    lambda version: _colab_dry_run(colab_install_cell, version), COLAB_TENSORFLOWS
+                ),
+            )
+        )
 
 
 @pytest.mark.parametrize("tensorflow", COLAB_TENSORFLOWS)
@@ -433,16 +513,17 @@ def colab_dry_runs(pypi, colab_install_cell):
 def test_colab_install_keeps_its_tensorflow(tensorflow, colab_dry_runs):
     result = colab_dry_runs[tensorflow]
     if isinstance(result, subprocess.TimeoutExpired):
-        pytest.skip(f"pip took over {DRY_RUN_TIMEOUT} s to resolve the install cell; "
-                    "is PyPI slow?")
+        pytest.skip(f"pip took over {DRY_RUN_TIMEOUT} s to resolve the install cell; is PyPI slow?")
     if isinstance(result, Exception):
         pytest.fail(str(result))
     assert "tensorflow" not in result, (
         f"In Colab with TensorFlow {tensorflow} and no tf-keras, the notebooks' install "
         f"cell replaces TensorFlow with {result['tensorflow']} (a 570 MB download): it "
         "should name the installed TensorFlow, e.g. "
-        "\"tensorflow=={version('tensorflow')}\" after `from importlib.metadata import version`")
+        "\"tensorflow=={version('tensorflow')}\" after `from importlib.metadata import version`"
+    )
     minor = tensorflow.rsplit(".", 1)[0] + "."
     assert result.get("tf-keras", "").startswith(minor), (
         f"with TensorFlow {tensorflow} the install cell installs tf-keras "
-        f"{result.get('tf-keras')}, which does not match it")
+        f"{result.get('tf-keras')}, which does not match it"
+    )

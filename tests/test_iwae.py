@@ -19,7 +19,9 @@ from vae_prac.presets import BURDA_PASSES, BURDA_TRAIN_IMAGES, PRESETS, preset
 
 def burda_like_vae(latent_dim=3, hidden_size=8, seed=0):
     import keras
+
     from vae_prac.model import VAE
+
     keras.utils.set_random_seed(seed)
     return VAE(latent_dim, hidden_size, activation="tanh")
 
@@ -38,8 +40,7 @@ def test_lk_is_logmeanexp_of_the_weights_in_float64(digits):
     log_w = log_importance_weights(vae, x, 7, seed=(1, 2)).numpy().astype(np.float64)
     peak = log_w.max(0)
     expected = peak + np.log(np.mean(np.exp(log_w - peak), axis=0))
-    np.testing.assert_allclose(iw_bound(vae, x, 7, seed=(1, 2)).numpy(), expected,
-                               rtol=1e-5)
+    np.testing.assert_allclose(iw_bound(vae, x, 7, seed=(1, 2)).numpy(), expected, rtol=1e-5)
 
 
 def test_lk_rises_with_k_on_average(digits):
@@ -82,11 +83,21 @@ def test_iwae_gradient_is_finite_and_matches_finite_differences(digits):
 
 
 def test_burda_presets_are_the_paper_protocol():
-    for name in ("burda-vae-k1", "burda-vae-k5", "burda-vae-k50", "burda-iwae-k5",
-                 "burda-iwae-k50"):
+    for name in (
+        "burda-vae-k1",
+        "burda-vae-k5",
+        "burda-vae-k50",
+        "burda-iwae-k5",
+        "burda-iwae-k50",
+    ):
         c = preset(name)
         assert (c.latent_dim, c.hidden_size, c.hidden_layers, c.activation) == (50, 200, 2, "tanh")
-        assert (c.optimizer, c.epsilon, c.learning_rate, c.lr_schedule) == ("adam", 1e-4, 1e-3, "burda")
+        assert (c.optimizer, c.epsilon, c.learning_rate, c.lr_schedule) == (
+            "adam",
+            1e-4,
+            1e-3,
+            "burda",
+        )
         assert (c.batch_size, c.binarization, c.n_validation) == (20, "stochastic", 400)
         # 3,280 passes over the 59,600 training images, 20 at a time.
         assert c.n_iterations * c.batch_size == BURDA_PASSES * BURDA_TRAIN_IMAGES
@@ -100,12 +111,13 @@ def test_burda_presets_are_the_paper_protocol():
 
 def test_burda_schedule_stages_are_3_to_the_i_passes_at_rate_divided_by_10_to_the_1_7():
     from vae_prac.training import learning_rate_schedule
+
     c = preset("burda-iwae-k5")
     schedule = learning_rate_schedule(c)
     steps_per_pass = BURDA_TRAIN_IMAGES // 20
     start = 0
     for i in range(8):
-        end = start + 3 ** i * steps_per_pass
+        end = start + 3**i * steps_per_pass
         for it in (start, end - 1):
             np.testing.assert_allclose(float(schedule(it)), 1e-3 * 10 ** (-i / 7), rtol=1e-6)
         start = end
@@ -115,10 +127,11 @@ def test_burda_schedule_stages_are_3_to_the_i_passes_at_rate_divided_by_10_to_th
 
 def test_training_on_lk_runs_and_holds_out_the_validation_images(monkeypatch):
     from vae_prac import data, training
+
     seen = {}
     original = data.train_dataset
 
-    @functools.wraps(original)   # train() reads the pipeline's defaults from its signature
+    @functools.wraps(original)  # train() reads the pipeline's defaults from its signature
     def spy(images, *args, **kwargs):
         seen["n"] = len(images)
         seen["last"] = images[-1].copy()
@@ -126,38 +139,60 @@ def test_training_on_lk_runs_and_holds_out_the_validation_images(monkeypatch):
 
     monkeypatch.setattr(data, "train_dataset", spy)
     images = (np.random.default_rng(0).random([300, 28, 28]) * 255).astype(np.uint8)
-    config = Config(latent_dim=3, hidden_size=16, activation="tanh", optimizer="adam",
-                    objective="iwae", n_samples=5, batch_size=10, n_iterations=40,
-                    log_every=20, print_every=40, n_eval=10, binarization="stochastic",
-                    n_validation=50, lr_schedule="burda")
-    result = training.train(config, train_images=images, eval_x=np.zeros([10, 28, 28, 1], np.float32),
-                            progress=False, verbose=False)
+    config = Config(
+        latent_dim=3,
+        hidden_size=16,
+        activation="tanh",
+        optimizer="adam",
+        objective="iwae",
+        n_samples=5,
+        batch_size=10,
+        n_iterations=40,
+        log_every=20,
+        print_every=40,
+        n_eval=10,
+        binarization="stochastic",
+        n_validation=50,
+        lr_schedule="burda",
+    )
+    result = training.train(
+        config,
+        train_images=images,
+        eval_x=np.zeros([10, 28, 28, 1], np.float32),
+        progress=False,
+        verbose=False,
+    )
     assert seen["n"] == 250
     np.testing.assert_array_equal(seen["last"], images[249])
     assert result.iteration == 40
     assert np.all(np.isfinite(result.history.train_elbo))
     with pytest.raises(ValueError, match="n_validation"):
-        training.train(config.replace(n_validation=300), train_images=images,
-                       progress=False, verbose=False)
+        training.train(
+            config.replace(n_validation=300), train_images=images, progress=False, verbose=False
+        )
 
 
 def test_active_units_counts_dimensions_whose_posterior_mean_moves(digits):
     import keras
+
     from vae_prac.evaluate import active_units, posterior_mean_variance
 
     class HalfDead(keras.Model):
         """mu_u = scale_u * (mean pixel): units with scale 0 never move."""
+
         def call(self, x):
             m = tf.reduce_mean(tf.reshape(x, [-1, 784]), axis=1, keepdims=True)
             scale = tf.constant([[10.0, 5.0, 0.0, 0.0, 1e-3]])
             return m * scale, tf.ones([tf.shape(x)[0], 5])
 
     from vae_prac.model import VAE
+
     vae = VAE(5, 8, encoder=HalfDead())
     x = digits[:200]
     variance = posterior_mean_variance(vae, x)
     pixel_means = x.reshape(200, -1).mean(1).astype(np.float64)
-    np.testing.assert_allclose(variance, pixel_means.var() * np.array([100, 25, 0, 0, 1e-6]),
-                               rtol=1e-4, atol=1e-12)
+    np.testing.assert_allclose(
+        variance, pixel_means.var() * np.array([100, 25, 0, 0, 1e-6]), rtol=1e-4, atol=1e-12
+    )
     assert active_units(vae, x) == int(np.sum(variance > 1e-2))
     assert active_units(vae, x, threshold=0.0) == 3

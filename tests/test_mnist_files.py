@@ -171,7 +171,6 @@ def test_download_with_wrong_content_is_rejected(monkeypatch, tmp_path, no_repo_
     assert not list(mnist_files.cache_dir().glob("*.part"))
 
 
-
 def test_falls_back_to_the_next_mirror(monkeypatch, tmp_path, no_repo_data):
     mirror = tmp_path / "mirror"
     shutil.copytree(REPO_MNIST, mirror)
@@ -189,8 +188,7 @@ def test_describe_data():
 
 
 @pytest.mark.parametrize("state", ["empty", "incomplete", "absent"])
-def test_a_data_dir_variable_without_the_files_is_an_error_naming_it(monkeypatch, tmp_path,
-                                                                      state):
+def test_a_data_dir_variable_without_the_files_is_an_error_naming_it(monkeypatch, tmp_path, state):
     # The repository copy exists and is complete: it must not be used in its place.
     assert not mnist_files._missing(REPO_MNIST)
     monkeypatch.setenv("VAE_PRAC_MNIST_MIRROR", (tmp_path / "no-mirror").as_uri())
@@ -205,15 +203,19 @@ def test_a_data_dir_variable_without_the_files_is_an_error_naming_it(monkeypatch
             mnist_files.find_data_dir(download=download)
         message = str(e.value)
         assert "VAE_PRAC_DATA_DIR" in message and str(folder) in message
-        assert {"empty": "none of the four", "incomplete": "lacks 3 of the four",
-                "absent": "does not exist"}[state] in message
+        assert {
+            "empty": "none of the four",
+            "incomplete": "lacks 3 of the four",
+            "absent": "does not exist",
+        }[state] in message
         assert "unset it" in message and "--download --data-dir" in message
     # Nothing was downloaded into (or created at) a path that may be a typo.
     if state == "absent":
         assert not folder.exists()
     else:
         assert sorted(p.name for p in folder.iterdir()) == (
-            [ALL_FILES[0]] if state == "incomplete" else [])
+            [ALL_FILES[0]] if state == "incomplete" else []
+        )
     with pytest.raises(mnist_files.DataNotFoundError, match="VAE_PRAC_DATA_DIR"):
         data.load_mnist("test")
     # An explicit data_dir still wins over the variable.
@@ -221,10 +223,10 @@ def test_a_data_dir_variable_without_the_files_is_an_error_naming_it(monkeypatch
 
 
 def test_only_a_clone_of_the_repository_has_a_repository_copy(tmp_path):
-    assert mnist_files._is_checkout(REPO_MNIST.parents[1])   # these tests run from a clone
+    assert mnist_files._is_checkout(REPO_MNIST.parents[1])  # these tests run from a clone
     site = tmp_path / "site-packages"
     (site / "vae_prac").mkdir(parents=True)
-    (site / "data" / "mnist").mkdir(parents=True)   # another package's folder, say
+    (site / "data" / "mnist").mkdir(parents=True)  # another package's folder, say
     assert not mnist_files._is_checkout(site)
 
 
@@ -238,7 +240,7 @@ def test_installed_search_report_says_what_is_there(monkeypatch, tmp_path):
             call()
         message = str(e.value)
         assert "- repository copy:" not in message and str(mnist_files.REPO_DATA_DIR) not in message
-        assert "copy the four files into" not in message   # not into site-packages
+        assert "copy the four files into" not in message  # not into site-packages
         assert "no repository copy: vae_prac is installed" in message
         assert "git clone" in message and str(mnist_files.cache_dir()) in message
     # The search goes on to the cache: a complete cache is found.
@@ -247,12 +249,14 @@ def test_installed_search_report_says_what_is_there(monkeypatch, tmp_path):
         (mnist_files.cache_dir() / name).touch()
     assert mnist_files.find_data_dir(download=False) == mnist_files.cache_dir()
     assert mnist_files.describe_data().startswith(
-        f"MNIST found in {mnist_files.cache_dir()} (download cache)")
+        f"MNIST found in {mnist_files.cache_dir()} (download cache)"
+    )
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_downloaded_files_have_the_usual_mode_and_progress_goes_to_stdout(
-        monkeypatch, tmp_path, no_repo_data, capsys, umask):
+    monkeypatch, tmp_path, no_repo_data, capsys, umask
+):
     mirror = tmp_path / "mirror"
     shutil.copytree(REPO_MNIST, mirror)
     monkeypatch.setenv("VAE_PRAC_MNIST_MIRROR", mirror.as_uri())

@@ -24,7 +24,7 @@ from vae_prac.model import (
 )
 
 tfd = tfp.distributions
-Z = 5.0   # tolerance in standard errors
+Z = 5.0  # tolerance in standard errors
 
 
 def softplus(a):
@@ -61,8 +61,12 @@ def test_sigma_is_positive_even_for_huge_pre_activations(small_vae):
     out = vae.encoder.get_layer("gaussian_params")
     kernel, bias = out.get_weights()
     for pre_activation in (-1e4, -100.0, 1e4):
-        out.set_weights([np.zeros_like(kernel),
-                         np.r_[np.zeros(3), np.full(3, pre_activation)].astype(np.float32)])
+        out.set_weights(
+            [
+                np.zeros_like(kernel),
+                np.r_[np.zeros(3), np.full(3, pre_activation)].astype(np.float32),
+            ]
+        )
         x = np.ones([2, 28, 28, 1], np.float32)
         mu, sigma = vae.encoder(x)
         assert np.all(sigma.numpy() > 0), pre_activation
@@ -87,14 +91,14 @@ def test_decode_handles_leading_axes(small_vae):
     assert logits.shape == (2, 4, 28, 28, 1)
     flat = vae.decoder(z.reshape(8, 3)).numpy().reshape(2, 4, 28, 28, 1)
     np.testing.assert_allclose(logits, flat, rtol=1e-6, atol=1e-6)
-    assert decode(vae.decoder, z[0, 0]).shape == (28, 28, 1)     # no leading axis
+    assert decode(vae.decoder, z[0, 0]).shape == (28, 28, 1)  # no leading axis
 
 
 def test_vae_from_config_and_get_config():
     vae = VAE.from_config(Config(latent_dim=3, hidden_size=16))
     assert (vae.latent_dim, vae.hidden_size) == (3, 16)
     assert vae.encoder.count_params() == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 6 + 6
-    again = VAE.from_config(vae.get_config())                 # Keras' config dict
+    again = VAE.from_config(vae.get_config())  # Keras' config dict
     assert (again.latent_dim, again.hidden_size) == (3, 16)
 
 
@@ -140,7 +144,7 @@ def test_vae_distribution_methods(small_vae, digits):
     q = vae.posterior(x)
     assert q.batch_shape == (5,) and q.event_shape == (3,)
     assert vae.prior().event_shape == (3,)
-    z = q.sample(2, seed=(0, 1))                                  # [2, 5, 3]
+    z = q.sample(2, seed=(0, 1))  # [2, 5, 3]
     p_x = vae.likelihood(z)
     assert p_x.batch_shape == (2, 5) and p_x.event_shape == (28, 28, 1)
     assert p_x.log_prob(x).shape == (2, 5)
@@ -165,10 +169,12 @@ def test_predictive_samples_are_binary_and_reproducible(small_vae, digits):
 def test_an_integer_seed_is_reproducible_everywhere(small_vae, digits):
     # TFP alone would treat a lone integer as a stateful seed (new numbers every call).
     vae = small_vae(latent_dim=3, hidden_size=16)
-    for draw in (lambda s: vae.prior_predictive_sample(4, seed=s),
-                 lambda s: vae.posterior_predictive_sample(digits[:4], seed=s),
-                 lambda s: vae.decode(np.zeros([4, 3], np.float32), sample=True, seed=s),
-                 lambda s: reparameterize(MU, SIGMA, n_samples=3, seed=s)):
+    for draw in (
+        lambda s: vae.prior_predictive_sample(4, seed=s),
+        lambda s: vae.posterior_predictive_sample(digits[:4], seed=s),
+        lambda s: vae.decode(np.zeros([4, 3], np.float32), sample=True, seed=s),
+        lambda s: reparameterize(MU, SIGMA, n_samples=3, seed=s),
+    ):
         np.testing.assert_array_equal(draw(3), draw(3))
         assert not np.array_equal(draw(3), draw(4))
 
@@ -182,8 +188,9 @@ SIGMA = np.array([[0.3, 1.0, 2.5]], np.float32)
 def test_reparameterize_shapes():
     assert reparameterize(MU, SIGMA).shape == (1, 3)
     assert reparameterize(MU, SIGMA, n_samples=4).shape == (4, 1, 3)
-    assert reparameterize(np.zeros([5, 2], np.float32), np.ones([5, 2], np.float32),
-                          n_samples=3, seed=(0, 0)).shape == (3, 5, 2)
+    assert reparameterize(
+        np.zeros([5, 2], np.float32), np.ones([5, 2], np.float32), n_samples=3, seed=(0, 0)
+    ).shape == (3, 5, 2)
 
 
 @pytest.mark.parametrize("n_samples", [0, -1])
@@ -194,10 +201,10 @@ def test_reparameterize_rejects_a_non_positive_number_of_samples(n_samples):
 
 def test_reparameterized_samples_have_mean_mu_and_variance_sigma_squared():
     n = 200_000
-    z = reparameterize(MU, SIGMA, n_samples=n, seed=(7, 11)).numpy()[:, 0]    # [n, 3]
+    z = reparameterize(MU, SIGMA, n_samples=n, seed=(7, 11)).numpy()[:, 0]  # [n, 3]
     mean_se = SIGMA[0] / np.sqrt(n)
     assert np.all(np.abs(z.mean(0) - MU[0]) < Z * mean_se)
-    var_se = SIGMA[0] ** 2 * np.sqrt(2.0 / (n - 1))      # sd of the sample variance
+    var_se = SIGMA[0] ** 2 * np.sqrt(2.0 / (n - 1))  # sd of the sample variance
     assert np.all(np.abs(z.var(0, ddof=1) - SIGMA[0] ** 2) < Z * var_se)
 
 
@@ -216,7 +223,7 @@ def test_gradients_flow_through_the_sample_to_mu_and_sigma():
     np.testing.assert_allclose(g_sigma, np.mean(2 * zz * eps, 0), rtol=1e-4, atol=1e-4)
     # And, within Monte Carlo error, the analytic gradient of the expectation.
     m, s = MU[0], SIGMA[0]
-    se_mu = 2 * s / np.sqrt(n)                          # sd(2 z) / sqrt(n)
+    se_mu = 2 * s / np.sqrt(n)  # sd(2 z) / sqrt(n)
     se_sigma = np.sqrt(4 * m**2 + 8 * s**2) / np.sqrt(n)  # sd(2 z eps) / sqrt(n)
     assert np.all(np.abs(g_mu - 2 * m) < Z * se_mu)
     assert np.all(np.abs(g_sigma - 2 * s) < Z * se_sigma)
@@ -241,8 +248,7 @@ def test_which_samplers_pass_gradients():
     logits = tf.Variable(np.zeros([3], np.float32))
     assert tfd.Bernoulli(logits=logits).reparameterization_type == tfd.NOT_REPARAMETERIZED
     with tf.GradientTape() as tape:
-        total = tf.reduce_sum(tf.cast(tfd.Bernoulli(logits=logits).sample(seed=(2, 2)),
-                                      tf.float32))
+        total = tf.reduce_sum(tf.cast(tfd.Bernoulli(logits=logits).sample(seed=(2, 2)), tf.float32))
     assert tape.gradient(total, logits) is None
 
 
@@ -250,7 +256,8 @@ def test_a_stateless_seed_fixes_the_noise():
     a = reparameterize(MU, SIGMA, n_samples=5, seed=(1, 2))
     np.testing.assert_array_equal(a, reparameterize(MU, SIGMA, n_samples=5, seed=(1, 2)))
     np.testing.assert_array_equal(
-        a, reparameterize(MU, SIGMA, n_samples=5, seed=tf.constant([1, 2])))
+        a, reparameterize(MU, SIGMA, n_samples=5, seed=tf.constant([1, 2]))
+    )
     assert not np.any(a.numpy() == reparameterize(MU, SIGMA, n_samples=5, seed=(1, 3)).numpy())
     assert not np.any(a.numpy() == reparameterize(MU, SIGMA, n_samples=5, seed=(2, 2)).numpy())
 
@@ -263,7 +270,7 @@ def test_without_a_seed_a_compiled_function_draws_fresh_noise_on_every_call():
         return reparameterize(MU, SIGMA, n_samples=4)
 
     first, second = draw().numpy(), draw().numpy()
-    assert draw.experimental_get_tracing_count() == 1     # one graph, called twice
+    assert draw.experimental_get_tracing_count() == 1  # one graph, called twice
     assert not np.any(first == second)
     assert not np.any(reparameterize(MU, SIGMA).numpy() == reparameterize(MU, SIGMA).numpy())
 
@@ -279,18 +286,19 @@ def test_without_a_seed_a_compiled_function_draws_fresh_noise_on_every_call():
 
 def test_deeper_networks_and_custom_networks():
     deep = VAE(latent_dim=3, hidden_size=16, hidden_layers=3)
-    dense = [layer for layer in deep.encoder.layers
-             if isinstance(layer, keras.layers.Dense)]
+    dense = [layer for layer in deep.encoder.layers if isinstance(layer, keras.layers.Dense)]
     assert [layer.units for layer in dense] == [16, 16, 16, 6]
     shallow = VAE.from_config(Config(latent_dim=3, hidden_size=16, hidden_layers=1))
     assert shallow.decoder.count_params() == 3 * 16 + 16 + 16 * 784 + 784
     encoder = inference_network(3, 8, hidden_layers=1)
     custom = VAE(latent_dim=3, encoder=encoder)
     assert custom.encoder is encoder
-    assert ({id(v) for v in encoder.trainable_variables}
-            <= {id(v) for v in custom.trainable_variables})
+    assert {id(v) for v in encoder.trainable_variables} <= {
+        id(v) for v in custom.trainable_variables
+    }
     assert len(custom.trainable_variables) == len(encoder.trainable_variables) + len(
-        custom.decoder.trainable_variables)
+        custom.decoder.trainable_variables
+    )
 
 
 def test_conv_networks_fit_the_vae_for_any_batch_size():
@@ -302,8 +310,9 @@ def test_conv_networks_fit_the_vae_for_any_batch_size():
     assert {"Conv2D", "Conv2DTranspose"} <= kinds
     model = VAE(6, encoder=encoder, decoder=decoder)
     for batch in (1, 3):
-        x = tf.constant((np.random.default_rng(batch).random([batch, 28, 28, 1]) < 0.3)
-                        .astype(np.float32))
+        x = tf.constant(
+            (np.random.default_rng(batch).random([batch, 28, 28, 1]) < 0.3).astype(np.float32)
+        )
         mu, sigma = model.encoder(x)
         assert mu.shape == sigma.shape == (batch, 6) and np.all(sigma.numpy() > 0)
         assert model.decoder(mu).shape == (batch, 28, 28, 1)
@@ -323,8 +332,10 @@ def test_mixture_prior_is_the_mixture_of_its_components():
     p = mixture_prior(logits, locs, scales)
     z = np.random.default_rng(0).normal(size=[5, 2]).astype(np.float32)
     pi = np.exp(logits.numpy()) / np.exp(logits.numpy()).sum()
-    dens = [np.prod(np.exp(-0.5 * ((z - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)), axis=-1)
-            for m, s in zip(locs.numpy(), scales.numpy())]
+    dens = [
+        np.prod(np.exp(-0.5 * ((z - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)), axis=-1)
+        for m, s in zip(locs.numpy(), scales.numpy())
+    ]
     np.testing.assert_allclose(p.log_prob(z), np.log(np.dot(pi, dens)), rtol=1e-5)
     assert p.event_shape == [2] and p.sample(4, seed=(0, 1)).shape == (4, 2)
 
@@ -334,6 +345,5 @@ def test_mixture_prior_is_the_mixture_of_its_components():
             return p
 
     model = Learned(latent_dim=2, hidden_size=8)
-    x = tf.constant((np.random.default_rng(1).random([3, 28, 28, 1]) < 0.3)
-                    .astype(np.float32))
+    x = tf.constant((np.random.default_rng(1).random([3, 28, 28, 1]) < 0.3).astype(np.float32))
     assert np.all(np.isfinite(elbo(model, x, kl="monte_carlo", seed=(0, 0)).elbo.numpy()))

@@ -70,7 +70,8 @@ def test_the_series_exists():
 def test_student_notebooks_are_generated_from_the_solutions():
     problems = student.out_of_date()
     assert not problems, "\n".join(
-        problems + ["Regenerate with: python -m vae_prac.course.student"])
+        problems + ["Regenerate with: python -m vae_prac.course.student"]
+    )
 
 
 @by_name(SOLUTIONS)
@@ -79,7 +80,9 @@ def test_solution_follows_the_template(path):
     title = nb.cells[0].source
     assert nb.cells[0].cell_type == "markdown"
     for version in ("student", "solutions"):
-        assert f"({COLAB}/{version}/{path.name})" in title, f"no Colab badge for the {version} version"
+        assert f"({COLAB}/{version}/{path.name})" in title, (
+            f"no Colab badge for the {version} version"
+        )
     assert title.count("colab-badge.svg") >= 2
     for part in ("Learning objectives", "Prerequisites", "Outline", "**Level:**"):
         assert part in title, f"the title cell has no {part!r}"
@@ -94,8 +97,9 @@ def test_solution_follows_the_template(path):
             continue
         for heading in re.findall(r"^## (.+)$", cell.source, flags=re.M):
             if not UNLEVELLED.search(heading):
-                assert any(level in heading for level in LEVELS), \
+                assert any(level in heading for level in LEVELS), (
                     f"section {heading!r} is not tagged Beginner / Intermediate / Advanced"
+                )
 
 
 @by_name(SOLUTIONS)
@@ -106,8 +110,9 @@ def test_every_task_is_followed_by_a_check(path):
     for position, (index, cell) in enumerate(cells):
         if student.BEGIN in cell.source:
             following = cells[position + 1] if position + 1 < len(cells) else (None, None)
-            assert following[1] is not None and CHECK_CELL.match(following[1].source), \
+            assert following[1] is not None and CHECK_CELL.match(following[1].source), (
                 f"the task in cell {index} is not followed by a '# Run me to test your code' cell"
+            )
 
 
 @by_name(SOLUTIONS)
@@ -116,14 +121,21 @@ def test_solution_outputs_are_clean(path):
     for index, cell in code_cells(nb):
         outputs = cell.get("outputs", [])
         if outputs:
-            assert cell.execution_count is not None, f"cell {index} has outputs but no execution count"
+            assert cell.execution_count is not None, (
+                f"cell {index} has outputs but no execution count"
+            )
         for out in outputs:
-            assert out.output_type != "error", f"cell {index} stored an error: {out.ename}: {out.evalue}"
-            assert not (out.output_type == "stream" and out.name == "stderr"), \
+            assert out.output_type != "error", (
+                f"cell {index} stored an error: {out.ename}: {out.evalue}"
+            )
+            assert not (out.output_type == "stream" and out.name == "stderr"), (
                 f"cell {index} stored stderr output: {out.text[:200]!r}"
+            )
         for text in output_texts(cell):
             for fragment in MACHINE_PATHS:
-                assert fragment not in text, f"cell {index} shows a path of this machine ({fragment})"
+                assert fragment not in text, (
+                    f"cell {index} shows a path of this machine ({fragment})"
+                )
     assert "widgets" not in nb.metadata
 
 
@@ -136,7 +148,9 @@ def test_solution_outputs_pass_every_check(path):
     for index, cell in code_cells(nb):
         if CHECK_CELL.match(cell.source):
             one_cell = nbformat.v4.new_notebook(cells=[cell])
-            assert grading.grade_stored_outputs(one_cell), f"check cell {index} printed no check line"
+            assert grading.grade_stored_outputs(one_cell), (
+                f"check cell {index} printed no check line"
+            )
 
 
 @by_name(SOLUTIONS)
@@ -158,10 +172,12 @@ def test_blank_student_notebook_runs_all_to_the_end(path, short):
     [grade] = grading.grade_notebooks([path], timeout=900)
     assert grade.problem is None, grade.problem
     assert grade.expected, "the solution notebook has no check lines to expect"
-    assert grade.errors == [], f"Run All would stop at cell {grade.errors[0].index}: " \
-                               f"{grade.errors[0].ename}: {grade.errors[0].evalue}"
+    assert grade.errors == [], (
+        f"Run All would stop at cell {grade.errors[0].index}: "
+        f"{grade.errors[0].ename}: {grade.errors[0].evalue}"
+    )
     assert grade.checks == dict.fromkeys(grade.expected, "not done yet"), grade.details
-    assert grade.printed == grade.checks   # what the student saw agrees with the grader
+    assert grade.printed == grade.checks  # what the student saw agrees with the grader
 
 
 def half_done(solution):
@@ -180,12 +196,17 @@ def half_done(solution):
 @by_name(SOLUTIONS)
 def test_half_done_notebook_runs_to_the_end_and_grades_what_was_done(path, tmp_path, short):
     nb, middle = half_done(path)
-    done = {name for index, cell in code_cells(read(path)) if index < middle
-            for name in grading.check_lines(nbformat.v4.new_notebook(cells=[cell]))}
+    done = {
+        name
+        for index, cell in code_cells(read(path))
+        if index < middle
+        for name in grading.check_lines(nbformat.v4.new_notebook(cells=[cell]))
+    }
     submission = tmp_path / "renamed by the student.ipynb"
     nbformat.write(nb, submission)
     [grade] = grading.grade_notebooks([submission], timeout=900)
     assert grade.problem is None and grade.errors == [], (grade.problem, grade.errors)
     assert done and set(done) < set(grade.expected)
-    assert grade.checks == {name: "passed" if name in done else "not done yet"
-                            for name in grade.expected}, grade.details
+    assert grade.checks == {
+        name: "passed" if name in done else "not done yet" for name in grade.expected
+    }, grade.details

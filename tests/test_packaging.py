@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 
 try:
     import tomllib
-except ImportError:   # Python 3.10
+except ImportError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 yaml = pytest.importorskip("yaml")
 
@@ -41,8 +41,9 @@ def pyproject():
 def declared(pyproject):
     """Runtime and dev requirements from pyproject.toml, keyed by canonical name."""
     project = pyproject["project"]
-    reqs = [Requirement(r) for r in
-            project["dependencies"] + project["optional-dependencies"]["dev"]]
+    reqs = [
+        Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]
+    ]
     return {canonicalize_name(r.name): r for r in reqs}
 
 
@@ -52,10 +53,19 @@ def pinned_requirements(pyproject):
     extras for every Python; every extra too for the Python CI tests with."""
     project = pyproject["project"]
     extras = project.get("optional-dependencies", {})
-    return {python: [Requirement(r) for r in project["dependencies"] + [
-        r for extra, reqs in extras.items() for r in reqs
-        if extra in lock.README_EXTRAS or python == lock.CI_PYTHON]]
-        for python in lock.PYTHONS}
+    return {
+        python: [
+            Requirement(r)
+            for r in project["dependencies"]
+            + [
+                r
+                for extra, reqs in extras.items()
+                for r in reqs
+                if extra in lock.README_EXTRAS or python == lock.CI_PYTHON
+            ]
+        ]
+        for python in lock.PYTHONS
+    }
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +103,16 @@ def test_environment_installs_every_declared_dependency(declared, conda_pip):
     assert not missing, f"environment.yml's pip section lacks {missing}"
     for name, req in declared.items():
         assert req.extras <= conda_pip[name].extras, (
-            f"environment.yml installs {name} without the extras {sorted(req.extras)}")
+            f"environment.yml installs {name} without the extras {sorted(req.extras)}"
+        )
 
 
 def _conda_python(environment):
-    pythons = [d.split("=", 1)[1] for d in environment["dependencies"]
-               if isinstance(d, str) and d.split("=")[0].strip() == "python"]
+    pythons = [
+        d.split("=", 1)[1]
+        for d in environment["dependencies"]
+        if isinstance(d, str) and d.split("=")[0].strip() == "python"
+    ]
     assert len(pythons) == 1, "environment.yml must pin python once (python=3.X)"
     return pythons[0]
 
@@ -107,7 +121,8 @@ def test_environment_python_satisfies_requires_python(pyproject, environment):
     python = _conda_python(environment)
     requires = SpecifierSet(pyproject["project"]["requires-python"])
     assert requires.contains(python), (
-        f"environment.yml's python={python} does not satisfy requires-python {requires}")
+        f"environment.yml's python={python} does not satisfy requires-python {requires}"
+    )
     assert environment["channels"] == ["conda-forge"]
     assert "pip" in environment["dependencies"]
 
@@ -115,16 +130,17 @@ def test_environment_python_satisfies_requires_python(pyproject, environment):
 def test_constraints_pin_every_dependency_within_its_range(pinned_requirements, constraints):
     for python, pins in constraints.items():
         for req in pinned_requirements[python]:
-            if req.marker is not None and not req.marker.evaluate(
-                    lock.target_environment(python)):
+            if req.marker is not None and not req.marker.evaluate(lock.target_environment(python)):
                 continue
             name = canonicalize_name(req.name)
             assert name in pins, (
                 f"constraints.txt does not pin {name} for Python {python}: "
-                "run `python tools/lock.py`")
+                "run `python tools/lock.py`"
+            )
             assert req.specifier.contains(pins[name], prereleases=True), (
                 f"constraints.txt pins {name}=={pins[name]} for Python {python}, outside "
-                f"pyproject's {req.specifier}: run `python tools/lock.py`")
+                f"pyproject's {req.specifier}: run `python tools/lock.py`"
+            )
 
 
 def test_constraints_pin_every_extra_requirement_too(constraints):
@@ -133,43 +149,52 @@ def test_constraints_pin_every_extra_requirement_too(constraints):
     for python, pins in constraints.items():
         assert "tf-keras" in pins, f"constraints.txt does not pin tf-keras for {python}"
         assert pins["tensorflow"].split(".")[:2] == pins["tf-keras"].split(".")[:2], (
-            f"Python {python}: tensorflow {pins['tensorflow']} with tf-keras "
-            f"{pins['tf-keras']}")
+            f"Python {python}: tensorflow {pins['tensorflow']} with tf-keras {pins['tf-keras']}"
+        )
 
 
 def test_environment_pins_agree_with_constraints(environment, conda_pip, constraints):
     python = _conda_python(environment)
     assert python == lock.CI_PYTHON, (
         f"environment.yml has python={python}, tools/lock.py writes it for "
-        f"{lock.CI_PYTHON}: run `python tools/lock.py`")
+        f"{lock.CI_PYTHON}: run `python tools/lock.py`"
+    )
     pins = constraints[python]
     for name, req in conda_pip.items():
         version = _exact_version(req)
         assert version, f"environment.yml should pin {name} exactly, got {req}"
         assert name in pins, (
-            f"environment.yml pins {name}, constraints.txt does not for Python {python}")
+            f"environment.yml pins {name}, constraints.txt does not for Python {python}"
+        )
         assert version == pins[name], (
             f"{name}: environment.yml pins {version}, constraints.txt {pins[name]} "
-            f"for Python {python}: run `python tools/lock.py`")
+            f"for Python {python}: run `python tools/lock.py`"
+        )
 
 
 def test_classifiers_name_the_supported_pythons(pyproject):
     requires = SpecifierSet(pyproject["project"]["requires-python"])
-    listed = {c.rsplit(" :: ", 1)[1] for c in pyproject["project"]["classifiers"]
-              if c.startswith("Programming Language :: Python :: 3.")}
+    listed = {
+        c.rsplit(" :: ", 1)[1]
+        for c in pyproject["project"]["classifiers"]
+        if c.startswith("Programming Language :: Python :: 3.")
+    }
     assert listed == set(lock.PYTHONS), (
         f"pyproject's classifiers name Python {sorted(listed)}; constraints.txt is "
-        f"pinned and tested for {list(lock.PYTHONS)}")
+        f"pinned and tested for {list(lock.PYTHONS)}"
+    )
     for python in lock.PYTHONS:
         assert requires.contains(python + ".0"), (
-            f"requires-python {requires} excludes Python {python}, which is supported")
+            f"requires-python {requires} excludes Python {python}, which is supported"
+        )
 
 
 def test_installed_versions_satisfy_pyproject(declared):
     for name, req in declared.items():
         version = importlib.metadata.version(name)
         assert req.specifier.contains(version, prereleases=True), (
-            f"installed {name} {version} is outside pyproject's {req.specifier}")
+            f"installed {name} {version} is outside pyproject's {req.specifier}"
+        )
 
 
 def _packaged(setuptools_config):
@@ -181,24 +206,36 @@ def _packaged(setuptools_config):
         import setuptools
 
         find = packages["find"]
-        finder = (setuptools.find_namespace_packages if find.get("namespaces", True)
-                  else setuptools.find_packages)
+        finder = (
+            setuptools.find_namespace_packages
+            if find.get("namespaces", True)
+            else setuptools.find_packages
+        )
         where = find.get("where", ["."])
-        return {pkg for w in where for pkg in finder(
-            where=str(ROOT / w), include=find.get("include", ("*",)),
-            exclude=find.get("exclude", ()))}
+        return {
+            pkg
+            for w in where
+            for pkg in finder(
+                where=str(ROOT / w),
+                include=find.get("include", ("*",)),
+                exclude=find.get("exclude", ()),
+            )
+        }
     pytest.fail("pyproject.toml should say which packages to ship in [tool.setuptools]")
 
 
 def test_every_subpackage_is_shipped(pyproject):
     # An editable install sees every folder, so only this catches a subpackage left out
     # of the wheel that `pip install git+...` (e.g. in Colab) builds.
-    on_disk = {".".join(init.parent.relative_to(ROOT).parts)
-               for init in (ROOT / "vae_prac").rglob("__init__.py")}
+    on_disk = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "vae_prac").rglob("__init__.py")
+    }
     missing = sorted(on_disk - _packaged(pyproject["tool"]["setuptools"]))
     assert not missing, (
         f"pyproject.toml's [tool.setuptools] leaves {missing} out of the wheel; use "
-        f'[tool.setuptools.packages.find] include = ["vae_prac", "vae_prac.*"]')
+        f'[tool.setuptools.packages.find] include = ["vae_prac", "vae_prac.*"]'
+    )
 
 
 def test_console_script_resolves_to_a_callable(pyproject):
@@ -214,12 +251,14 @@ def test_console_script_resolves_to_a_callable(pyproject):
 def test_the_stored_results_are_shipped(pyproject):
     # Notebook 06 reads vae_prac/results/ through the package, also from a wheel (Colab).
     import fnmatch
+
     patterns = pyproject["tool"]["setuptools"]["package-data"]["vae_prac"]
     results = sorted((ROOT / "vae_prac" / "results").iterdir())
     assert results, "vae_prac/results holds nothing"
     for file in results:
-        assert any(fnmatch.fnmatch(f"results/{file.name}", p) for p in patterns), \
+        assert any(fnmatch.fnmatch(f"results/{file.name}", p) for p in patterns), (
             f"vae_prac/results/{file.name} would be left out of the wheel"
+        )
 
 
 def test_the_habits_tools_are_dev_dependencies_and_the_hooks_run_what_exists(declared):
@@ -229,12 +268,15 @@ def test_the_habits_tools_are_dev_dependencies_and_the_hooks_run_what_exists(dec
     with open(ROOT / ".pre-commit-config.yaml") as f:
         hooks = [hook for repo in yaml.safe_load(f)["repos"] for hook in repo["hooks"]]
     assert {h["id"] for h in hooks} >= {"ruff-check", "ruff-format", "student-notebooks"}
-    scripts = Path(sysconfig.get_path("scripts"))   # this environment's commands
+    scripts = Path(sysconfig.get_path("scripts"))  # this environment's commands
     for hook in hooks:
         words = hook["entry"].split()
         if words[:2] == ["python", "-m"]:
-            assert importlib.util.find_spec(words[2]) is not None, \
+            assert importlib.util.find_spec(words[2]) is not None, (
                 f"pre-commit hook {hook['id']} runs {words[2]}, which does not exist"
+            )
         else:
-            assert shutil.which(words[0], path=scripts), f"pre-commit hook {hook['id']} runs {words[0]}, " \
-                                        "which the dev install does not provide"
+            assert shutil.which(words[0], path=scripts), (
+                f"pre-commit hook {hook['id']} runs {words[0]}, "
+                "which the dev install does not provide"
+            )

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from vae_prac import pretrained
@@ -27,7 +26,7 @@ def test_a_shipped_model_gives_the_test_elbo_its_card_states(name):
     model = pretrained.load(name)
     config = pretrained.config(name)
     assert (config.latent_dim, config.hidden_size, config.activation) == (50, 200, "tanh")
-    assert config.logdir is None and config.data_dir is None   # no path of the trainer's
+    assert config.logdir is None and config.data_dir is None  # no path of the trainer's
     metrics = meta["metrics"]
     x = data.eval_set(metrics["n"], config.binarization, config.seed)
     assert evaluate_elbo(model, x, seed=0) == pytest.approx(metrics["test_elbo"], abs=1e-3)
@@ -51,6 +50,7 @@ def test_a_damaged_weights_file_is_refused_with_the_fix(tmp_path, monkeypatch):
 
 def test_weights_must_fit_the_network():
     from vae_prac.model import VAE
+
     arrays = pretrained.weight_arrays(VAE(3, 8))
     with pytest.raises(pretrained.PretrainedError, match="shape"):
         pretrained.set_weights(VAE(4, 8), arrays)
@@ -63,9 +63,25 @@ def test_cli_evaluates_and_samples_a_shipped_model(tmp_path):
     name = SHIPPED[1]
     out = tmp_path / "e.json"
     run = subprocess.run(
-        [sys.executable, "-m", "vae_prac", "evaluate", "--pretrained", name, "--k", "20",
-         "--n", "100", "--no-progress", "--json", str(out)],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "vae_prac",
+            "evaluate",
+            "--pretrained",
+            name,
+            "--k",
+            "20",
+            "--n",
+            "100",
+            "--no-progress",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert f"shipped model {name}" in run.stdout and "active units" in run.stdout
     figures = json.loads(out.read_text())
@@ -73,9 +89,23 @@ def test_cli_evaluates_and_samples_a_shipped_model(tmp_path):
     assert figures["log_px"] > figures["test_elbo"]
     assert 0 < figures["active_units"] <= 50
     png = tmp_path / "s.png"
-    run = subprocess.run([sys.executable, "-m", "vae_prac", "sample", "--pretrained", name,
-                          "--n", "16", "--png", str(png)],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vae_prac",
+            "sample",
+            "--pretrained",
+            name,
+            "--n",
+            "16",
+            "--png",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -85,9 +115,10 @@ def test_the_wheel_carries_every_file_of_the_shipped_models():
     # (an editable install sees them all, so only this catches one left out).
     import fnmatch
     import os
+
     try:
         import tomllib
-    except ImportError:   # Python 3.10
+    except ImportError:  # Python 3.10
         tomllib = pytest.importorskip("tomli")
 
     root = pretrained.HERE.rsplit("vae_prac", 1)[0]
@@ -99,4 +130,5 @@ def test_the_wheel_carries_every_file_of_the_shipped_models():
         for file in files:
             assert any(fnmatch.fnmatch(f"{name}/{file}", p) for p in patterns), (
                 f"vae_prac/pretrained/{name}/{file} would be left out of the wheel: add "
-                f"a pattern for it to [tool.setuptools.package-data] in pyproject.toml")
+                f"a pattern for it to [tool.setuptools.package-data] in pyproject.toml"
+            )

@@ -30,8 +30,10 @@ def on(monkeypatch):
     monkeypatch.setenv(short_runs.ENV_VAR, "1")
 
 
-@pytest.mark.parametrize("value, expected", [
-    (None, False), ("", False), ("0", False), ("1", True), ("yes", True), ("true", True)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [(None, False), ("", False), ("0", False), ("1", True), ("yes", True), ("true", True)],
+)
 def test_active_reads_the_environment(monkeypatch, value, expected):
     if value is None:
         monkeypatch.delenv(short_runs.ENV_VAR, raising=False)
@@ -53,24 +55,26 @@ def test_the_defaults_become_a_hundred_iterations(on):
 
 
 CONFIGS = [
-    Config(),                                                           # 05
-    Config(n_iterations=100),                                           # 06's warm-up
-    Config(n_iterations=3000), Config(n_iterations=6000),               # 06's baseline, resumed
-    Config(n_iterations=3000, print_every=600, n_eval=500),             # 07's beta runs
-    Config(n_iterations=3000, print_every=100, n_eval=500),             # 07's timed runs
+    Config(),  # 05
+    Config(n_iterations=100),  # 06's warm-up
+    Config(n_iterations=3000),
+    Config(n_iterations=6000),  # 06's baseline, resumed
+    Config(n_iterations=3000, print_every=600, n_eval=500),  # 07's beta runs
+    Config(n_iterations=3000, print_every=100, n_eval=500),  # 07's timed runs
     Config(n_iterations=600, print_every=100, n_eval=500),
-    Config(n_iterations=250, print_every=200, log_every=50),            # a partial last period
+    Config(n_iterations=250, print_every=200, log_every=50),  # a partial last period
     Config(n_iterations=7, print_every=4, log_every=2),
-    Config(n_iterations=10, print_every=3, log_every=1),                # nothing to divide
+    Config(n_iterations=10, print_every=3, log_every=1),  # nothing to divide
     Config(n_iterations=0),
 ]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.n_iterations}-{c.print_every}"
-                                                          f"-{c.log_every}")
+@pytest.mark.parametrize(
+    "config", CONFIGS, ids=lambda c: f"{c.n_iterations}-{c.print_every}-{c.log_every}"
+)
 def test_same_rows_and_evaluations(on, config):
     short = short_runs.shorten(config)
-    assert short.print_every % short.log_every == 0          # a valid Config, as built
+    assert short.print_every % short.log_every == 0  # a valid Config, as built
     assert short.n_iterations <= config.n_iterations
     assert short.log_every == 1
     real, shortened = rows(config), rows(short)
@@ -80,13 +84,22 @@ def test_same_rows_and_evaluations(on, config):
 
 
 def test_only_the_lengths_and_n_eval_change(on):
-    config = Config(latent_dim=8, hidden_size=32, n_samples=5, objective="iwae", seed=3,
-                    optimizer="adam", lr_schedule="burda", n_eval=1000, logdir="run")
+    config = Config(
+        latent_dim=8,
+        hidden_size=32,
+        n_samples=5,
+        objective="iwae",
+        seed=3,
+        optimizer="adam",
+        lr_schedule="burda",
+        n_eval=1000,
+        logdir="run",
+    )
     short = short_runs.shorten(config)
     changed = {k for k, v in short.to_dict().items() if config.to_dict()[k] != v}
     assert changed == {"n_iterations", "print_every", "log_every", "n_eval"}
     assert short.n_eval == short_runs.N_EVAL_CAP
-    assert short_runs.shorten(config.replace(n_eval=50)).n_eval == 50   # a cap, not a size
+    assert short_runs.shorten(config.replace(n_eval=50)).n_eval == 50  # a cap, not a size
 
 
 def test_idempotent_so_a_shortened_run_resumes_as_itself(on):
@@ -101,4 +114,3 @@ def test_a_resumed_run_continues_the_shortened_one(on):
     longer = short_runs.shorten(Config(n_iterations=6000))
     assert longer.n_iterations == 2 * first.n_iterations
     assert longer.print_every == first.print_every and longer.log_every == first.log_every
-

@@ -41,18 +41,36 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 BUILD_TIMEOUT_S = 600
 
 # As root and on a machine with no outside network: no sandbox, no background calls home.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 NOTEBOOK_PAGES = [f"notebooks/{s.stem}" for s in SOLUTIONS]
 # The API page, and the index of its modules that Sphinx makes.
 PAGES = ["index", "search", "genindex", "api", "py-modindex"] + NOTEBOOK_PAGES
 # The library's modules (ARCHITECTURE.md's rooms, less the course wing and the CLI):
 # each has its section on the API page.
-LIBRARY_MODULES = ["config", "presets", "short_runs", "mnist_files", "data", "model",
-                   "bounds", "evaluate", "training", "run_folder", "run_lock", "plotting",
-                   "pretrained"]
+LIBRARY_MODULES = [
+    "config",
+    "presets",
+    "short_runs",
+    "mnist_files",
+    "data",
+    "model",
+    "bounds",
+    "evaluate",
+    "training",
+    "run_folder",
+    "run_lock",
+    "plotting",
+    "pretrained",
+]
 
 
 def unavailable(what: str, fix: str):
@@ -63,10 +81,14 @@ def unavailable(what: str, fix: str):
 
 
 def chromium_path() -> str:
-    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    path = (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
     if not path:
-        unavailable("Chromium is not installed",
-                    "Install it with 'apt-get install -y chromium' (or set CHROMIUM to its path).")
+        unavailable(
+            "Chromium is not installed",
+            "Install it with 'apt-get install -y chromium' (or set CHROMIUM to its path).",
+        )
     return path
 
 
@@ -80,31 +102,49 @@ def sync_playwright():
 
 # --------------------------------------------------------------------------- fixtures
 
+
 @pytest.fixture(scope="session")
 def site(tmp_path_factory) -> Path:
     """The site, built by the README command into a fresh folder (warnings are errors)."""
     try:
         import myst_nb  # noqa: F401
     except ImportError:
-        unavailable("Sphinx and myst-nb are not installed", "Install the extra: pip install -e '.[site]'.")
+        unavailable(
+            "Sphinx and myst-nb are not installed", "Install the extra: pip install -e '.[site]'."
+        )
     out = tmp_path_factory.mktemp("site") / "html"
-    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-               str(ROOT / "docs"), str(out)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                          timeout=BUILD_TIMEOUT_S)
+    command = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-W",
+        "--keep-going",
+        "-q",
+        "-b",
+        "html",
+        str(ROOT / "docs"),
+        str(out),
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
+    )
     assert done.returncode == 0, (
-        f"Building the site failed ({' '.join(command[1:])}):\n{done.stdout}\n{done.stderr}")
+        f"Building the site failed ({' '.join(command[1:])}):\n{done.stdout}\n{done.stderr}"
+    )
     return out
 
 
 @pytest.fixture(scope="session")
 def base_url(site):
     """The site served over HTTP on 127.0.0.1 (search and MathJax fetch files)."""
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
+
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(site))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
@@ -117,9 +157,12 @@ def browser():
     path = chromium_path()
     with sync_playwright() as playwright:
         # Scroll bars shown, as a reader sees them (a wide derivation scrolls sideways).
-        browser = playwright.chromium.launch(executable_path=path, headless=True,
-                                             args=CHROMIUM_ARGS,
-                                             ignore_default_args=["--hide-scrollbars"])
+        browser = playwright.chromium.launch(
+            executable_path=path,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            ignore_default_args=["--hide-scrollbars"],
+        )
         yield browser
         browser.close()
 
@@ -129,17 +172,31 @@ class PageLog:
 
     def __init__(self, page, origin: str):
         self.problems: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.problems.append(
-            f"console error: {m.text} ({m.location.get('url')})"))
+        page.on(
+            "console",
+            lambda m: (
+                m.type == "error"
+                and self.problems.append(f"console error: {m.text} ({m.location.get('url')})")
+            ),
+        )
         page.on("pageerror", lambda e: self.problems.append(f"uncaught exception: {e}"))
-        page.on("requestfailed", lambda r: self.problems.append(
-            f"request failed: {r.url} ({r.failure})"))
-        page.on("response", lambda r: r.status >= 400 and self.problems.append(
-            f"HTTP {r.status}: {r.url}"))
+        page.on(
+            "requestfailed",
+            lambda r: self.problems.append(f"request failed: {r.url} ({r.failure})"),
+        )
+        page.on(
+            "response",
+            lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"),
+        )
 
         # The site must need nothing from elsewhere (no CDN): any such request counts.
-        page.on("request", lambda r: r.url.startswith((origin, "data:", "blob:")) or
-                self.problems.append(f"request to another host: {r.url}"))
+        page.on(
+            "request",
+            lambda r: (
+                r.url.startswith((origin, "data:", "blob:"))
+                or self.problems.append(f"request to another host: {r.url}")
+            ),
+        )
 
 
 @pytest.fixture
@@ -158,6 +215,7 @@ def open_page(browser, base_url):
         assert response.ok, f"{path}: HTTP {response.status}"
         typeset(page)
         return page, log
+
     yield open_
     for page in pages:
         page.context.close()
@@ -168,7 +226,7 @@ def typeset(page):
     page.evaluate("""() => { window.typesetDone = false;
         const start = window.MathJax && MathJax.startup ? MathJax.startup.promise : Promise.resolve();
         start.then(() => { window.typesetDone = true; }); }""")
-    page.wait_for_function("() => window.typesetDone === true")   # with the page's timeout
+    page.wait_for_function("() => window.typesetDone === true")  # with the page's timeout
 
 
 # ------------------------------------------------------------------------- helpers
@@ -202,6 +260,7 @@ def solution_answers(solution: Path) -> int:
     """How many answers a notebook holds: written answers (cells tagged 'answer'),
     code solutions (### BEGIN SOLUTION regions' cells) and <details> blocks."""
     from vae_prac.course import student
+
     count = 0
     for cell in json.loads(solution.read_text(encoding="utf-8"))["cells"]:
         source = "".join(cell["source"])
@@ -228,17 +287,26 @@ def element_ids(body: bytes) -> set[str]:
 
 # --------------------------------------------------------------------------- tests
 
+
 def test_the_site_has_a_page_per_notebook_and_loads_nothing_from_elsewhere(site):
-    built = sorted(str(p.relative_to(site).with_suffix("")) for p in site.rglob("*.html")
-                   if "_static" not in p.parts)
+    built = sorted(
+        str(p.relative_to(site).with_suffix(""))
+        for p in site.rglob("*.html")
+        if "_static" not in p.parts
+    )
     assert built == sorted(PAGES), (
         f"The site's pages are {built}, expected {sorted(PAGES)} (one per solution "
-        "notebook, plus the home, search, index, API and module index pages).")
+        "notebook, plus the home, search, index, API and module index pages)."
+    )
     outside = []
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
-        outside += [f"{page.relative_to(site)}: {m}" for m in
-                    re.findall(r'<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)="(?://|https?:)[^"]*"', text)]
+        outside += [
+            f"{page.relative_to(site)}: {m}"
+            for m in re.findall(
+                r'<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)="(?://|https?:)[^"]*"', text
+            )
+        ]
     assert not outside, "Pages load resources from other hosts (a CDN?):\n" + "\n".join(outside)
     assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is not in the site."
 
@@ -249,8 +317,15 @@ def test_the_api_page_documents_every_module_of_the_library(site):
     missing = [m for m in LIBRARY_MODULES if f"module-vae_prac.{m}" not in ids]
     assert not missing, f"docs/api.md has no section for vae_prac.{missing}"
     # Their docstrings, not only their names: a function of each kind, and Config's fields.
-    for name in ("config.Config", "short_runs.shorten", "data.binarize", "bounds.elbo",
-                 "evaluate.log_px", "training.train", "run_folder.read_config"):
+    for name in (
+        "config.Config",
+        "short_runs.shorten",
+        "data.binarize",
+        "bounds.elbo",
+        "evaluate.log_px",
+        "training.train",
+        "run_folder.read_config",
+    ):
         assert f"vae_prac.{name}" in ids, f"the API page does not document vae_prac.{name}"
     assert "latent_dim" in text and "Dimensionality of the latent variable z" in text
 
@@ -259,7 +334,7 @@ def test_the_api_page_documents_every_module_of_the_library(site):
 @pytest.mark.parametrize("path", PAGES)
 def test_page_loads_cleanly_with_maths_images_links_and_hidden_answers(open_page, base_url, path):
     page, log = open_page(f"{path}.html")
-    problems = log.problems          # what the browser reported, and what is found below
+    problems = log.problems  # what the browser reported, and what is found below
 
     # Answers: each hidden until its own toggle is clicked, then shown.
     answers = page.locator("details.vae-answer")
@@ -268,33 +343,39 @@ def test_page_loads_cleanly_with_maths_images_links_and_hidden_answers(open_page
         expected = solution_answers(solution)
         assert answers.count() == expected, (
             f"{path}: {answers.count()} answer toggles, but {solution.name} holds {expected} "
-            "answers and solutions; each must be collapsed behind a toggle.")
+            "answers and solutions; each must be collapsed behind a toggle."
+        )
     for i in range(answers.count()):
         answer = answers.nth(i)
         body = answer.locator(":scope > :not(summary)")
         title = answer.locator(":scope > summary").inner_text().strip()
         assert answer.get_attribute("open") is None and not body.first.is_visible(), (
-            f"{path}: answer {i + 1} ('{title}') is visible before its toggle was clicked.")
+            f"{path}: answer {i + 1} ('{title}') is visible before its toggle was clicked."
+        )
         answer.locator(":scope > summary").click()
         body.first.wait_for(state="visible", timeout=5000)
     typeset(page)
 
     # Maths: typeset everywhere, answers included; no TeX left as text.
     unrendered = page.evaluate(
-        "() => [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).length")
+        "() => [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).length"
+    )
     if unrendered:
         problems.append(f"{unrendered} maths elements were not typeset by MathJax")
     cut_off = page.evaluate(CUT_OFF_EQUATIONS)
     if cut_off:
-        problems.append(f"{cut_off} display equation(s) wider than the text column and "
-                        "neither fitting nor scrolling: part of them cannot be seen")
+        problems.append(
+            f"{cut_off} display equation(s) wider than the text column and "
+            "neither fitting nor scrolling: part of them cannot be seen"
+        )
     raw = sorted({m.group(0)[:60] for m in RAW_TEX.finditer(page.evaluate(PROSE_TEXT))})
     if raw:
         problems.append(f"TeX shown as text instead of maths: {raw}")
 
     # Images: every one loaded.
     broken = page.evaluate(
-        "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+        "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+    )
     problems += [f"image did not load: {src}" for src in broken]
 
     # Internal links: the file exists, and so does the element a #fragment names.
@@ -315,6 +396,7 @@ def test_page_loads_cleanly_with_maths_images_links_and_hidden_answers(open_page
 @pytest.mark.parametrize("path", NOTEBOOK_PAGES)
 def test_notebook_page_links_its_student_notebook_and_colab(open_page, base_url, path):
     import vae_prac
+
     name = f"{Path(path).name}.ipynb"
     page, log = open_page(f"{path}.html")
     download = page.get_by_role("link", name="Download the student notebook")
@@ -322,11 +404,13 @@ def test_notebook_page_links_its_student_notebook_and_colab(open_page, base_url,
     status, body = fetch(urljoin(base_url + path + ".html", href))
     assert status == 200 and body == (ROOT / "notebooks" / "student" / name).read_bytes(), (
         f"{path}: 'Download the student notebook' ({href}) does not serve "
-        f"notebooks/student/{name} as committed.")
+        f"notebooks/student/{name} as committed."
+    )
     colab = page.get_by_role("link", name="open it in Colab").get_attribute("href")
     github = vae_prac.REPO_URL.removeprefix("https://github.com/")
-    assert colab == (f"https://colab.research.google.com/github/{github}/blob/main/"
-                     f"notebooks/student/{name}"), f"{path}: the Colab link is {colab}"
+    assert colab == (
+        f"https://colab.research.google.com/github/{github}/blob/main/notebooks/student/{name}"
+    ), f"{path}: the Colab link is {colab}"
     assert not log.problems, "\n".join(log.problems)
 
 
@@ -368,14 +452,22 @@ def test_screenshots_of_a_page_with_maths_and_an_answer(open_page):
     # Tall enough to hold the whole stretch, so one screenshot shows it as it is seen.
     page, _ = open_page("notebooks/02_the_elbo.html", viewport={"width": 1280, "height": 2400})
     heading = page.get_by_role("heading", name=re.compile("A lower bound"), level=2)
-    answer = page.locator("details.vae-answer").nth(1)       # the Math Task's, below it
+    answer = page.locator("details.vae-answer").nth(1)  # the Math Task's, below it
     assert answer.get_attribute("open") is None
 
     def shot(name):
         heading.evaluate("e => e.scrollIntoView({block: 'start'})")
         top, box = heading.bounding_box()["y"], answer.bounding_box()
-        page.screenshot(path=ARTIFACTS / name, clip={
-            "x": 0, "y": top - 16, "width": 1280, "height": box["y"] + box["height"] - top + 32})
+        page.screenshot(
+            path=ARTIFACTS / name,
+            clip={
+                "x": 0,
+                "y": top - 16,
+                "width": 1280,
+                "height": box["y"] + box["height"] - top + 32,
+            },
+        )
+
     shot("site-02-maths-and-toggle.png")
     answer.locator(":scope > summary").click()
     answer.locator(":scope > :not(summary)").first.wait_for(state="visible")

@@ -19,40 +19,50 @@ def notebook(*cells):
 
 
 def test_solution_region_becomes_stub_at_its_indentation():
-    source = ("def f(x):\n"
-              "    y = 2\n"
-              "    ### BEGIN SOLUTION\n"
-              "    return x * y\n"
-              "    ### END SOLUTION\n"
-              "\n"
-              "answer = None\n"
-              "### BEGIN SOLUTION\n"
-              "answer = 'b'\n"
-              "### END SOLUTION")
+    source = (
+        "def f(x):\n"
+        "    y = 2\n"
+        "    ### BEGIN SOLUTION\n"
+        "    return x * y\n"
+        "    ### END SOLUTION\n"
+        "\n"
+        "answer = None\n"
+        "### BEGIN SOLUTION\n"
+        "answer = 'b'\n"
+        "### END SOLUTION"
+    )
     out = make_student(notebook(new_code_cell(source))).cells[0].source
-    assert out == ("def f(x):\n"
-                   "    y = 2\n"
-                   "    # YOUR CODE HERE\n"
-                   "    raise NotImplementedError()\n"
-                   "\n"
-                   "answer = None\n"
-                   "# YOUR CODE HERE")   # top level: no raise, so Run All goes on
+    assert out == (
+        "def f(x):\n"
+        "    y = 2\n"
+        "    # YOUR CODE HERE\n"
+        "    raise NotImplementedError()\n"
+        "\n"
+        "answer = None\n"
+        "# YOUR CODE HERE"
+    )  # top level: no raise, so Run All goes on
 
 
 def test_cells_without_markers_are_kept_byte_identical():
     # The marker text inside a string is not a marker: markers start their line.
-    sources = ["x = 1  # ### BEGIN SOLUTION after code is no marker\n",
-               "print('### BEGIN SOLUTION')",
-               "%matplotlib inline\n\n\n   trailing spaces   \n"]
+    sources = [
+        "x = 1  # ### BEGIN SOLUTION after code is no marker\n",
+        "print('### BEGIN SOLUTION')",
+        "%matplotlib inline\n\n\n   trailing spaces   \n",
+    ]
     nb = notebook(*[new_code_cell(s) for s in sources], new_markdown_cell("# Title\n\n$x^2$"))
     out = make_student(nb)
     assert [c.source for c in out.cells] == sources + ["# Title\n\n$x^2$"]
 
 
 def test_answer_cells_get_placeholder_and_other_markdown_is_kept():
-    nb = notebook(new_markdown_cell("**Question.** Why?"),
-                  new_markdown_cell("<details><summary>Answer</summary>\n\nBecause.\n\n</details>",
-                                    metadata={"tags": ["answer"]}))
+    nb = notebook(
+        new_markdown_cell("**Question.** Why?"),
+        new_markdown_cell(
+            "<details><summary>Answer</summary>\n\nBecause.\n\n</details>",
+            metadata={"tags": ["answer"]},
+        ),
+    )
     out = make_student(nb)
     assert out.cells[0].source == "**Question.** Why?"
     assert out.cells[1].source == ANSWER_PLACEHOLDER
@@ -61,13 +71,19 @@ def test_answer_cells_get_placeholder_and_other_markdown_is_kept():
 
 
 def test_outputs_counts_and_run_metadata_are_cleared():
-    cell = new_code_cell("print(1)", execution_count=7,
-                         outputs=[new_output("stream", name="stdout", text="1\n")],
-                         metadata={"tags": ["keep-me"], "execution": {"iopub.status.busy": "t"}})
+    cell = new_code_cell(
+        "print(1)",
+        execution_count=7,
+        outputs=[new_output("stream", name="stdout", text="1\n")],
+        metadata={"tags": ["keep-me"], "execution": {"iopub.status.busy": "t"}},
+    )
     nb = notebook(cell)
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
-    nb.metadata["kernelspec"] = {"name": "some-other-kernel", "display_name": "x",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "some-other-kernel",
+        "display_name": "x",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python", "version": "3.11.9"}
     out = make_student(nb)
     assert out.cells[0].outputs == [] and out.cells[0].execution_count is None
@@ -79,12 +95,17 @@ def test_outputs_counts_and_run_metadata_are_cleared():
     assert nb.cells[0].execution_count == 7 and "widgets" in nb.metadata
 
 
-@pytest.mark.parametrize("source, message", [
-    ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
-    ("x = 1\n### END SOLUTION\n", "has no '### BEGIN SOLUTION'"),
-    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n### END SOLUTION",
-     "cannot nest"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
+        ("x = 1\n### END SOLUTION\n", "has no '### BEGIN SOLUTION'"),
+        (
+            "### BEGIN SOLUTION\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n### END SOLUTION",
+            "cannot nest",
+        ),
+    ],
+)
 def test_unmatched_markers_are_errors_naming_notebook_and_cell(source, message):
     nb = notebook(new_code_cell("ok = 1"), new_code_cell(source))
     with pytest.raises(MarkerError, match=message) as err:
@@ -101,9 +122,13 @@ def test_markers_in_markdown_are_an_error():
 def test_output_is_deterministic_and_idempotent(tmp_path):
     sol = tmp_path / "notebooks" / "solutions" / "01_x.ipynb"
     sol.parent.mkdir(parents=True)
-    nbformat.write(notebook(new_markdown_cell("# T"),
-                            new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n"
-                                          "    ### END SOLUTION")), sol)
+    nbformat.write(
+        notebook(
+            new_markdown_cell("# T"),
+            new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"),
+        ),
+        sol,
+    )
     first = student.generate(sol)
     assert student.generate(sol) == first
     target = student.write_student(sol)
@@ -148,15 +173,20 @@ def test_execute_stores_outputs_then_regenerates_the_student_version(tmp_path):
     folder = tmp_path / "notebooks" / "solutions"
     folder.mkdir(parents=True)
     good = folder / "01_ok.ipynb"
-    nbformat.write(notebook(
-        new_code_cell("import os\nprint(os.path.basename(os.getcwd()))"),
-        new_code_cell("# NBVAL_RAISES_EXCEPTION\nraise KeyError('expected')"),
-        new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n"
-                      "    ### END SOLUTION\nf()")), good)
+    nbformat.write(
+        notebook(
+            new_code_cell("import os\nprint(os.path.basename(os.getcwd()))"),
+            new_code_cell("# NBVAL_RAISES_EXCEPTION\nraise KeyError('expected')"),
+            new_code_cell(
+                "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\nf()"
+            ),
+        ),
+        good,
+    )
     assert student.main(["--execute", str(good)]) == 0
     nb = nbformat.read(good, as_version=4)
     assert [c.execution_count for c in nb.cells] == [1, 2, 3]
-    assert nb.cells[0].outputs[0].text == "solutions\n"      # ran in the notebook's folder
+    assert nb.cells[0].outputs[0].text == "solutions\n"  # ran in the notebook's folder
     assert nb.cells[1].outputs[0].ename == "KeyError"
     assert nb.cells[2].outputs[0].data["text/plain"] == "1"
     assert all("execution" not in c.metadata for c in nb.cells)
@@ -182,12 +212,12 @@ def test_grade_stored_outputs_reads_check_lines():
         new_code_cell("c1", outputs=[_stream("[check a] passed\nother text\n")]),
         new_code_cell("c2", outputs=[_stream("[check b] not yet: the shape is wrong\n")]),
         new_code_cell("c3", outputs=[_stream("[check c] not done yet: replace ...\n")]),
-        new_code_cell("c4", outputs=[new_output("stream", name="stderr",
-                                                text="[check d] passed\n")]),
+        new_code_cell(
+            "c4", outputs=[new_output("stream", name="stderr", text="[check d] passed\n")]
+        ),
         new_code_cell("c5", outputs=[_stream("  [check e] passed (indented: not a check line)\n")]),
     )
-    assert grading.grade_stored_outputs(nb) == {"a": "passed", "b": "not yet",
-                                                "c": "not done yet"}
+    assert grading.grade_stored_outputs(nb) == {"a": "passed", "b": "not yet", "c": "not done yet"}
 
 
 def test_a_check_line_split_across_stream_messages_is_still_read():
@@ -211,17 +241,21 @@ def _as_the_browser_sends(value):
     """A notebook's JSON as JupyterLab's model gives it back: every multi-line string
     that the file stores as a list of lines (sources, stream text, output data) joined."""
     if isinstance(value, dict):
-        return {key: ("".join(item) if isinstance(item, list)
-                      and (key in ("source", "text") or "/" in key)   # "text/plain"
-                      else _as_the_browser_sends(item))
-                for key, item in value.items()}
+        return {
+            key: (
+                "".join(item)
+                if isinstance(item, list)
+                and (key in ("source", "text") or "/" in key)  # "text/plain"
+                else _as_the_browser_sends(item)
+            )
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_as_the_browser_sends(item) for item in value]
     return value
 
 
-@pytest.mark.parametrize("path", COMMITTED_NOTEBOOKS,
-                         ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", COMMITTED_NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_a_notebook_opened_and_saved_in_jupyterlab_is_unchanged(path):
     # JupyterLab sends the notebook's JSON to Jupyter's server, which validates it and
     # writes it with nbformat (splitting the strings into lines again). A notebook saved
@@ -247,9 +281,14 @@ def test_a_kernel_changes_only_the_python_version_in_the_metadata():
         spec = kernelspec.KernelSpecManager().get_kernel_spec("python3")
     except kernelspec.NoSuchKernel:
         pytest.skip("no python3 kernel here: JupyterLab could not run the notebooks")
-    from_kernel = {"kernelspec": {"name": "python3", "display_name": spec.display_name,
-                                  "language": spec.language},
-                   "language_info": dict(ipkernel.IPythonKernel.language_info)}
+    from_kernel = {
+        "kernelspec": {
+            "name": "python3",
+            "display_name": spec.display_name,
+            "language": spec.language,
+        },
+        "language_info": dict(ipkernel.IPythonKernel.language_info),
+    }
     stored = nbformat.read(COMMITTED_NOTEBOOKS[0], as_version=4).metadata
     assert stored["kernelspec"] == from_kernel["kernelspec"]
     kernel, ours = from_kernel["language_info"], stored["language_info"]

@@ -18,13 +18,20 @@ import pytest
 import tensorflow as tf
 
 import vae_prac
-from vae_prac import Config, History, NonFiniteLossError, VAE, restore, train
+from vae_prac import VAE, Config, History, NonFiniteLossError, restore, train
 from vae_prac.bounds import elbo
 from vae_prac.evaluate import evaluate_elbo
 
-Z = 5.0   # tolerance in standard errors
-CONFIG = Config(latent_dim=8, hidden_size=64, batch_size=64, n_iterations=400,
-                print_every=100, log_every=50, n_eval=500)
+Z = 5.0  # tolerance in standard errors
+CONFIG = Config(
+    latent_dim=8,
+    hidden_size=64,
+    batch_size=64,
+    n_iterations=400,
+    print_every=100,
+    log_every=50,
+    n_eval=500,
+)
 
 
 def weights_of(model):
@@ -59,8 +66,7 @@ def run400():
 def run200(tmp_path_factory):
     """200 iterations writing checkpoints and summaries to a logdir."""
     logdir = str(tmp_path_factory.mktemp("run200"))
-    result = train(CONFIG.replace(n_iterations=200, logdir=logdir), progress=False,
-                   verbose=False)
+    result = train(CONFIG.replace(n_iterations=200, logdir=logdir), progress=False, verbose=False)
     return result, logdir
 
 
@@ -105,14 +111,12 @@ def test_hooks_are_called_every_print_every(run400):
 def test_same_seed_same_numbers(run400):
     first, _ = run400
     again = train(CONFIG, progress=False, verbose=False)
-    for field in History.FIELDS[:3]:   # examples/s is a timing
-        np.testing.assert_array_equal(getattr(first.history, field),
-                                      getattr(again.history, field))
+    for field in History.FIELDS[:3]:  # examples/s is a timing
+        np.testing.assert_array_equal(getattr(first.history, field), getattr(again.history, field))
     assert_same_weights(weights_of(first.model), weights_of(again.model))
 
 
-def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(run200, run400, tmp_path,
-                                                               capsys):
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(run200, run400, tmp_path, capsys):
     short, logdir = run200
     full, _ = run400
     # Writing checkpoints and summaries does not change the numbers.
@@ -133,8 +137,7 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(run200, run400, tm
     for field in History.FIELDS[:3]:
         assert getattr(resumed.history, field) == getattr(full.history, field)[4:]
     assert_same_weights(weights_of(resumed.model), weights_of(full.model))
-    assert tf.train.latest_checkpoint(os.path.join(resumed_dir, "checkpoints")).endswith(
-        "ckpt-400")
+    assert tf.train.latest_checkpoint(os.path.join(resumed_dir, "checkpoints")).endswith("ckpt-400")
     # restore() reads the latest checkpoint into a new model.
     model, iteration = restore(resumed_dir, CONFIG)
     assert iteration == 400
@@ -175,8 +178,9 @@ def test_tensorboard_summaries_are_written(run200):
             for value in event.summary.value:
                 assert value.metadata.plugin_data.plugin_name == "scalars"
                 scalars[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
-    for it, train_elbo, test_elbo in zip(short.history.iteration, short.history.train_elbo,
-                                         short.history.test_elbo):
+    for it, train_elbo, test_elbo in zip(
+        short.history.iteration, short.history.train_elbo, short.history.test_elbo
+    ):
         assert scalars[("elbo/train", it)] == pytest.approx(train_elbo, rel=1e-6)
         assert ("examples_per_sec", it) in scalars
         if math.isnan(test_elbo):
@@ -195,15 +199,14 @@ def test_a_nan_loss_stops_training_without_applying_the_step(tmp_path):
             snapshots["good"] = weights_of(model)
             out = model.encoder.get_layer("gaussian_params")
             kernel, bias = out.get_weights()
-            bias[:CONFIG.latent_dim] = 1e20
+            bias[: CONFIG.latent_dim] = 1e20
             out.set_weights([kernel, bias])
             snapshots["broken"] = weights_of(model)
 
     with pytest.raises(NonFiniteLossError) as caught:
-        train(CONFIG.replace(logdir=logdir), hooks=[break_encoder], progress=False,
-              verbose=False)
+        train(CONFIG.replace(logdir=logdir), hooks=[break_encoder], progress=False, verbose=False)
     err = caught.value
-    assert err.iteration == 201                     # the step whose loss was not finite
+    assert err.iteration == 201  # the step whose loss was not finite
     assert "iteration 201" in str(err) and "learning_rate" in str(err)
     assert err.result.checkpoint_dir in str(err)
     result = err.result
@@ -250,7 +253,8 @@ def test_history_round_trips_through_csv_and_json(run400, tmp_path):
     # A missing test ELBO is null in JSON (strict JSON has no NaN).
     assert any(v is None for v in loaded["test_elbo"])
     np.testing.assert_array_equal(
-        [np.nan if v is None else v for v in loaded["test_elbo"]], history.test_elbo)
+        [np.nan if v is None else v for v in loaded["test_elbo"]], history.test_elbo
+    )
     empty = History()
     empty.to_csv(tmp_path / "empty.csv")
     assert len(History.from_csv(tmp_path / "empty.csv")) == 0
@@ -261,8 +265,9 @@ def test_mirrored_strategy_with_two_replicas():
     """Runs tests/mirrored_worker.py: 2 logical CPUs must be set before TF starts."""
     worker = os.path.join(os.path.dirname(__file__), "mirrored_worker.py")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, worker], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, worker], capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["logical_cpus"] == 2
@@ -279,8 +284,7 @@ def test_mirrored_strategy_with_two_replicas():
     assert sgd["elbo_mirrored"] == pytest.approx(sgd["elbo_single"], rel=1e-5)
     # train() itself, noise off: the same ELBOs and weights with and without the strategy.
     same = out["train_equal"]
-    np.testing.assert_allclose(same["train_elbo_mirrored"], same["train_elbo_single"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(same["train_elbo_mirrored"], same["train_elbo_single"], rtol=1e-5)
     assert same["max_abs_diff"] < 1e-5
 
 
@@ -289,11 +293,18 @@ def test_weights_without_a_gradient_are_named():
     model = VAE(latent_dim=2, hidden_size=8)
     model.encoder = vae_prac.inference_network(2, 8)
     with pytest.raises(ValueError, match="get no gradient"):
-        train(Config(latent_dim=2, hidden_size=8, n_iterations=1, print_every=1,
-                     log_every=1, n_eval=10), model=model, progress=False, verbose=False)
+        train(
+            Config(
+                latent_dim=2, hidden_size=8, n_iterations=1, print_every=1, log_every=1, n_eval=10
+            ),
+            model=model,
+            progress=False,
+            verbose=False,
+        )
 
 
 # --- a student's own parts (notebooks 03 and 05) -----------------------------------------
+
 
 def student_encoder(latent_dim, hidden_size):
     """Notebook 03's inference network, written as a student would (functional)."""
@@ -302,8 +313,9 @@ def student_encoder(latent_dim, hidden_size):
     h = keras.layers.Dense(hidden_size, activation="relu")(h)
     h = keras.layers.Dense(hidden_size, activation="relu")(h)
     params = keras.layers.Dense(2 * latent_dim)(h)
-    return keras.Model(x, [params[:, :latent_dim],
-                           1e-6 + keras.ops.softplus(params[:, latent_dim:])])
+    return keras.Model(
+        x, [params[:, :latent_dim], 1e-6 + keras.ops.softplus(params[:, latent_dim:])]
+    )
 
 
 def student_decoder(latent_dim, hidden_size):
@@ -332,29 +344,40 @@ def student_step(model, optimizer, batch_elbo, x, seed):
 
 
 def test_train_runs_a_students_own_parts_like_the_library():
-    config = Config(latent_dim=8, hidden_size=64, n_iterations=300, print_every=100,
-                    log_every=100, n_eval=300)
+    config = Config(
+        latent_dim=8, hidden_size=64, n_iterations=300, print_every=100, log_every=100, n_eval=300
+    )
     reference = train(config, progress=False, verbose=False)
-    keras.utils.set_random_seed(config.seed)   # as train() does before it builds a model
-    model = VAE(config.latent_dim, config.hidden_size,
-                encoder=student_encoder(config.latent_dim, config.hidden_size),
-                decoder=student_decoder(config.latent_dim, config.hidden_size))
-    mine = train(config, model=model, batch_elbo=student_batch_elbo, train_step=student_step,
-                 progress=False, verbose=False)
+    keras.utils.set_random_seed(config.seed)  # as train() does before it builds a model
+    model = VAE(
+        config.latent_dim,
+        config.hidden_size,
+        encoder=student_encoder(config.latent_dim, config.hidden_size),
+        decoder=student_decoder(config.latent_dim, config.hidden_size),
+    )
+    mine = train(
+        config,
+        model=model,
+        batch_elbo=student_batch_elbo,
+        train_step=student_step,
+        progress=False,
+        verbose=False,
+    )
     assert mine.iteration == reference.iteration == 300
     # Same initial weights, same noise, same data order: the same numbers, up to
     # float32 round-off (the KL written out differs from TFP's in the last bits).
     np.testing.assert_allclose(mine.history.train_elbo, reference.history.train_elbo, rtol=1e-4)
     np.testing.assert_allclose(mine.history.test_elbo, reference.history.test_elbo, rtol=1e-4)
-    assert reference.history.test_elbo[-1] > reference.history.test_elbo[0] + 20   # it learned
+    assert reference.history.test_elbo[-1] > reference.history.test_elbo[0] + 20  # it learned
 
 
 def test_train_with_a_step_that_updates_nothing_learns_nothing():
     def lazy_step(model, optimizer, batch_elbo, x, seed):
         return batch_elbo(model, x, seed)
 
-    config = Config(latent_dim=4, hidden_size=16, n_iterations=100, print_every=100,
-                    log_every=100, n_eval=100)
+    config = Config(
+        latent_dim=4, hidden_size=16, n_iterations=100, print_every=100, log_every=100, n_eval=100
+    )
     keras.utils.set_random_seed(0)
     model = VAE(config.latent_dim, config.hidden_size)
     before = weights_of(model)
@@ -365,10 +388,16 @@ def test_train_with_a_step_that_updates_nothing_learns_nothing():
 
 def test_the_library_parts_stand_in_for_the_students():
     # Notebook 05 falls back on these where a check has not passed: same signatures.
-    config = Config(latent_dim=4, hidden_size=16, n_iterations=100, print_every=100,
-                    log_every=100, n_eval=100)
-    result = train(config, batch_elbo=vae_prac.batch_elbo, train_step=vae_prac.gradient_step,
-                   progress=False, verbose=False)
+    config = Config(
+        latent_dim=4, hidden_size=16, n_iterations=100, print_every=100, log_every=100, n_eval=100
+    )
+    result = train(
+        config,
+        batch_elbo=vae_prac.batch_elbo,
+        train_step=vae_prac.gradient_step,
+        progress=False,
+        verbose=False,
+    )
     reference = train(config, progress=False, verbose=False)
     np.testing.assert_allclose(result.history.test_elbo, reference.history.test_elbo, rtol=1e-5)
 
@@ -378,8 +407,9 @@ def test_train_accepts_a_students_elbo_in_float64():
     def elbo64(model, x, seed):
         return tf.cast(vae_prac.batch_elbo(model, x, seed), tf.float64)
 
-    config = Config(latent_dim=4, hidden_size=16, n_iterations=100, print_every=100,
-                    log_every=100, n_eval=100)
+    config = Config(
+        latent_dim=4, hidden_size=16, n_iterations=100, print_every=100, log_every=100, n_eval=100
+    )
     result = train(config, batch_elbo=elbo64, progress=False, verbose=False)
     reference = train(config, progress=False, verbose=False)
     np.testing.assert_allclose(result.history.train_elbo, reference.history.train_elbo, rtol=1e-5)

@@ -38,9 +38,9 @@ SOLUTIONS_DIR = ROOT / "notebooks" / "solutions"
 WORDS_PER_MINUTE = 150
 CODE_TASK_MINUTES, MATH_TASK_MINUTES, QUESTION_MINUTES = 10, 4, 3
 SESSION_MINUTES = 150
-CORE_LIMIT = 120            # the other 30 minutes: installs, start-up, getting stuck
-TOLERANCE = 0.20            # how far an outline's core minutes may stray from the computed
-FIRST_START = 10            # minutes of a session spent on setup before notebook 01
+CORE_LIMIT = 120  # the other 30 minutes: installs, start-up, getting stuck
+TOLERANCE = 0.20  # how far an outline's core minutes may stray from the computed
+FIRST_START = 10  # minutes of a session spent on setup before notebook 01
 
 PLAN_LINE = re.compile(r"^(\d+)\.\s+(.*?)\s+·\s+(core|take-home)\s+·\s+(\d+)\s+min\b", re.M)
 SECTION = re.compile(r"^##\s+(\d+)\.")
@@ -51,24 +51,42 @@ MATH_TASK = re.compile(r"^###\s+Math Task", re.M)
 QUESTIONS = re.compile(r"\*\*Questions?\b[^*]*\*\*")
 LIST_ITEM = re.compile(r"^\s*(?:[-*]|\d+\.)\s", re.M)
 # A run-time claim: "takes about 40 s", "runs in about two minutes", "takes about a minute".
-NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
-                "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+NUMBER_WORDS = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+}
 LEVEL_OR_TASK = re.compile(r" [(](?:Beginner|Intermediate|Advanced)[^)]*[)]| · (?:Code|Math) Task")
 WAYPOINT = re.compile(r"start this notebook by about \d+:\d\d")
-TIME_LINE = re.compile(r"\*\*Time:\*\* about \d+ minutes on the core path, \d+ more for the "
-                       r"take-home sections")
+TIME_LINE = re.compile(
+    r"\*\*Time:\*\* about \d+ minutes on the core path, \d+ more for the "
+    r"take-home sections"
+)
 # notebooks/README.md's table: from its header row to the first line that is not a row.
 TABLE = re.compile(r"^\| notebook \| start by \|.*?(?=\n(?!\|))", re.M | re.S)
-RUN_TIME = re.compile(r"\b(?:takes?|took|runs? in) about (\d+(?:\.\d+)?|"
-                      + "|".join(NUMBER_WORDS) + r") (seconds?|s|minutes?|min)\b", re.I)
+RUN_TIME = re.compile(
+    r"\b(?:takes?|took|runs? in) about (\d+(?:\.\d+)?|"
+    + "|".join(NUMBER_WORDS)
+    + r") (seconds?|s|minutes?|min)\b",
+    re.I,
+)
 
 
 @dataclass
 class Section:
     number: int
     title: str
-    kind: str            # "core" or "take-home"
-    planned: int         # minutes, from the outline
+    kind: str  # "core" or "take-home"
+    planned: int  # minutes, from the outline
     words: int = 0
     code_tasks: int = 0
     math_tasks: int = 0
@@ -77,9 +95,13 @@ class Section:
 
     @property
     def minutes(self) -> float:
-        return (self.words / WORDS_PER_MINUTE + CODE_TASK_MINUTES * self.code_tasks
-                + MATH_TASK_MINUTES * self.math_tasks + QUESTION_MINUTES * self.questions
-                + self.run_seconds / 60)
+        return (
+            self.words / WORDS_PER_MINUTE
+            + CODE_TASK_MINUTES * self.code_tasks
+            + MATH_TASK_MINUTES * self.math_tasks
+            + QUESTION_MINUTES * self.questions
+            + self.run_seconds / 60
+        )
 
 
 def read(path: Path) -> dict:
@@ -100,7 +122,7 @@ def count_questions(markdown: str) -> int:
     count = 0
     for match in QUESTIONS.finditer(unfolded):
         if match.group(0).startswith("**Questions"):
-            rest = unfolded[match.end():]
+            rest = unfolded[match.end() :]
             count += max(2, len(LIST_ITEM.findall(rest)))
         else:
             count += 1
@@ -114,8 +136,10 @@ def recorded_seconds(cell: dict) -> float:
 def sections(nb: dict) -> list[Section]:
     """The notebook's sections as its outline plans them, with what they hold."""
     cells = nb["cells"]
-    plan = {int(n): Section(int(n), title, kind, int(minutes))
-            for n, title, kind, minutes in PLAN_LINE.findall(source(cells[0]))}
+    plan = {
+        int(n): Section(int(n), title, kind, int(minutes))
+        for n, title, kind, minutes in PLAN_LINE.findall(source(cells[0]))
+    }
     current = None
     for cell in cells[1:]:
         text = source(cell)
@@ -186,31 +210,44 @@ def quoted_run_times(nb: dict):
             if index == 0:
                 measured = sum(recorded_seconds(c) for c in cells if c["cell_type"] == "code")
             else:
-                measured = next((recorded_seconds(c) for c in cells[index + 1:]
-                                 if c["cell_type"] == "code" and recorded_seconds(c)), None)
+                measured = next(
+                    (
+                        recorded_seconds(c)
+                        for c in cells[index + 1 :]
+                        if c["cell_type"] == "code" and recorded_seconds(c)
+                    ),
+                    None,
+                )
             yield index, claimed, measured
 
 
 def core_sections(b: Budget) -> str:
     """The numbers and short titles of a notebook's core sections."""
-    return "; ".join(f"{s.number}. {LEVEL_OR_TASK.sub('', s.title)}"
-                     for s in b.sections if s.kind == "core")
+    return "; ".join(
+        f"{s.number}. {LEVEL_OR_TASK.sub('', s.title)}" for s in b.sections if s.kind == "core"
+    )
 
 
 def table(all_budgets: list[Budget]) -> str:
     """The markdown table of planned and computed minutes that notebooks/README.md shows."""
-    rows = ["| notebook | start by | core sections | core: planned | core: computed "
-            "| take-home: planned | take-home: computed |",
-            "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| notebook | start by | core sections | core: planned | core: computed "
+        "| take-home: planned | take-home: computed |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     starts = waypoints(all_budgets)
     for b in all_budgets:
-        rows.append(f"| {b.name} | {starts[b.name]} | {core_sections(b)} | {b.planned('core')} "
-                    f"| {b.computed('core'):.0f} | {b.planned('take-home')} "
-                    f"| {b.computed('take-home'):.0f} |")
-    rows.append(f"| **all** | | | **{sum(b.planned('core') for b in all_budgets)}** "
-                f"| **{sum(b.computed('core') for b in all_budgets):.0f}** "
-                f"| {sum(b.planned('take-home') for b in all_budgets)} "
-                f"| {sum(b.computed('take-home') for b in all_budgets):.0f} |")
+        rows.append(
+            f"| {b.name} | {starts[b.name]} | {core_sections(b)} | {b.planned('core')} "
+            f"| {b.computed('core'):.0f} | {b.planned('take-home')} "
+            f"| {b.computed('take-home'):.0f} |"
+        )
+    rows.append(
+        f"| **all** | | | **{sum(b.planned('core') for b in all_budgets)}** "
+        f"| **{sum(b.computed('core') for b in all_budgets):.0f}** "
+        f"| {sum(b.planned('take-home') for b in all_budgets)} "
+        f"| {sum(b.computed('take-home') for b in all_budgets):.0f} |"
+    )
     return "\n".join(rows)
 
 
@@ -226,8 +263,11 @@ def write(all_budgets: list[Budget]) -> list[str]:
         nb = read(path)
         title = source(nb["cells"][0])
         new = WAYPOINT.sub(f"start this notebook by about {starts[b.name]}", title)
-        new = TIME_LINE.sub(f"**Time:** about {b.planned('core')} minutes on the core path, "
-                            f"{b.planned('take-home')} more for the take-home sections", new)
+        new = TIME_LINE.sub(
+            f"**Time:** about {b.planned('core')} minutes on the core path, "
+            f"{b.planned('take-home')} more for the take-home sections",
+            new,
+        )
         if new != title:
             nb["cells"][0]["source"] = new
             path.write_text(student.dumps(student.nbformat.from_dict(nb)), encoding="utf-8")
@@ -253,9 +293,11 @@ def main(argv=None) -> int:
     if "--sections" in args:
         for b in all_budgets:
             for s in b.sections:
-                print(f"{b.name} §{s.number} {s.kind:9} planned {s.planned:3} computed "
-                      f"{s.minutes:5.1f} (words {s.words}, code {s.code_tasks}, "
-                      f"math {s.math_tasks}, questions {s.questions}, run {s.run_seconds:.0f} s)")
+                print(
+                    f"{b.name} §{s.number} {s.kind:9} planned {s.planned:3} computed "
+                    f"{s.minutes:5.1f} (words {s.words}, code {s.code_tasks}, "
+                    f"math {s.math_tasks}, questions {s.questions}, run {s.run_seconds:.0f} s)"
+                )
     return 0
 
 

@@ -31,8 +31,13 @@ from vae_prac.evaluate import active_units, evaluate_elbo, log_px
 from vae_prac.presets import PRESETS
 
 #: Burda et al. (2015), Table 1, MNIST, one stochastic layer: test NLL in nats.
-PAPER = {("elbo", 1): 86.76, ("elbo", 5): 86.47, ("iwae", 5): 85.54,
-         ("elbo", 50): 86.35, ("iwae", 50): 84.78}
+PAPER = {
+    ("elbo", 1): 86.76,
+    ("elbo", 5): 86.47,
+    ("iwae", 5): 85.54,
+    ("elbo", 50): 86.35,
+    ("iwae", 50): 84.78,
+}
 
 
 def training_seconds(history: run_folder.History, config: Config) -> float:
@@ -49,8 +54,9 @@ def main(argv=None):
     parser.add_argument("run", help="a directory written by `vae-prac train`")
     parser.add_argument("name", help="the shipped model's name")
     parser.add_argument("--command", required=True, help="the command that trained it")
-    parser.add_argument("--machine", default="2 CPU cores (x86-64), no GPU",
-                        help="what it was trained on")
+    parser.add_argument(
+        "--machine", default="2 CPU cores (x86-64), no GPU", help="what it was trained on"
+    )
     parser.add_argument("--notes", default="", help="a paragraph for the card")
     parser.add_argument("--k", type=int, default=5000)
     parser.add_argument("--n", type=int, default=10000)
@@ -80,40 +86,66 @@ def main(argv=None):
     raw = buffer.getvalue()
     with open(os.path.join(folder, "weights.npz"), "wb") as f:
         f.write(raw)
-    shutil.copyfile(os.path.join(args.run, run_folder.HISTORY_CSV),
-                    os.path.join(folder, "history.csv"))
+    shutil.copyfile(
+        os.path.join(args.run, run_folder.HISTORY_CSV), os.path.join(folder, "history.csv")
+    )
     import matplotlib
+
     matplotlib.use("Agg")
     from vae_prac import plotting
-    fig = plotting.elbo_curve(history, objective=f"L_{config.n_samples}"
-                              if config.objective == "iwae" else "ELBO")
+
+    fig = plotting.elbo_curve(
+        history, objective=f"L_{config.n_samples}" if config.objective == "iwae" else "ELBO"
+    )
     fig.savefig(os.path.join(folder, "curve.png"), dpi=80, bbox_inches="tight")
     train_s = training_seconds(history, config)
     preset = next((p for p, v in PRESETS.items() if args.name == p), None)
-    metrics = {"test_nll": nll, "test_nll_stderr": stderr, "k": args.k, "n": args.n,
-               "test_elbo": test_elbo, "active_units": units,
-               "latent_dim": config.latent_dim, "evaluation_seconds": eval_seconds}
-    meta = {"name": args.name, "preset": preset, "iteration": iteration,
-            "config": config.to_dict(), "weights_sha256": hashlib.sha256(raw).hexdigest(),
-            "metrics": metrics, "training_seconds": train_s, "command": args.command,
-            "machine": args.machine,
-            "versions": {"vae_prac": vae_prac.__version__, "tensorflow": tf.__version__,
-                         "python": platform.python_version()},
-            "date": datetime.date.today().isoformat()}
+    metrics = {
+        "test_nll": nll,
+        "test_nll_stderr": stderr,
+        "k": args.k,
+        "n": args.n,
+        "test_elbo": test_elbo,
+        "active_units": units,
+        "latent_dim": config.latent_dim,
+        "evaluation_seconds": eval_seconds,
+    }
+    meta = {
+        "name": args.name,
+        "preset": preset,
+        "iteration": iteration,
+        "config": config.to_dict(),
+        "weights_sha256": hashlib.sha256(raw).hexdigest(),
+        "metrics": metrics,
+        "training_seconds": train_s,
+        "command": args.command,
+        "machine": args.machine,
+        "versions": {
+            "vae_prac": vae_prac.__version__,
+            "tensorflow": tf.__version__,
+            "python": platform.python_version(),
+        },
+        "date": datetime.date.today().isoformat(),
+    }
     with open(os.path.join(folder, "model.json"), "w") as f:
         json.dump(meta, f, indent=1)
         f.write("\n")
     paper = PAPER.get((config.objective, config.n_samples))
     passes = iteration * config.batch_size / (60000 - config.n_validation)
-    objective = (f"IWAE bound L_{config.n_samples}" if config.objective == "iwae"
-                 else f"ELBO ({config.n_samples} sample{'s' if config.n_samples > 1 else ''})")
+    objective = (
+        f"IWAE bound L_{config.n_samples}"
+        if config.objective == "iwae"
+        else f"ELBO ({config.n_samples} sample{'s' if config.n_samples > 1 else ''})"
+    )
     stopped = ""
     if iteration < config.n_iterations:
-        stopped = (f" Training was stopped at iteration {iteration:,} of the "
-                   f"{config.n_iterations:,} the schedule is laid out for, in its last "
-                   f"stage (learning rate {config.learning_rate * 0.1:g} from iteration "
-                   f"{int(config.n_iterations * 1093 / 3280):,} on), to fit the time "
-                   f"available.")
+        stopped = (
+            f" Training was stopped at iteration {iteration:,} of the "
+            f"{config.n_iterations:,} the schedule is laid out for, in its last "
+            f"stage (learning rate {config.learning_rate * 0.1:g} from iteration "
+            f"{int(config.n_iterations * 1093 / 3280):,} on), to fit the time "
+            f"available."
+        )
     card = f"""# {args.name}
 
 A VAE on dynamically binarized MNIST, trained with the {objective}: Burda et al.'s (2015)

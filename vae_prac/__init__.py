@@ -36,9 +36,20 @@ def _import_tensorflow_quietly():
 # The modules that do not need TensorFlow at import (the command line's own, for --help;
 # mnist_files, which `vae-prac data` uses; data, which imports TensorFlow when needed; and
 # the course wing's package, whose paths the site's build reads).
-_WITHOUT_TENSORFLOW = {f"{__name__}.{m}"
-                       for m in ("__main__", "cli", "config", "course", "data", "mnist_files",
-                                 "presets", "run_lock", "short_runs")}
+_WITHOUT_TENSORFLOW = {
+    f"{__name__}.{m}"
+    for m in (
+        "__main__",
+        "cli",
+        "config",
+        "course",
+        "data",
+        "mnist_files",
+        "presets",
+        "run_lock",
+        "short_runs",
+    )
+}
 
 
 class _TensorFlowFirst:
@@ -49,10 +60,13 @@ class _TensorFlowFirst:
     done = False
 
     def find_spec(self, fullname, path=None, target=None):
-        if (not self.done and fullname.startswith(__name__ + ".")
-                and fullname not in _WITHOUT_TENSORFLOW):
-            self.done = True   # (removing itself from sys.meta_path here would make
-            _import_tensorflow_quietly()   # the import machinery skip the next finder)
+        if (
+            not self.done
+            and fullname.startswith(__name__ + ".")
+            and fullname not in _WITHOUT_TENSORFLOW
+        ):
+            self.done = True  # (removing itself from sys.meta_path here would make
+            _import_tensorflow_quietly()  # the import machinery skip the next finder)
         return None
 
 
@@ -65,21 +79,49 @@ REPO_URL = "https://github.com/vae-prac/vae_prac"
 # name -> the module that defines it, imported on first use (PEP 562).
 _EXPORTS = {
     "Config": "config",
-    "ElboTerms": "bounds", "batch_elbo": "bounds", "elbo": "bounds", "iw_bound": "bounds",
-    "kl_analytic": "bounds", "kl_monte_carlo": "bounds",
-    "evaluate_elbo": "evaluate", "log_px": "evaluate",
-    "VAE": "model", "generative_network": "model", "inference_network": "model",
-    "likelihood": "model", "posterior": "model", "prior": "model",
+    "ElboTerms": "bounds",
+    "batch_elbo": "bounds",
+    "elbo": "bounds",
+    "iw_bound": "bounds",
+    "kl_analytic": "bounds",
+    "kl_monte_carlo": "bounds",
+    "evaluate_elbo": "evaluate",
+    "log_px": "evaluate",
+    "VAE": "model",
+    "generative_network": "model",
+    "inference_network": "model",
+    "likelihood": "model",
+    "posterior": "model",
+    "prior": "model",
     "reparameterize": "model",
-    "History": "training", "NonFiniteLossError": "training", "TrainResult": "training",
-    "gradient_step": "training", "restore": "training", "train": "training",
+    "History": "training",
+    "NonFiniteLossError": "training",
+    "TrainResult": "training",
+    "gradient_step": "training",
+    "restore": "training",
+    "train": "training",
 }
 
 
 # As before: `import vae_prac` then `vae_prac.training.make_optimizer(...)` works.
-_SUBMODULES = {"bounds", "checks", "cli", "config", "course", "data", "evaluate",
-               "mnist_files", "model", "plotting", "presets", "pretrained", "run_folder",
-               "run_lock", "short_runs", "training"}
+_SUBMODULES = {
+    "bounds",
+    "checks",
+    "cli",
+    "config",
+    "course",
+    "data",
+    "evaluate",
+    "mnist_files",
+    "model",
+    "plotting",
+    "presets",
+    "pretrained",
+    "run_folder",
+    "run_lock",
+    "short_runs",
+    "training",
+}
 
 
 def __getattr__(name):
@@ -97,8 +139,25 @@ def __dir__():
 
 
 __all__ = [
-    "Config", "VAE", "inference_network", "generative_network", "reparameterize",
-    "prior", "posterior", "likelihood", "elbo", "batch_elbo", "ElboTerms",
-    "kl_analytic", "kl_monte_carlo", "iw_bound", "log_px", "evaluate_elbo",
-    "train", "restore", "History", "TrainResult", "NonFiniteLossError",
+    "Config",
+    "VAE",
+    "inference_network",
+    "generative_network",
+    "reparameterize",
+    "prior",
+    "posterior",
+    "likelihood",
+    "elbo",
+    "batch_elbo",
+    "ElboTerms",
+    "kl_analytic",
+    "kl_monte_carlo",
+    "iw_bound",
+    "log_px",
+    "evaluate_elbo",
+    "train",
+    "restore",
+    "History",
+    "TrainResult",
+    "NonFiniteLossError",
 ]

@@ -119,8 +119,9 @@ def kl_monte_carlo(q: tfd.Distribution, p: tfd.Distribution, z):
     return log_ratio if z.shape.rank == 2 else tf.reduce_mean(log_ratio, axis=0)
 
 
-def elbo(model: LatentVariableModel, x, n_samples: int = 1, kl: str = "analytic",
-         seed=None) -> ElboTerms:
+def elbo(
+    model: LatentVariableModel, x, n_samples: int = 1, kl: str = "analytic", seed=None
+) -> ElboTerms:
     """The ELBO of each image in the batch ``x`` under ``model`` (a ``vae_prac.VAE``).
 
     Args:
@@ -136,7 +137,7 @@ def elbo(model: LatentVariableModel, x, n_samples: int = 1, kl: str = "analytic"
     q_z = posterior(mu, sigma)
     p_z = model.prior()
     z = reparameterize(mu, sigma, n_samples=n_samples, seed=seed)
-    log_likelihood = model.likelihood(z).log_prob(x)   # [batch] or [L, batch]
+    log_likelihood = model.likelihood(z).log_prob(x)  # [batch] or [L, batch]
     if n_samples > 1:
         log_likelihood = tf.reduce_mean(log_likelihood, axis=0)
     kl_term = kl_analytic(q_z, p_z) if kl == "analytic" else kl_monte_carlo(q_z, p_z, z)
@@ -164,8 +165,9 @@ def beta_elbo(model: LatentVariableModel, x, seed=None, beta=1.0):
     return tf.reduce_sum(terms.expected_log_likelihood - beta * terms.kl)
 
 
-def log_importance_weights(model: LatentVariableModel, x, k, seed=None,
-                           log_likelihood: Callable | None = None):
+def log_importance_weights(
+    model: LatentVariableModel, x, k, seed=None, log_likelihood: Callable | None = None
+):
     """log w_i = log p_theta(x|z_i) + log p(z_i) - log q_phi(z_i|x); shape [k, batch].
 
     The z_i ~ q_phi(z|x) are reparameterized samples, so the weights are differentiable
@@ -175,9 +177,10 @@ def log_importance_weights(model: LatentVariableModel, x, k, seed=None,
     """
     mu, sigma = model.encoder(x)
     q_z = posterior(mu, sigma)
-    z = q_z.sample(k, seed=seed)                                   # [k, batch, d]
-    log_p_x_given_z = (log_likelihood(z) if log_likelihood is not None
-                       else model.likelihood(z).log_prob(x))
+    z = q_z.sample(k, seed=seed)  # [k, batch, d]
+    log_p_x_given_z = (
+        log_likelihood(z) if log_likelihood is not None else model.likelihood(z).log_prob(x)
+    )
     return log_p_x_given_z + model.prior().log_prob(z) - q_z.log_prob(z)
 
 
@@ -204,8 +207,7 @@ def normalized_weights(log_w, axis: int = 0):
     return tf.nn.softmax(tf.convert_to_tensor(log_w), axis=axis)
 
 
-def iw_bound(model: LatentVariableModel, x, k: int, seed=None,
-             chunk_size: int | None = None):
+def iw_bound(model: LatentVariableModel, x, k: int, seed=None, chunk_size: int | None = None):
     """The importance-weighted bound L_k of each image of ``x``; shape [batch].
 
     ``log_mean_exp(log_importance_weights(model, x, k, seed))``, the k samples drawn as
@@ -222,11 +224,12 @@ def iw_bound(model: LatentVariableModel, x, k: int, seed=None,
     if chunk_size is not None and not is_positive_int(chunk_size):
         raise ValueError(
             f"chunk_size must be a positive number of samples per chunk, or None to "
-            f"choose one from the batch size; got {chunk_size!r}.")
+            f"choose one from the batch size; got {chunk_size!r}."
+        )
     check_stateless_seed(seed)
-    seed = tfp.random.sanitize_seed(seed)   # with seed=None, a fresh random one
+    seed = tfp.random.sanitize_seed(seed)  # with seed=None, a fresh random one
     batch = x.shape[0]
-    if chunk_size is None:   # a batch of unknown size (in a graph): all at once
+    if chunk_size is None:  # a batch of unknown size (in a graph): all at once
         chunk_size = max(1, min(k, _MAX_SAMPLES_PER_CHUNK // max(batch, 1))) if batch else k
     # Inside a tf.function (training) the images can't be checked and the caller's graph
     # compiles the plain weights; eagerly, a compiled function made once per model,
@@ -238,6 +241,7 @@ def iw_bound(model: LatentVariableModel, x, k: int, seed=None,
         def log_weights(n, chunk_seed):
             return compiled(x, tf.constant(n), chunk_seed)
     else:
+
         def log_weights(n, chunk_seed):
             return log_importance_weights(model, x, n, seed=chunk_seed)
 
@@ -264,18 +268,25 @@ def _log_weights_fn(model: LatentVariableModel, binary: bool = False):
     from vae_prac.model import VAE, decode
 
     decoder = model.decoder if isinstance(model, VAE) else None
-    fast = (binary and decoder is not None
-            and type(model).likelihood is VAE.likelihood and type(model).prior is VAE.prior)
+    fast = (
+        binary
+        and decoder is not None
+        and type(model).likelihood is VAE.likelihood
+        and type(model).prior is VAE.prior
+    )
     name = "_vae_prac_log_weights_binary" if fast else "_vae_prac_log_weights"
     fn = getattr(model, name, None)
     if fn is None:
+
         @tf.function(reduce_retracing=True)
         def fn(x, k, seed):
             def binary_log_likelihood(z):
                 logits = decode(decoder, z)
-                return -tf.reduce_sum(tf.math.softplus((1.0 - 2.0 * x) * logits),
-                                      axis=[-3, -2, -1])
-            return log_importance_weights(model, x, k, seed=seed,
-                                          log_likelihood=binary_log_likelihood if fast else None)
+                return -tf.reduce_sum(tf.math.softplus((1.0 - 2.0 * x) * logits), axis=[-3, -2, -1])
+
+            return log_importance_weights(
+                model, x, k, seed=seed, log_likelihood=binary_log_likelihood if fast else None
+            )
+
         setattr(model, name, fn)
     return fn

@@ -22,20 +22,23 @@ ACTIVATIONS = ("relu", "tanh")
 OPTIMIZERS = ("rmsprop", "adam")
 LR_SCHEDULES = ("constant", "burda")
 #: The settings that take one of a few names, and those names.
-CHOICES = {"binarization": BINARIZATIONS, "objective": OBJECTIVES,
-           "activation": ACTIVATIONS, "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES}
+CHOICES = {
+    "binarization": BINARIZATIONS,
+    "objective": OBJECTIVES,
+    "activation": ACTIVATIONS,
+    "optimizer": OPTIMIZERS,
+    "lr_schedule": LR_SCHEDULES,
+}
 
 
 def is_positive_int(value) -> bool:
     """True for an integer >= 1 (Python or NumPy), False for anything else, bools included."""
-    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
-            and int(value) >= 1)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
 
 
 def is_nonnegative_int(value) -> bool:
     """True for an integer >= 0 (Python or NumPy), False for anything else, bools included."""
-    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
-            and int(value) >= 0)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 0
 
 
 # The argument checks of the whole library: Config and every function that takes a
@@ -59,8 +62,11 @@ def _how_to_fix(value) -> str:
     """A hint for the usual slips: a number given as text, or an integer as a float."""
     if isinstance(value, str):
         return f" Pass a number, not the string {value!r}."
-    if (isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
-            and float(value).is_integer()):
+    if (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, numbers.Integral)
+        and float(value).is_integer()
+    ):
         return f" Pass an int: {int(float(value))}, not {value!r}."
     return ""
 
@@ -68,16 +74,14 @@ def _how_to_fix(value) -> str:
 def check_positive_int(value, name: str) -> int:
     """``int(value)`` for an integer >= 1 (Python or NumPy), else a ValueError naming it."""
     if not is_positive_int(value):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}."
-                         + _how_to_fix(value))
+        raise ValueError(f"{name} must be a positive integer, got {value!r}." + _how_to_fix(value))
     return int(value)
 
 
 def check_nonnegative_int(value, name: str) -> int:
     """``int(value)`` for an integer >= 0 (Python or NumPy), else a ValueError naming it."""
     if not is_nonnegative_int(value):
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}."
-                         + _how_to_fix(value))
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}." + _how_to_fix(value))
     return int(value)
 
 
@@ -89,8 +93,9 @@ def network_weights(latent_dim: int, hidden_size: int, hidden_layers: int) -> in
     through the same hidden layers to 784 logits.
     """
     hidden = (hidden_layers - 1) * (hidden_size * hidden_size + hidden_size)
-    encoder = PIXELS * hidden_size + hidden_size + hidden + hidden_size * 2 * latent_dim \
-        + 2 * latent_dim
+    encoder = (
+        PIXELS * hidden_size + hidden_size + hidden + hidden_size * 2 * latent_dim + 2 * latent_dim
+    )
     decoder = latent_dim * hidden_size + hidden_size + hidden + hidden_size * PIXELS + PIXELS
     return encoder + decoder
 
@@ -119,10 +124,14 @@ def check_stateless_seed(value, name: str = "seed"):
         items = list(value)
     except TypeError:
         items = None
-    if items is None or len(items) != 2 or not all(
-            is_nonnegative_int(v) and v < SEED_LIMIT for v in items):
-        raise ValueError(f"{name} must be None, an integer in [0, 2**31) or a pair of "
-                         f"them, got {value!r}.")
+    if (
+        items is None
+        or len(items) != 2
+        or not all(is_nonnegative_int(v) and v < SEED_LIMIT for v in items)
+    ):
+        raise ValueError(
+            f"{name} must be None, an integer in [0, 2**31) or a pair of them, got {value!r}."
+        )
     return value
 
 
@@ -193,70 +202,94 @@ class Config:
     n_validation: int = 0
 
     def __post_init__(self):
-        positive = ("latent_dim", "hidden_size", "hidden_layers", "batch_size", "n_samples",
-                    "print_every", "log_every", "n_eval")
+        positive = (
+            "latent_dim",
+            "hidden_size",
+            "hidden_layers",
+            "batch_size",
+            "n_samples",
+            "print_every",
+            "log_every",
+            "n_eval",
+        )
         # A NumPy integer is accepted and stored as a Python int, so the config saves
         # to JSON and compares equal to the same config built from Python ints.
         for name in positive:
-            object.__setattr__(self, name,
-                               check_positive_int(getattr(self, name), f"Config.{name}"))
+            object.__setattr__(
+                self, name, check_positive_int(getattr(self, name), f"Config.{name}")
+            )
         for name in ("n_iterations", "n_validation"):
-            object.__setattr__(self, name,
-                               check_nonnegative_int(getattr(self, name), f"Config.{name}"))
+            object.__setattr__(
+                self, name, check_nonnegative_int(getattr(self, name), f"Config.{name}")
+            )
         object.__setattr__(self, "seed", check_seed(self.seed, "Config.seed"))
         for name in ("learning_rate", "epsilon"):
             value = getattr(self, name)
             if value is None and name == "epsilon":
                 continue
-            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                    or not 0 < float(value) < 1):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not 0 < float(value) < 1
+            ):
                 raise ValueError(
                     f"Config.{name} must be a number in (0, 1)"
-                    + (", or None for the optimizer's default here" if name == "epsilon"
-                       else "") + f"; got {value!r}.")
+                    + (", or None for the optimizer's default here" if name == "epsilon" else "")
+                    + f"; got {value!r}."
+                )
             object.__setattr__(self, name, float(value))
         if self.n_eval > 10000:
             raise ValueError(
                 f"Config.n_eval must be at most 10000 (the size of MNIST's test set), "
-                f"got {self.n_eval}.")
+                f"got {self.n_eval}."
+            )
         for name in ("data_dir", "logdir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):
-                raise ValueError(
-                    f"Config.{name} must be a path (a string) or None, got {value!r}.")
+                raise ValueError(f"Config.{name} must be a path (a string) or None, got {value!r}.")
         if self.jit_compile is not None and not isinstance(self.jit_compile, bool):
             raise ValueError(
                 f"Config.jit_compile must be True, False or None (choose automatically), "
-                f"got {self.jit_compile!r}.")
+                f"got {self.jit_compile!r}."
+            )
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"Config.{name} must be one of {allowed}, "
-                                 f"got {getattr(self, name)!r}.")
+                raise ValueError(
+                    f"Config.{name} must be one of {allowed}, got {getattr(self, name)!r}."
+                )
         if self.n_validation >= 60000:
-            raise ValueError(f"Config.n_validation must be less than 60000 (the size of "
-                             f"MNIST's training set), got {self.n_validation}.")
+            raise ValueError(
+                f"Config.n_validation must be less than 60000 (the size of "
+                f"MNIST's training set), got {self.n_validation}."
+            )
         if self.log_every > self.print_every or self.print_every % self.log_every:
             raise ValueError(
                 f"Config.print_every ({self.print_every}) must be a multiple of "
-                f"Config.log_every ({self.log_every}).")
+                f"Config.log_every ({self.log_every})."
+            )
         self._check_sizes()
 
     def _check_sizes(self):
         """Sizes that could never run: refused here, before anything is allocated or written."""
         images = MNIST_TRAIN_IMAGES - self.n_validation
         if self.batch_size > images:
-            held_out = (f" (MNIST's {MNIST_TRAIN_IMAGES} less n_validation="
-                        f"{self.n_validation})" if self.n_validation else "")
+            held_out = (
+                f" (MNIST's {MNIST_TRAIN_IMAGES} less n_validation={self.n_validation})"
+                if self.n_validation
+                else ""
+            )
             raise ValueError(
                 f"Config.batch_size must not exceed the {images} training "
-                f"images{held_out}, got {self.batch_size}.")
+                f"images{held_out}, got {self.batch_size}."
+            )
         weights = network_weights(self.latent_dim, self.hidden_size, self.hidden_layers)
         if weights > INT32_MAX:
             raise ValueError(
                 f"Config.latent_dim={self.latent_dim}, hidden_size={self.hidden_size} and "
                 f"hidden_layers={self.hidden_layers} give networks of {weights:,} weights; "
                 f"the limit is 2**31 - 1 = {INT32_MAX:,} (TensorFlow's int32 sizes; 8 GiB "
-                f"of float32 before the optimizer's state). Choose smaller sizes.")
+                f"of float32 before the optimizer's state). Choose smaller sizes."
+            )
         # The widest activation of one step: n_samples * batch_size rows of the widest
         # layer (the decoder's 784 logits, unless a hidden or latent layer is wider).
         width = max(PIXELS, self.hidden_size, 2 * self.latent_dim)
@@ -266,7 +299,8 @@ class Config:
                 f"Config.batch_size * Config.n_samples * {width} (one step's widest "
                 f"activation) must be at most 2**31 - 1 = {INT32_MAX:,} (TensorFlow's "
                 f"int32 sizes), got {self.batch_size} * {self.n_samples} * {width} = "
-                f"{values:,}. Lower n_samples or batch_size.")
+                f"{values:,}. Lower n_samples or batch_size."
+            )
 
     def replace(self, **changes) -> "Config":
         """A copy with some settings changed (validated again)."""
@@ -282,7 +316,8 @@ class Config:
         unknown = set(values) - known
         if unknown:
             raise ValueError(
-                f"Unknown setting(s) {sorted(unknown)}; known settings: {sorted(known)}.")
+                f"Unknown setting(s) {sorted(unknown)}; known settings: {sorted(known)}."
+            )
         return cls(**values)
 
 

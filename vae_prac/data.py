@@ -60,7 +60,7 @@ def _tensorflow():
     if "tensorflow" not in sys.modules:
         import vae_prac
 
-        vae_prac._import_tensorflow_quietly()   # its C++ start-up lines kept off stderr
+        vae_prac._import_tensorflow_quietly()  # its C++ start-up lines kept off stderr
     import tensorflow as tf
 
     return tf
@@ -90,8 +90,9 @@ def load_mnist(split="train", data_dir=None, download=True):
 
 def _check_method(method):
     if method not in BINARIZATIONS:
-        raise ValueError(f"Unknown binarization {method!r}; valid ones are "
-                         f"{', '.join(BINARIZATIONS)}.")
+        raise ValueError(
+            f"Unknown binarization {method!r}; valid ones are {', '.join(BINARIZATIONS)}."
+        )
 
 
 def _image_array(images):
@@ -166,7 +167,8 @@ def binarize_batch(batch, method="threshold", seed=0, index=0):
     if method == "threshold":
         return tf.cast(p > THRESHOLD, tf.float32)
     u = tf.random.stateless_uniform(
-        batch.shape, seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)]))
+        batch.shape, seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+    )
     return tf.cast(u < p, tf.float32)
 
 
@@ -178,8 +180,9 @@ def binarize_batch(batch, method="threshold", seed=0, index=0):
 SHUFFLE_BUFFER = 60000
 
 
-def train_dataset(images, batch_size=64, binarization="threshold", seed=0,
-                  shuffle_buffer=SHUFFLE_BUFFER):
+def train_dataset(
+    images, batch_size=64, binarization="threshold", seed=0, shuffle_buffer=SHUFFLE_BUFFER
+):
     """An infinite, shuffled tf.data pipeline of binary batches [B,28,28,1] float32.
 
     Shuffling is seeded and reshuffles each epoch; batches are full
@@ -196,8 +199,9 @@ def train_dataset(images, batch_size=64, binarization="threshold", seed=0,
     n = len(x)
     if not 1 <= batch_size <= n:
         # Otherwise drop_remainder leaves no batch and repeat() would spin forever.
-        raise ValueError(f"batch_size must be between 1 and the number of images ({n}), "
-                         f"got {batch_size}.")
+        raise ValueError(
+            f"batch_size must be between 1 and the number of images ({n}), got {batch_size}."
+        )
 
     def to_binary(index, batch):
         return binarize_batch(batch, binarization, seed, index)
@@ -239,7 +243,7 @@ def validate_batch(x, name="x"):
     [B,784] holding binary pixels (0 or 1). The value checks use numpy, so call
     this eagerly, before any tf.function, not inside one.
     """
-    tf = sys.modules.get("tensorflow")   # x is a tf.Tensor only if TensorFlow is loaded
+    tf = sys.modules.get("tensorflow")  # x is a tf.Tensor only if TensorFlow is loaded
     if tf is not None and isinstance(x, tf.Tensor) and tf.is_symbolic_tensor(x):
         raise TypeError(
             f"validate_batch got a symbolic tensor for {name}; it checks values with numpy "
@@ -255,10 +259,14 @@ def validate_batch(x, name="x"):
         or (arr.ndim == 2 and shape[1] == 784)
     )
     if not ok:
-        hint = (" For a single image add a batch axis: x[None]."
-                if shape in ((28, 28), (28, 28, 1), (784,)) else "")
-        raise ValueError(f"{name} has shape {shape}; expected [B,28,28,1], [B,28,28] or "
-                         f"[B,784].{hint}")
+        hint = (
+            " For a single image add a batch axis: x[None]."
+            if shape in ((28, 28), (28, 28, 1), (784,))
+            else ""
+        )
+        raise ValueError(
+            f"{name} has shape {shape}; expected [B,28,28,1], [B,28,28] or [B,784].{hint}"
+        )
     if np.issubdtype(arr.dtype, np.floating) and np.isnan(arr).any():
         raise ValueError(f"{name} contains NaN values; the model needs binary pixels (0 or 1).")
     if not np.all((arr == 0) | (arr == 1)):

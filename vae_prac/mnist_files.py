@@ -71,14 +71,10 @@ RAW_SHA256 = {
 # SHA-256 of the .gz files shipped in data/mnist, for information only: the
 # mirrors serve differently compressed files with the same raw content.
 GZ_SHA256 = {
-    "train-images-idx3-ubyte.gz":
-        "0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",
-    "train-labels-idx1-ubyte.gz":
-        "1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",
-    "t10k-images-idx3-ubyte.gz":
-        "1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be",
-    "t10k-labels-idx1-ubyte.gz":
-        "b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b",
+    "train-images-idx3-ubyte.gz": "0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",
+    "train-labels-idx1-ubyte.gz": "1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",
+    "t10k-images-idx3-ubyte.gz": "1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be",
+    "t10k-labels-idx1-ubyte.gz": "b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b",
 }
 
 MIRRORS = [
@@ -156,8 +152,10 @@ def _env_data_dir():
 def _installed_note():
     """What an installed vae_prac has instead of the repository copy: a line of the report."""
     package = Path(__file__).resolve().parent
-    return (f"  - no repository copy: vae_prac is installed ({package}), not run from a "
-            f"clone of the repository, so there is no data/mnist beside it")
+    return (
+        f"  - no repository copy: vae_prac is installed ({package}), not run from a "
+        f"clone of the repository, so there is no data/mnist beside it"
+    )
 
 
 def _how_to_provide():
@@ -166,14 +164,17 @@ def _how_to_provide():
         third = f"  3. copy the four files into the repository's data/mnist ({REPO_DATA_DIR});\n"
     else:
         import vae_prac
-        third = ("  3. work from a clone of the repository, whose data/mnist holds them "
-                 f"(git clone {vae_prac.REPO_URL}; pip install -e .);\n")
+
+        third = (
+            "  3. work from a clone of the repository, whose data/mnist holds them "
+            f"(git clone {vae_prac.REPO_URL}; pip install -e .);\n"
+        )
     return (
         "Provide the data in any one of these ways:\n"
         "  1. pass data_dir='/path/to/mnist' (a directory holding the four files);\n"
         "  2. set the environment variable VAE_PRAC_DATA_DIR=/path/to/mnist;\n"
-        + third +
-        f"  4. allow download (download=True) with network access; it goes to {cache_dir()}.\n"
+        + third
+        + f"  4. allow download (download=True) with network access; it goes to {cache_dir()}.\n"
         "     A different mirror can be given as VAE_PRAC_MNIST_MIRROR=<base URL> "
         "(file:// works).\n"
         f"The four files are: {files} (uncompressed copies without .gz are accepted too)."
@@ -227,16 +228,19 @@ def find_data_dir(data_dir=None, download=True):
         if missing:
             fallback = "the repository copy" if _FROM_CHECKOUT else "the download cache"
             state = _state(env)
-            what = {"does not exist": "does not exist", "not a directory": "is not a folder"
-                    }.get(state, "holds none of the four MNIST files" if len(missing) == 4
-                          else f"lacks {len(missing)} of the four MNIST files "
-                               f"({', '.join(missing)})")
+            what = {"does not exist": "does not exist", "not a directory": "is not a folder"}.get(
+                state,
+                "holds none of the four MNIST files"
+                if len(missing) == 4
+                else f"lacks {len(missing)} of the four MNIST files ({', '.join(missing)})",
+            )
             raise DataNotFoundError(
                 f"VAE_PRAC_DATA_DIR is set to {os.environ['VAE_PRAC_DATA_DIR']}, but {env} "
                 f"{what}. A setting you made is not skipped. Put the "
                 f"four files there (`vae-prac data --download --data-dir {env}` fetches and "
                 f"verifies them), point VAE_PRAC_DATA_DIR at the folder that holds them, or "
-                f"unset it to use {fallback}.")
+                f"unset it to use {fallback}."
+            )
 
     for _, path in places:
         if not _missing(path):
@@ -274,8 +278,14 @@ def _download(target, places):
             try:
                 _fetch_verified(url, target / name)
                 break
-            except (OSError, ValueError, EOFError, zlib.error, http.client.HTTPException,
-                    DataError) as e:
+            except (
+                OSError,
+                ValueError,
+                EOFError,
+                zlib.error,
+                http.client.HTTPException,
+                DataError,
+            ) as e:
                 failures.append(f"  - {url}: {e}")
         else:
             raise DataNotFoundError(
@@ -360,10 +370,13 @@ def _verify(path, raw):
             f"{path} does not contain the expected MNIST data.\n"
             f"  expected SHA-256 (uncompressed): {expected}\n"
             f"  actual SHA-256   (uncompressed): {actual}\n"
-            "The file was not used. " + (
+            "The file was not used. "
+            + (
                 "Delete it and copy it again from the repository's data/mnist (or let "
-                "vae_prac download it)." if _FROM_CHECKOUT else
-                "Delete it and let vae_prac download it again.")
+                "vae_prac download it)."
+                if _FROM_CHECKOUT
+                else "Delete it and let vae_prac download it again."
+            )
         )
 
 
@@ -418,6 +431,7 @@ def describe_data(data_dir=None):
         all_ok &= status == "OK"
         lines.append(f"  {path.name:28s} {path.stat().st_size:>10,d} bytes  raw SHA-256 {status}")
     if not all_ok:
-        lines.append("Some files FAILED: delete them and copy them again (or let vae_prac "
-                     "download them).")
+        lines.append(
+            "Some files FAILED: delete them and copy them again (or let vae_prac download them)."
+        )
     return "\n".join(lines)

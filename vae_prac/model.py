@@ -28,9 +28,13 @@ IMAGE_SHAPE = (28, 28, 1)
 N_PIXELS = 28 * 28
 
 
-def inference_network(latent_dim: int = 100, hidden_size: int = 200,
-                      hidden_layers: int = 2, name: str = "encoder",
-                      activation: str = "relu") -> keras.Model:
+def inference_network(
+    latent_dim: int = 100,
+    hidden_size: int = 200,
+    hidden_layers: int = 2,
+    name: str = "encoder",
+    activation: str = "relu",
+) -> keras.Model:
     """The inference network x -> (mu, sigma) of q_phi(z|x); its weights are phi.
 
     flatten -> dense(hidden_size, ReLU) x hidden_layers (2, as in the original) ->
@@ -49,9 +53,13 @@ def inference_network(latent_dim: int = 100, hidden_size: int = 200,
     return keras.Model(x, [mu, sigma], name=name)
 
 
-def generative_network(latent_dim: int = 100, hidden_size: int = 200,
-                       hidden_layers: int = 2, name: str = "decoder",
-                       activation: str = "relu") -> keras.Model:
+def generative_network(
+    latent_dim: int = 100,
+    hidden_size: int = 200,
+    hidden_layers: int = 2,
+    name: str = "decoder",
+    activation: str = "relu",
+) -> keras.Model:
     """The generative network z -> logits of p_theta(x|z); its weights are theta.
 
     dense(hidden_size, ReLU) x hidden_layers -> dense(784) -> reshape to [28, 28, 1].
@@ -85,7 +93,8 @@ def reparameterize(mu, sigma, n_samples: int = 1, seed=None):
         if not is_positive_int(n_samples):
             raise ValueError(
                 f"n_samples must be a positive integer (samples of z per example), "
-                f"got {n_samples!r}.")
+                f"got {n_samples!r}."
+            )
         n_samples = int(n_samples)
     mu = tf.convert_to_tensor(mu)
     sigma = tf.convert_to_tensor(sigma, dtype=mu.dtype)
@@ -103,7 +112,9 @@ def prior(latent_dim: int) -> tfd.Distribution:
     """p(z) = N(0, I), with the latent dimensions as one event."""
     return tfd.Independent(
         tfd.Normal(loc=tf.zeros([latent_dim]), scale=tf.ones([latent_dim])),
-        reinterpreted_batch_ndims=1, name="prior")
+        reinterpreted_batch_ndims=1,
+        name="prior",
+    )
 
 
 def mixture_prior(logits, locs, scales) -> tfd.Distribution:
@@ -118,21 +129,27 @@ def mixture_prior(logits, locs, scales) -> tfd.Distribution:
     """
     return tfd.MixtureSameFamily(
         mixture_distribution=tfd.Categorical(logits=logits),
-        components_distribution=tfd.Independent(tfd.Normal(locs, scales),
-                                                reinterpreted_batch_ndims=1),
-        name="mixture_prior")
+        components_distribution=tfd.Independent(
+            tfd.Normal(locs, scales), reinterpreted_batch_ndims=1
+        ),
+        name="mixture_prior",
+    )
 
 
 def posterior(mu, sigma) -> tfd.Distribution:
     """q_phi(z|x) = N(mu, diag(sigma^2)); log_prob and KL sum over latent dimensions."""
-    return tfd.Independent(tfd.Normal(loc=mu, scale=sigma),
-                           reinterpreted_batch_ndims=1, name="posterior")
+    return tfd.Independent(
+        tfd.Normal(loc=mu, scale=sigma), reinterpreted_batch_ndims=1, name="posterior"
+    )
 
 
 def likelihood(logits) -> tfd.Distribution:
     """p_theta(x|z): independent Bernoulli pixels; log_prob sums over the 28x28x1 pixels."""
-    return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32),
-                           reinterpreted_batch_ndims=3, name="likelihood")
+    return tfd.Independent(
+        tfd.Bernoulli(logits=logits, dtype=tf.float32),
+        reinterpreted_batch_ndims=3,
+        name="likelihood",
+    )
 
 
 def decode(decoder: keras.Model, z):
@@ -151,9 +168,16 @@ class VAE(keras.Model):
     are theta. The methods return ``tfp.distributions`` objects or samples.
     """
 
-    def __init__(self, latent_dim: int = 100, hidden_size: int = 200,
-                 hidden_layers: int = 2, encoder: keras.Model | None = None,
-                 decoder: keras.Model | None = None, activation: str = "relu", **kwargs):
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        hidden_size: int = 200,
+        hidden_layers: int = 2,
+        encoder: keras.Model | None = None,
+        decoder: keras.Model | None = None,
+        activation: str = "relu",
+        **kwargs,
+    ):
         """The original practical's networks, or your own ``encoder`` and ``decoder``.
 
         A custom ``encoder`` must map [batch, 28, 28, 1] to (mu, sigma), each
@@ -165,10 +189,12 @@ class VAE(keras.Model):
         self.hidden_size = hidden_size
         self.hidden_layers = hidden_layers
         self.activation = activation
-        self.encoder = encoder or inference_network(latent_dim, hidden_size, hidden_layers,
-                                                    activation=activation)
-        self.decoder = decoder or generative_network(latent_dim, hidden_size, hidden_layers,
-                                                     activation=activation)
+        self.encoder = encoder or inference_network(
+            latent_dim, hidden_size, hidden_layers, activation=activation
+        )
+        self.decoder = decoder or generative_network(
+            latent_dim, hidden_size, hidden_layers, activation=activation
+        )
         # A network of your own may make its weights on its first call (a subclassed
         # model, a Sequential without an Input): make them now, so that the optimizer,
         # which train() builds before the first step, and checkpoints see every weight.
@@ -181,13 +207,21 @@ class VAE(keras.Model):
     def from_config(cls, config):
         """Build from a ``vae_prac.Config`` (or a Keras config dict)."""
         if hasattr(config, "latent_dim") and hasattr(config, "hidden_size"):
-            return cls(config.latent_dim, config.hidden_size, config.hidden_layers,
-                       activation=config.activation)
+            return cls(
+                config.latent_dim,
+                config.hidden_size,
+                config.hidden_layers,
+                activation=config.activation,
+            )
         return cls(**config)
 
     def get_config(self):
-        return {"latent_dim": self.latent_dim, "hidden_size": self.hidden_size,
-                "hidden_layers": self.hidden_layers, "activation": self.activation}
+        return {
+            "latent_dim": self.latent_dim,
+            "hidden_size": self.hidden_size,
+            "hidden_layers": self.hidden_layers,
+            "activation": self.activation,
+        }
 
     def posterior(self, x) -> tfd.Distribution:
         """q_phi(z|x) for a batch of images x of shape [batch, 28, 28, 1]."""
@@ -264,8 +298,9 @@ def conv_networks(latent_dim: int = 32, filters: int = 32):
     h = keras.layers.Dense(7 * 7 * filters, activation="relu")(z)
     h = keras.layers.Reshape((7, 7, filters))(h)
     h = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(h)
-    h = keras.layers.Conv2DTranspose(filters // 2, 3, strides=2, padding="same",
-                                     activation="relu")(h)
-    logits = keras.layers.Conv2D(1, 3, padding="same")(h)       # no activation: logits
+    h = keras.layers.Conv2DTranspose(filters // 2, 3, strides=2, padding="same", activation="relu")(
+        h
+    )
+    logits = keras.layers.Conv2D(1, 3, padding="same")(h)  # no activation: logits
     decoder = keras.Model(z, logits, name="conv_decoder")
     return encoder, decoder

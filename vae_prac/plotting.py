@@ -21,14 +21,14 @@ def _images(x) -> np.ndarray:
     return x.reshape(-1, 28, 28)
 
 
-def image_grid(images, ncols: int = 10, title: str | None = None, titles=None,
-               scale: float = 1.0):
+def image_grid(images, ncols: int = 10, title: str | None = None, titles=None, scale: float = 1.0):
     """A grid of 28x28 images (binary or grey), black digits on white."""
     images = _images(images)
     ncols = max(1, min(ncols, len(images)))
     nrows = math.ceil(len(images) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.4 * bool(title)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.4 * bool(title)), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
@@ -46,7 +46,7 @@ def _strip(images, gap: int = 2):
     images = _images(images)
     strip = np.full((28, len(images) * (28 + gap) - gap), np.nan, np.float32)
     for i, img in enumerate(images):
-        strip[:, i * (28 + gap):i * (28 + gap) + 28] = img
+        strip[:, i * (28 + gap) : i * (28 + gap) + 28] = img
     return strip
 
 
@@ -62,34 +62,41 @@ def posterior_prior(model, x, seed=None, title: str | None = None, n: int = 8):
     x = np.asarray(x, np.float32).reshape(-1, 28, 28, 1)[:n]
     if len(x) == 1:
         x = np.repeat(x, n, axis=0)
-    posterior_seed, prior_seed = two_seeds(seed)   # one seed for both would correlate them
-    posterior_sample = model.posterior_predictive_sample(tf.convert_to_tensor(x),
-                                                         seed=posterior_seed)
+    posterior_seed, prior_seed = two_seeds(seed)  # one seed for both would correlate them
+    posterior_sample = model.posterior_predictive_sample(
+        tf.convert_to_tensor(x), seed=posterior_seed
+    )
     prior_sample = model.prior_predictive_sample(len(x), seed=prior_seed)
-    cmap = plt.get_cmap("gray_r").with_extremes(bad="0.9")   # the gaps between digits
+    cmap = plt.get_cmap("gray_r").with_extremes(bad="0.9")  # the gaps between digits
     fig, axes = plt.subplots(3, 1, figsize=(max(4.0, 0.95 * len(x)), 3.9))
     for ax, img, row_title in (
-            (axes[0], x, "Data $x$"),
-            (axes[1], posterior_sample,
-             r"Posterior samples: $x' \sim p_\theta(x \mid z)$, $z \sim q_\phi(z \mid x)$"),
-            (axes[2], prior_sample, r"Prior samples: $x \sim p_\theta(x \mid z)$, $z \sim p(z)$")):
+        (axes[0], x, "Data $x$"),
+        (
+            axes[1],
+            posterior_sample,
+            r"Posterior samples: $x' \sim p_\theta(x \mid z)$, $z \sim q_\phi(z \mid x)$",
+        ),
+        (axes[2], prior_sample, r"Prior samples: $x \sim p_\theta(x \mid z)$, $z \sim p(z)$"),
+    ):
         ax.imshow(_strip(np.asarray(img)), cmap=cmap, vmin=0, vmax=1)
         ax.set_title(row_title, fontsize=10)
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()   # after suptitle, so the panels make room for it
+    fig.tight_layout()  # after suptitle, so the panels make room for it
     return fig
 
 
 def posterior_prior_hook(x, seed=None, show=True):
     """A training hook that plots ``posterior_prior`` every ``print_every`` iterations."""
+
     def hook(model, iteration, history):
         fig = posterior_prior(model, x, seed=seed, title=f"Iteration {iteration}")
         if show:
             plt.show()
         else:
             plt.close(fig)
+
     return hook
 
 
@@ -109,8 +116,13 @@ def elbo_curve(history, reference: float | None = None, objective: str = "ELBO")
 
     def draw(axes, marker_size=None):
         axes.plot(it, train, label=f"train {objective} (batch)", alpha=0.7)
-        axes.plot(it[has_test], test[has_test], "o-", markersize=marker_size,
-                  label="test ELBO (fixed set)")
+        axes.plot(
+            it[has_test],
+            test[has_test],
+            "o-",
+            markersize=marker_size,
+            label="test ELBO (fixed set)",
+        )
         if reference is not None:
             axes.axhline(reference, color="gray", ls="--", label=f"reference {reference:.1f}")
 
@@ -121,9 +133,9 @@ def elbo_curve(history, reference: float | None = None, objective: str = "ELBO")
     values = values[np.isfinite(values)]
     bottom = np.percentile(values, 5) - 10 if len(values) else None
     zoomed = bottom is not None and values.min() < bottom
-    if zoomed:   # the zoom hides the start: show the whole run beside it
+    if zoomed:  # the zoom hides the start: show the whole run beside it
         ax.set_ylim(bottom, None)
-        inset = ax.inset_axes([0.5, 0.1, 0.46, 0.42])   # where the curves are not
+        inset = ax.inset_axes((0.5, 0.1, 0.46, 0.42))  # where the curves are not
         draw(inset, marker_size=2)
         margin = 0.05 * (values.max() - values.min())
         inset.set_ylim(values.min() - margin, values.max() + margin)
@@ -142,23 +154,30 @@ def prior_samples(model, n: int = 100, ncols: int = 10, seed=None, mean: bool = 
     z_seed, x_seed = two_seeds(seed)
     z = model.prior().sample(n, seed=z_seed)
     images = model.decode(z, sample=not mean, seed=x_seed)
-    return image_grid(images, ncols=ncols,
-                      title=("Decoder means p(x=1|z) at prior draws z ~ N(0, I)" if mean else
-                             "Prior predictive samples: z ~ N(0, I), then x ~ p(x|z)"))
+    return image_grid(
+        images,
+        ncols=ncols,
+        title=(
+            "Decoder means p(x=1|z) at prior draws z ~ N(0, I)"
+            if mean
+            else "Prior predictive samples: z ~ N(0, I), then x ~ p(x|z)"
+        ),
+    )
 
 
 def latent_manifold(model, n: int = 15, bound: float = 2.0):
     """For a 2-D latent space: decoded means on an n x n grid of z in [-bound, bound]^2."""
     if model.latent_dim != 2:
-        raise ValueError(f"latent_manifold needs a model with latent_dim=2, got "
-                         f"{model.latent_dim}; train one with Config(latent_dim=2).")
+        raise ValueError(
+            f"latent_manifold needs a model with latent_dim=2, got "
+            f"{model.latent_dim}; train one with Config(latent_dim=2)."
+        )
     grid = np.linspace(-bound, bound, n, dtype=np.float32)
     z = np.stack(np.meshgrid(grid, grid[::-1]), axis=-1).reshape(-1, 2)
     images = model.decode(z).numpy().reshape(n, n, 28, 28)
     canvas = images.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
     fig, ax = plt.subplots(figsize=(6, 6))
-    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1,
-              extent=[-bound, bound, -bound, bound])
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, extent=(-bound, bound, -bound, bound))
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     ax.set_title("Decoded means over the latent grid")
@@ -170,8 +189,9 @@ def latent_scatter(model, x, labels, dims=(0, 1)):
     mu, _ = model.encoder(np.asarray(x, np.float32))
     mu = np.asarray(mu)
     fig, ax = plt.subplots(figsize=(6, 5))
-    points = ax.scatter(mu[:, dims[0]], mu[:, dims[1]], c=np.asarray(labels), cmap="tab10",
-                        s=4, alpha=0.7)
+    points = ax.scatter(
+        mu[:, dims[0]], mu[:, dims[1]], c=np.asarray(labels), cmap="tab10", s=4, alpha=0.7
+    )
     fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
     ax.set_xlabel(f"$\\mu_{{{dims[0] + 1}}}$")
     ax.set_ylabel(f"$\\mu_{{{dims[1] + 1}}}$")
@@ -181,12 +201,19 @@ def latent_scatter(model, x, labels, dims=(0, 1)):
 
 def interpolation(model, x_a, x_b, n: int = 10):
     """Decoded means along the straight line between the posterior means of two digits."""
-    mu, _ = model.encoder(np.stack([np.asarray(x_a, np.float32).reshape(28, 28, 1),
-                                    np.asarray(x_b, np.float32).reshape(28, 28, 1)]))
+    mu, _ = model.encoder(
+        np.stack(
+            [
+                np.asarray(x_a, np.float32).reshape(28, 28, 1),
+                np.asarray(x_b, np.float32).reshape(28, 28, 1),
+            ]
+        )
+    )
     t = np.linspace(0.0, 1.0, n, dtype=np.float32)[:, None]
     z = (1 - t) * mu[0] + t * mu[1]
-    return image_grid(model.decode(z), ncols=n,
-                      title="Interpolating between two digits in latent space")
+    return image_grid(
+        model.decode(z), ncols=n, title="Interpolating between two digits in latent space"
+    )
 
 
 def softplus_curve():

@@ -30,22 +30,44 @@ BURDA_TRAIN_IMAGES = 60000 - 400
 BURDA_PASSES = 3280
 
 _NETWORK_AND_DATA = dict(
-    latent_dim=50, hidden_size=200, hidden_layers=2, activation="tanh",
-    binarization="stochastic", n_validation=400,
-    optimizer="adam", epsilon=1e-4, learning_rate=1e-3, lr_schedule="burda",
+    latent_dim=50,
+    hidden_size=200,
+    hidden_layers=2,
+    activation="tanh",
+    binarization="stochastic",
+    n_validation=400,
+    optimizer="adam",
+    epsilon=1e-4,
+    learning_rate=1e-3,
+    lr_schedule="burda",
 )
 
 
 def _burda(objective: str, k: int) -> dict:
-    steps_per_pass = BURDA_TRAIN_IMAGES // 20          # 2,980 steps of 20 images
-    return dict(_NETWORK_AND_DATA, objective=objective, n_samples=k, batch_size=20,
-                n_iterations=BURDA_PASSES * steps_per_pass,
-                log_every=steps_per_pass, print_every=10 * steps_per_pass, n_eval=1000)
+    steps_per_pass = BURDA_TRAIN_IMAGES // 20  # 2,980 steps of 20 images
+    return dict(
+        _NETWORK_AND_DATA,
+        objective=objective,
+        n_samples=k,
+        batch_size=20,
+        n_iterations=BURDA_PASSES * steps_per_pass,
+        log_every=steps_per_pass,
+        print_every=10 * steps_per_pass,
+        n_eval=1000,
+    )
 
 
 def _fast(objective: str, k: int, n_iterations: int) -> dict:
-    return dict(_NETWORK_AND_DATA, objective=objective, n_samples=k, batch_size=100,
-                n_iterations=n_iterations, log_every=1000, print_every=10000, n_eval=1000)
+    return dict(
+        _NETWORK_AND_DATA,
+        objective=objective,
+        n_samples=k,
+        batch_size=100,
+        n_iterations=n_iterations,
+        log_every=1000,
+        print_every=10000,
+        n_eval=1000,
+    )
 
 
 #: Each preset's settings, as keyword arguments of ``Config``.

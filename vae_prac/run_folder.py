@@ -121,7 +121,9 @@ class NetworkSizesChangedError(RunFolderError, ValueError):
         super().__init__(
             f"{folder} holds a run with {saved}, but this config has {asked}. Its "
             f"checkpoint fixes the network sizes: use another logdir, or the same network "
-            f"sizes to resume that run.", folder)
+            f"sizes to resume that run.",
+            folder,
+        )
         self.changes = changes
 
 
@@ -148,15 +150,17 @@ def write_atomically(path, write: Callable[[str], None]):
         raise
     finally:
         if os.path.exists(partial):
-            with contextlib.suppress(OSError):   # the error being raised matters more
+            with contextlib.suppress(OSError):  # the error being raised matters more
                 os.remove(partial)
 
 
 def write_json(path, value, indent: int = 2):
     """Write ``value`` to ``path`` as JSON, atomically."""
+
     def write(target):
         with open(target, "w") as f:
             json.dump(value, f, indent=indent)
+
     write_atomically(path, write)
 
 
@@ -177,9 +181,13 @@ def read_config(folder) -> Optional[Config]:
     except FileNotFoundError:
         return None
     except (ValueError, TypeError) as e:
-        raise BadConfigError(f"{path} is not a valid vae_prac config ({e}). Use another "
-                             f"folder, or delete {folder} to start again.",
-                             folder, path, str(e)) from None
+        raise BadConfigError(
+            f"{path} is not a valid vae_prac config ({e}). Use another "
+            f"folder, or delete {folder} to start again.",
+            folder,
+            path,
+            str(e),
+        ) from None
 
 
 def check_resume(folder, config: Config) -> Optional[Config]:
@@ -192,8 +200,11 @@ def check_resume(folder, config: Config) -> Optional[Config]:
     saved = read_config(folder)
     if saved is None or latest_checkpoint(folder) is None:
         return saved
-    changes = [(name, getattr(saved, name), getattr(config, name))
-               for name in NETWORK_SETTINGS if getattr(saved, name) != getattr(config, name)]
+    changes = [
+        (name, getattr(saved, name), getattr(config, name))
+        for name in NETWORK_SETTINGS
+        if getattr(saved, name) != getattr(config, name)
+    ]
     if changes:
         raise NetworkSizesChangedError(folder, changes)
     return saved
@@ -240,8 +251,9 @@ def checkpoint_iteration(folder) -> Optional[int]:
     return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
-def open_checkpoints(config: Config, checkpoint: tf.train.Checkpoint,
-                     say=print) -> tf.train.CheckpointManager:
+def open_checkpoints(
+    config: Config, checkpoint: tf.train.Checkpoint, say=print
+) -> tf.train.CheckpointManager:
     """Make ``config.logdir`` ready for a run; returns its ``CheckpointManager``.
 
     Unreadable checkpoints are set aside (the note goes to ``say``), the resume rule is
@@ -268,8 +280,9 @@ def readable_checkpoint(folder, say=print) -> str:
         say(note)
     if latest is None:
         raise NoCheckpointError(
-            f"No checkpoint in {ckpt_dir}. Train first, e.g. `vae-prac train --out "
-            f"{folder}`.", folder)
+            f"No checkpoint in {ckpt_dir}. Train first, e.g. `vae-prac train --out {folder}`.",
+            folder,
+        )
     return latest
 
 
@@ -326,13 +339,18 @@ def use_newest_readable_checkpoint(ckpt_dir: str) -> tuple[Optional[str], Option
     if not unreadable:
         return newest, None
     names = ", ".join(os.path.basename(p) for p, _ in unreadable)
-    why = (unreadable[0][1] if len(unreadable) == 1 else
-           "; ".join(f"{os.path.basename(p)}: {reason}" for p, reason in unreadable))
+    why = (
+        unreadable[0][1]
+        if len(unreadable) == 1
+        else "; ".join(f"{os.path.basename(p)}: {reason}" for p, reason in unreadable)
+    )
     folder = os.path.dirname(ckpt_dir)
     if newest is None:
         raise UnreadableCheckpointError(
             f"No checkpoint in {ckpt_dir} can be read ({why}). To train from iteration 0, "
-            f"move {ckpt_dir} aside (or delete it); or use another folder.", folder)
+            f"move {ckpt_dir} aside (or delete it); or use another folder.",
+            folder,
+        )
     try:
         # Under the folder's lock: not while another run writes its checkpoints.
         with run_lock.hold(folder, say=lambda line: None):
@@ -343,8 +361,10 @@ def use_newest_readable_checkpoint(ckpt_dir: str) -> tuple[Optional[str], Option
     except OSError as e:
         kept = f"left in place, as it could not be renamed ({e.strerror or e})"
     s = "s" if len(unreadable) > 1 else ""
-    return newest, (f"Checkpoint{s} {names} in {ckpt_dir} cannot be read ({why}): {kept}; "
-                    f"using {os.path.basename(newest)}, the newest readable one.")
+    return newest, (
+        f"Checkpoint{s} {names} in {ckpt_dir} cannot be read ({why}): {kept}; "
+        f"using {os.path.basename(newest)}, the newest readable one."
+    )
 
 
 def _set_aside(ckpt_dir: str, damaged: list, newest: str) -> list:
@@ -356,9 +376,10 @@ def _set_aside(ckpt_dir: str, damaged: list, newest: str) -> list:
     names = []
     for prefix in damaged:
         aside = f"{prefix}.damaged-{stamp}"
-        for path in glob.glob(glob.escape(prefix) + ".index") + \
-                glob.glob(glob.escape(prefix) + ".data-*"):
-            os.replace(path, aside + path[len(prefix):])
+        for path in glob.glob(glob.escape(prefix) + ".index") + glob.glob(
+            glob.escape(prefix) + ".data-*"
+        ):
+            os.replace(path, aside + path[len(prefix) :])
         names.append(os.path.basename(aside))
     state = tf.train.get_checkpoint_state(ckpt_dir)
     paths = list(state.all_model_checkpoint_paths)
@@ -374,6 +395,7 @@ def _set_aside(ckpt_dir: str, damaged: list, newest: str) -> list:
     def write(target):
         with open(target, "w") as f:
             f.write(text_format.MessageToString(state))
+
     write_atomically(os.path.join(ckpt_dir, "checkpoint"), write)
     return names
 
@@ -425,8 +447,10 @@ class History:
 
     def to_json(self, path):
         """Write the history as JSON; a missing test ELBO (NaN) becomes null."""
+
         def clean(values):
             return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+
         with open(path, "w") as f:
             json.dump({k: clean(getattr(self, k)) for k in self.FIELDS}, f, indent=1)
 
@@ -473,8 +497,9 @@ def save_history_json(folder, history: History):
 
 def save_figure(fig, path):
     """Save a Matplotlib figure as a PNG file, atomically (closing it is the caller's)."""
-    write_atomically(path, lambda target: fig.savefig(target, format="png", dpi=100,
-                                                      bbox_inches="tight"))
+    write_atomically(
+        path, lambda target: fig.savefig(target, format="png", dpi=100, bbox_inches="tight")
+    )
 
 
 def read_metrics(folder) -> Optional[dict]:
@@ -536,9 +561,11 @@ def remove_checkpoint_debris(folder):
             path = os.path.join(ckpt_dir, name)
             # (not ckpt-N.damaged-*: unreadable checkpoints kept aside on purpose)
             number = re.match(r"ckpt-(\d+)(_temp|\.index$|\.data-)", name)
-            if (name.startswith("checkpoint.tmp") or name.endswith(PARTIAL)
-                    or (number and (number.group(2) == "_temp"
-                                    or int(number.group(1)) > latest))):
+            if (
+                name.startswith("checkpoint.tmp")
+                or name.endswith(PARTIAL)
+                or (number and (number.group(2) == "_temp" or int(number.group(1)) > latest))
+            ):
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     except (OSError, ValueError, AttributeError, tf.errors.OpError):
         pass

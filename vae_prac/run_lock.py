@@ -40,7 +40,8 @@ class RunLockedError(RuntimeError):
     def __init__(self, folder: str, holder: dict):
         super().__init__(
             f"{folder} is in use by another run: {describe(holder)}. Wait for it to end "
-            f"(or stop it), or write to another folder.")
+            f"(or stop it), or write to another folder."
+        )
         self.folder = folder
         self.holder = holder
 
@@ -49,20 +50,20 @@ def describe(holder: dict) -> str:
     """'process 123 on host, started 2026-12-07 10:00:00 (vae-prac train ...)'."""
     if not holder.get("pid"):
         return "a process that has just started (its lock file is still empty)"
-    where = "" if holder.get("host") in (None, socket.gethostname()) else \
-        f" on {holder['host']}"
+    where = "" if holder.get("host") in (None, socket.gethostname()) else f" on {holder['host']}"
     command = holder.get("command") or ""
     if len(command) > 100:
         command = command[:97] + "..."
-    return (f"process {holder['pid']}{where}, started {holder.get('started', '?')}"
-            + (f" ({command})" if command else ""))
+    return f"process {holder['pid']}{where}, started {holder.get('started', '?')}" + (
+        f" ({command})" if command else ""
+    )
 
 
 def _command() -> str:
     """This process's command line, short: 'vae-prac train --out runs/a', 'python -m ...'."""
     argv = sys.argv if sys.argv and sys.argv[0] else ["python"]
     program = os.path.basename(argv[0])
-    if program == "__main__.py":   # python -m PACKAGE
+    if program == "__main__.py":  # python -m PACKAGE
         program = "python -m " + os.path.basename(os.path.dirname(argv[0]))
     return " ".join([program] + argv[1:])
 
@@ -100,11 +101,11 @@ def acquire(folder, say=print) -> str:
         _held[path][1] += 1
         return path
     while True:
-        f = open(path, "a+")   # created if missing, never truncated
+        f = open(path, "a+")  # created if missing, never truncated
         if not _try_lock(f):
             f.close()
             holder = _read(path)
-            for _ in range(20):   # the holder may be writing its details right now
+            for _ in range(20):  # the holder may be writing its details right now
                 if holder:
                     break
                 time.sleep(0.05)
@@ -126,13 +127,22 @@ def acquire(folder, say=print) -> str:
             previous = json.loads(left)
         except ValueError:
             previous = {}
-        say(f"Taking over {path}: it was left by {describe(previous)}, which ended "
-            f"without releasing it.")
+        say(
+            f"Taking over {path}: it was left by {describe(previous)}, which ended "
+            f"without releasing it."
+        )
     f.seek(0)
     f.truncate()
-    f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                        "command": _command()}))
+    f.write(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "command": _command(),
+            }
+        )
+    )
     f.flush()
     _held[path] = [f, 1]
     return path
@@ -153,8 +163,8 @@ def release(path: str):
         os.remove(path)
     except OSError:
         with contextlib.suppress(OSError):
-            f.truncate(0)   # (Windows, or a read-only folder): at least no stale details
-    f.close()   # and so the operating system's lock ends
+            f.truncate(0)  # (Windows, or a read-only folder): at least no stale details
+    f.close()  # and so the operating system's lock ends
 
 
 @contextlib.contextmanager

@@ -60,7 +60,9 @@ def shorten(config: Config) -> Config:
     factor = config.log_every
     # print_every is a multiple of log_every (Config checks it), so both divide exactly;
     # ceil(ceil(n / f) / (p / f)) = ceil(n / p): the same rows and evaluations.
-    return config.replace(n_iterations=-(-config.n_iterations // factor),
-                          print_every=config.print_every // factor,
-                          log_every=1,
-                          n_eval=min(config.n_eval, N_EVAL_CAP))
+    return config.replace(
+        n_iterations=-(-config.n_iterations // factor),
+        print_every=config.print_every // factor,
+        log_every=1,
+        n_eval=min(config.n_eval, N_EVAL_CAP),
+    )

@@ -50,9 +50,13 @@ class NonFiniteLossError(RuntimeError):
             f"The loss was NaN or Inf at iteration {iteration}; training stopped and that "
             f"step was not applied. Try a smaller learning_rate, or check the data "
             f"(vae_prac.data.validate_batch). The model and history so far are in "
-            f"this exception's .result" + (
+            f"this exception's .result"
+            + (
                 f"; the last good checkpoint is in {result.checkpoint_dir}."
-                if result.checkpoint_dir else "."))
+                if result.checkpoint_dir
+                else "."
+            )
+        )
         self.iteration = iteration
         self.result = result
 
@@ -78,10 +82,12 @@ def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
     """
     learning_rate = learning_rate_schedule(config)
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999,
-                                     epsilon=config.epsilon or 1e-4)
-    return keras.optimizers.RMSprop(learning_rate=learning_rate, rho=0.9,
-                                    epsilon=config.epsilon or 1e-10)
+        return keras.optimizers.Adam(
+            learning_rate=learning_rate, beta_1=0.9, beta_2=0.999, epsilon=config.epsilon or 1e-4
+        )
+    return keras.optimizers.RMSprop(
+        learning_rate=learning_rate, rho=0.9, epsilon=config.epsilon or 1e-10
+    )
 
 
 #: Burda et al.'s schedule: stage i (0..7) lasts 3^i passes at learning rate 1e-3 * 10^(-i/7).
@@ -96,7 +102,7 @@ def learning_rate_schedule(config: Config):
     """
     if config.lr_schedule == "constant":
         return config.learning_rate
-    weights = [3 ** i for i in range(BURDA_STAGES)]
+    weights = [3**i for i in range(BURDA_STAGES)]
     ends = np.cumsum(weights) / sum(weights) * config.n_iterations
     # PiecewiseConstantDecay keeps values[i] while step <= boundaries[i]; the step of
     # 0-based iteration t is t, so stage i ends at its last iteration, end_i - 1.
@@ -113,11 +119,14 @@ def objective_fn(config: Config) -> Callable:
     """
     k = config.n_samples
     if config.objective == "iwae":
+
         def batch_objective(model, x, seed):
             return tf.reduce_sum(iw_bound(model, x, k, seed=seed))
     else:
+
         def batch_objective(model, x, seed):
             return tf.reduce_sum(elbo(model, x, n_samples=k, seed=seed).elbo)
+
     return batch_objective
 
 
@@ -130,17 +139,24 @@ def gradient_step(model, optimizer, batch_elbo, x, seed):
     """
     with tf.GradientTape() as tape:
         elbo_value = batch_elbo(model, x, seed)
-        loss = -elbo_value                   # optimizers minimize: minimize -ELBO
+        loss = -elbo_value  # optimizers minimize: minimize -ELBO
     grads = tape.gradient(loss, model.trainable_variables)
     optimizer.apply(grads, model.trainable_variables)
     return elbo_value
 
 
-def train(config: Config = Config(), model: Optional[VAE] = None,
-          hooks: Iterable[Hook] = (), strategy: Optional[tf.distribute.Strategy] = None,
-          progress: bool = True, verbose: bool = True, train_images=None,
-          eval_x=None, batch_elbo: Optional[Callable] = None,
-          train_step: Optional[Callable] = None) -> TrainResult:
+def train(
+    config: Config = Config(),
+    model: Optional[VAE] = None,
+    hooks: Iterable[Hook] = (),
+    strategy: Optional[tf.distribute.Strategy] = None,
+    progress: bool = True,
+    verbose: bool = True,
+    train_images=None,
+    eval_x=None,
+    batch_elbo: Optional[Callable] = None,
+    train_step: Optional[Callable] = None,
+) -> TrainResult:
     """Train a VAE with ``config``; returns a ``TrainResult``.
 
     Args:
@@ -171,9 +187,11 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
     the rules of resuming.
     """
     if not isinstance(config, Config):
-        raise TypeError(f"config must be a vae_prac.Config, got {type(config).__name__}; "
-                        f"build one with Config(**settings) or Config.from_dict(settings).")
-    config = short_runs.shorten(config)   # VAE_PRAC_SHORT_RUNS: see vae_prac.short_runs
+        raise TypeError(
+            f"config must be a vae_prac.Config, got {type(config).__name__}; "
+            f"build one with Config(**settings) or Config.from_dict(settings)."
+        )
+    config = short_runs.shorten(config)  # VAE_PRAC_SHORT_RUNS: see vae_prac.short_runs
     # Wrong images fail here, not after a first write or a thousand iterations.
     if train_images is not None:
         data._image_array(train_images)
@@ -186,11 +204,11 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
         if config.n_validation >= len(train_images):
             raise ValueError(
                 f"Config.n_validation ({config.n_validation}) leaves no training images "
-                f"out of {len(train_images)}.")
-        train_images = train_images[:len(train_images) - config.n_validation]
+                f"out of {len(train_images)}."
+            )
+        train_images = train_images[: len(train_images) - config.n_validation]
     if eval_x is None:
-        eval_x = data.eval_set(config.n_eval, config.binarization, config.seed,
-                               config.data_dir)
+        eval_x = data.eval_set(config.n_eval, config.binarization, config.seed, config.data_dir)
 
     with (strategy or tf.distribute.get_strategy()).scope():
         model = model or VAE.from_config(config)
@@ -198,10 +216,20 @@ def train(config: Config = Config(), model: Optional[VAE] = None,
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
     checkpoint = run_folder.checkpoint_of(model, step, optimizer)
-    loop = dict(config=config, model=model, optimizer=optimizer, step=step,
-                strategy=strategy, hooks=hooks, progress=progress, verbose=verbose,
-                train_images=train_images, eval_x=eval_x, batch_elbo=batch_elbo,
-                train_step=train_step)
+    loop = dict(
+        config=config,
+        model=model,
+        optimizer=optimizer,
+        step=step,
+        strategy=strategy,
+        hooks=hooks,
+        progress=progress,
+        verbose=verbose,
+        train_images=train_images,
+        eval_x=eval_x,
+        batch_elbo=batch_elbo,
+        train_step=train_step,
+    )
     if not config.logdir:
         return _train_loop(manager=None, **loop)
     # One run at a time in a logdir: two would delete each other's checkpoints.
@@ -220,29 +248,52 @@ def _resumed(config, optimizer, step, path, say):
     if config.lr_schedule == "constant":
         optimizer.learning_rate.assign(config.learning_rate)
     at = int(step.numpy())
-    say(f"Resuming from {path} at iteration {at}"
-        + ("." if at < config.n_iterations else
-           f": nothing to train (n_iterations is {config.n_iterations})."))
+    say(
+        f"Resuming from {path} at iteration {at}"
+        + (
+            "."
+            if at < config.n_iterations
+            else f": nothing to train (n_iterations is {config.n_iterations})."
+        )
+    )
 
 
-def _train_loop(config, model, optimizer, step, strategy, hooks, progress, verbose,
-                train_images, eval_x, batch_elbo, train_step, manager) -> TrainResult:
+def _train_loop(
+    config,
+    model,
+    optimizer,
+    step,
+    strategy,
+    hooks,
+    progress,
+    verbose,
+    train_images,
+    eval_x,
+    batch_elbo,
+    train_step,
+    manager,
+) -> TrainResult:
     """``train`` from the iteration in ``step`` to ``config.n_iterations``."""
     start = int(step.numpy())
 
     # The batches of data.train_dataset, from batch `start` on: the data order of an
     # uninterrupted run.
-    run_steps = _compile_train_loop(model, optimizer, step, strategy, config,
-                                    batch_elbo, train_step, train_images, start)
+    run_steps = _compile_train_loop(
+        model, optimizer, step, strategy, config, batch_elbo, train_step, train_images, start
+    )
 
     # A writer creates its events file at once: none when there is nothing to train.
-    writer = (tf.summary.create_file_writer(config.logdir)
-              if config.logdir and start < config.n_iterations else None)
+    writer = (
+        tf.summary.create_file_writer(config.logdir)
+        if config.logdir and start < config.n_iterations
+        else None
+    )
     history = History()
-    result = TrainResult(model, history, start,
-                         checkpoint_dir=manager.directory if manager else None)
+    result = TrainResult(
+        model, history, start, checkpoint_dir=manager.directory if manager else None
+    )
     bar = _progress_bar(config.n_iterations, start, progress)
-    it = start   # the iterations done so far, kept in step to be checkpointed
+    it = start  # the iterations done so far, kept in step to be checkpointed
     try:
         while it < config.n_iterations:
             # Run up to the next multiple of log_every (a resumed run may start mid-way).
@@ -251,7 +302,7 @@ def _train_loop(config, model, optimizer, step, strategy, hooks, progress, verbo
             elbo_sum, n_done = run_steps(tf.constant(n, tf.int64))
             elapsed = time.perf_counter() - t0
             n_done = int(n_done)
-            it = result.iteration = int(step.numpy())   # int() can't read a MirroredVariable
+            it = result.iteration = int(step.numpy())  # int() can't read a MirroredVariable
             if n_done < n:
                 raise NonFiniteLossError(it + 1, result)
             train_elbo = float(elbo_sum) / (n_done * config.batch_size)
@@ -260,8 +311,7 @@ def _train_loop(config, model, optimizer, step, strategy, hooks, progress, verbo
             test_elbo = math.nan
             if it % config.print_every == 0 or it == config.n_iterations:
                 test_elbo = evaluate_elbo(model, eval_x, seed=config.seed)
-            history.append(it, train_elbo, test_elbo,
-                           n_done * config.batch_size / elapsed)
+            history.append(it, train_elbo, test_elbo, n_done * config.batch_size / elapsed)
             if writer:
                 with writer.as_default(step=it):
                     _scalar("elbo/train", train_elbo)
@@ -275,16 +325,22 @@ def _train_loop(config, model, optimizer, step, strategy, hooks, progress, verbo
                     run_folder.save_history(config.logdir, history, start)
                     manager.save(checkpoint_number=it)
                 if verbose:
-                    _write(bar, f"Iteration {it:>6d}  train ELBO {train_elbo:9.3f}  "
-                                f"test ELBO {test_elbo:9.3f}  "
-                                f"examples/s {history.examples_per_sec[-1]:,.0f}")
+                    _write(
+                        bar,
+                        f"Iteration {it:>6d}  train ELBO {train_elbo:9.3f}  "
+                        f"test ELBO {test_elbo:9.3f}  "
+                        f"examples/s {history.examples_per_sec[-1]:,.0f}",
+                    )
                 for hook in hooks:
                     hook(model, it, history)
     except KeyboardInterrupt:
         result.interrupted = True
         if verbose:
-            _write(bar, f"Interrupted at iteration {int(step.numpy())}; the model and the "
-                        f"history so far are kept in the returned result.")
+            _write(
+                bar,
+                f"Interrupted at iteration {int(step.numpy())}; the model and the "
+                f"history so far are kept in the returned result.",
+            )
     finally:
         bar.close()
         if writer:
@@ -293,8 +349,7 @@ def _train_loop(config, model, optimizer, step, strategy, hooks, progress, verbo
     return result
 
 
-def restore(logdir: str, config: Optional[Config] = None,
-            verbose: bool = True) -> tuple[VAE, int]:
+def restore(logdir: str, config: Optional[Config] = None, verbose: bool = True) -> tuple[VAE, int]:
     """Load the latest checkpoint in ``logdir`` into a new VAE; returns (model, iteration).
 
     ``config`` gives the network sizes; by default they are read from the
@@ -307,17 +362,24 @@ def restore(logdir: str, config: Optional[Config] = None,
         if config is None:
             raise run_folder.NoConfigError(
                 f"No config.json in {logdir}: pass config= with the network sizes used "
-                f"for training.", logdir)
-    latest = run_folder.readable_checkpoint(
-        logdir, say=print if verbose else (lambda line: None))
+                f"for training.",
+                logdir,
+            )
+    latest = run_folder.readable_checkpoint(logdir, say=print if verbose else (lambda line: None))
     model = VAE.from_config(config)
     step = tf.Variable(0, dtype=tf.int64)
     run_folder.checkpoint_of(model, step).restore(latest).expect_partial()
     return model, int(step)
 
 
-def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] = None,
-                  batch_elbo: Optional[Callable] = None, train_step: Optional[Callable] = None):
+def train_step_fn(
+    model,
+    optimizer,
+    config: Config,
+    jit_compile: Optional[bool] = None,
+    batch_elbo: Optional[Callable] = None,
+    train_step: Optional[Callable] = None,
+):
     """One training step on a batch x: returns the batch ELBO and whether it was finite.
 
     A step whose loss is NaN or Inf changes neither the weights nor the optimizer's
@@ -328,16 +390,18 @@ def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] 
     your own applies whatever update it computes.
     """
     jit = config.jit_compile if jit_compile is None else jit_compile
-    if jit is None:   # XLA pays off on a GPU; on a CPU this small step runs faster without
+    if jit is None:  # XLA pays off on a GPU; on a CPU this small step runs faster without
         jit = bool(tf.config.list_physical_devices("GPU"))
     if batch_elbo is None:
         batch_elbo = objective_fn(config)
 
     if train_step is not None:
+
         @tf.function(jit_compile=jit)
         def own_step(x, seed):
             value = tf.cast(train_step(model, optimizer, batch_elbo, x, seed), tf.float32)
             return value, tf.math.is_finite(value)
+
         return own_step
 
     @tf.function(jit_compile=jit)
@@ -352,7 +416,8 @@ def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] 
                 f"These weights get no gradient from the ELBO: {unused}. Every weight "
                 f"of model.encoder and model.decoder must be used; to change a "
                 f"network, pass it to VAE(encoder=..., decoder=...) instead of "
-                f"replacing the attribute.")
+                f"replacing the attribute."
+            )
         finite = tf.math.is_finite(loss)
         if jit or tf.distribute.has_strategy():
             # Zero gradients instead. Under a strategy the update all-reduces them (a
@@ -365,6 +430,7 @@ def train_step_fn(model, optimizer, config: Config, jit_compile: Optional[bool] 
             def apply():
                 optimizer.apply(grads, model.trainable_variables)
                 return tf.constant(True)
+
             tf.cond(finite, apply, lambda: tf.constant(False))
         return batch_elbo_value, finite
 
@@ -382,22 +448,23 @@ def _batch_feed(train_images, config: Config, start: int):
     stateless seed [seed, batch index]). ``start`` batches are skipped, as when resuming.
     Call ``next_batch`` once per step, with consecutive indices from ``start`` on.
     """
-    images = data._image_array(train_images)   # checked as data.train_dataset checks them
+    images = data._image_array(train_images)  # checked as data.train_dataset checks them
     n = len(images)
     batch_size = config.batch_size
     # A call into tf.data costs about a quarter of a small training step: make one per
     # block of about 8,000 indices instead of one per batch.
     per_block = max(1, 8192 // batch_size)
-    blocks = (tf.data.Dataset.range(n)
-              .shuffle(min(data.SHUFFLE_BUFFER, n), seed=config.seed,
-                       reshuffle_each_iteration=True)
-              .repeat()
-              .skip(start * batch_size)
-              .batch(per_block * batch_size)
-              .prefetch(1))
+    blocks = (
+        tf.data.Dataset.range(n)
+        .shuffle(min(data.SHUFFLE_BUFFER, n), seed=config.seed, reshuffle_each_iteration=True)
+        .repeat()
+        .skip(start * batch_size)
+        .batch(per_block * batch_size)
+        .prefetch(1)
+    )
     iterator = iter(blocks)
     block = tf.Variable(tf.zeros([per_block * batch_size], tf.int64), trainable=False)
-    used = tf.Variable(per_block, dtype=tf.int64, trainable=False)   # batches of it used
+    used = tf.Variable(per_block, dtype=tf.int64, trainable=False)  # batches of it used
     pixels = tf.constant(images)
 
     def next_indices():
@@ -405,10 +472,11 @@ def _batch_feed(train_images, config: Config, start: int):
             block.assign(next(iterator))
             used.assign(0)
             return tf.constant(True)
+
         tf.cond(used >= per_block, refill, lambda: tf.constant(False))
         first = used.read_value() * batch_size
         used.assign_add(1)
-        return tf.slice(block, [first], [batch_size])   # a static shape: [batch_size]
+        return tf.slice(block, [first], [batch_size])  # a static shape: [batch_size]
 
     def next_batch(index):
         batch = tf.gather(pixels, next_indices())
@@ -417,19 +485,26 @@ def _batch_feed(train_images, config: Config, start: int):
     return next_batch
 
 
-def _compile_train_loop(model, optimizer, step, strategy, config, batch_elbo=None,
-                        own_step=None, train_images=None, start=0):
+def _compile_train_loop(
+    model,
+    optimizer,
+    step,
+    strategy,
+    config,
+    batch_elbo=None,
+    own_step=None,
+    train_images=None,
+    start=0,
+):
     """A compiled loop running up to n steps; returns (ELBO summed, steps done).
 
     ``run_steps(n)`` trains on ``train_images`` from batch ``step``, the batches of
     ``data.train_dataset`` from ``start`` on.
     """
-    train_step = train_step_fn(model, optimizer, config, batch_elbo=batch_elbo,
-                               train_step=own_step)
+    train_step = train_step_fn(model, optimizer, config, batch_elbo=batch_elbo, train_step=own_step)
     distributed = strategy is not None
     # data.train_dataset checks the images and the batch size, and defines the batches.
-    dataset = data.train_dataset(train_images, config.batch_size, config.binarization,
-                                 config.seed)
+    dataset = data.train_dataset(train_images, config.batch_size, config.binarization, config.seed)
     if distributed:
         # Under a strategy the optimizer all-reduces the gradients (a merge_call), which
         # TF refuses inside a nested tf.function: run the step's Python body instead.
@@ -447,14 +522,17 @@ def _compile_train_loop(model, optimizer, step, strategy, config, batch_elbo=Non
         return train_step(x, tf.stack([tf.constant(config.seed, tf.int32), it]))
 
     def one_step():
-        if not distributed:   # strategy.run costs ~30% of a small step on a CPU
+        if not distributed:  # strategy.run costs ~30% of a small step on a CPU
             index = step.read_value()
-            return train_step(next_batch(index),
-                              tf.stack([tf.constant(config.seed, tf.int32),
-                                        tf.cast(index, tf.int32)]))
+            return train_step(
+                next_batch(index),
+                tf.stack([tf.constant(config.seed, tf.int32), tf.cast(index, tf.int32)]),
+            )
         batch_elbo, finite = strategy.run(replica_step, args=(next(iterator), step))
-        return (strategy.reduce("SUM", batch_elbo, axis=None),
-                tf.reduce_all(strategy.experimental_local_results(finite)))
+        return (
+            strategy.reduce("SUM", batch_elbo, axis=None),
+            tf.reduce_all(strategy.experimental_local_results(finite)),
+        )
 
     @tf.function
     def run_steps(n):
@@ -464,7 +542,7 @@ def _compile_train_loop(model, optimizer, step, strategy, config, batch_elbo=Non
             batch_elbo, finite = one_step()
             if not finite:
                 break
-            total += tf.cast(batch_elbo, total.dtype)   # a student's ELBO may be float64
+            total += tf.cast(batch_elbo, total.dtype)  # a student's ELBO may be float64
             done += 1
             step.assign_add(1)
         return total, done
@@ -479,14 +557,20 @@ def _scalar(tag, value):
     installs; ``tf.summary.write`` with the "scalars" plugin tag writes the same event.
     """
     metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+    )
     tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
 
 
 class _NoBar:
-    def update(self, n): pass
-    def set_postfix(self, **kw): pass
-    def close(self): pass
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
 
 
 def _progress_bar(total, initial, enabled):
@@ -497,8 +581,15 @@ def _progress_bar(total, initial, enabled):
         from tqdm.auto import tqdm
     except ImportError:
         from tqdm import tqdm
-    return tqdm(total=total, initial=initial, desc="training", unit="it",
-                file=sys.stdout, dynamic_ncols=True, leave=True)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="training",
+        unit="it",
+        file=sys.stdout,
+        dynamic_ncols=True,
+        leave=True,
+    )
 
 
 def _write(bar, line):

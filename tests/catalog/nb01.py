@@ -15,10 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from catalog import Exercise, Mistake
 from vae_prac import data
 from vae_prac.checks import data as check
-
-from catalog import Exercise, Mistake
 
 # ---------------------------------------------------------------------------
 # Correct answers, in other styles than the solution's.
@@ -50,7 +49,7 @@ def rounding(images):
 
 def tf_ops(images):
     intensity = tf.cast(images, tf.float32) / 255.0
-    return tf.cast(intensity > 0.5, tf.float32)[..., tf.newaxis]   # a tf.Tensor
+    return tf.cast(intensity > 0.5, tf.float32)[..., tf.newaxis]  # a tf.Tensor
 
 
 def keras_ops(images):
@@ -59,12 +58,12 @@ def keras_ops(images):
 
 
 def tf_where_convert_dtype(images):
-    intensity = tf.image.convert_image_dtype(images, tf.float32)      # level / 255
+    intensity = tf.image.convert_image_dtype(images, tf.float32)  # level / 255
     return tf.where(intensity > 0.5, 1.0, 0.0)[..., None]
 
 
 def copy_then_assign(images):
-    out = images.astype(np.float32)            # a new array: writing into it is fine
+    out = images.astype(np.float32)  # a new array: writing into it is fine
     out[out <= 127] = 0.0
     out[out > 127] = 1.0
     return out.reshape(*images.shape, 1)
@@ -72,7 +71,7 @@ def copy_then_assign(images):
 
 def pure_python_loops(images):
     out = []
-    for image in images:                       # any N: one image at a time
+    for image in images:  # any N: one image at a time
         rows = []
         for row in image:
             rows.append([[1.0 if int(level) > 127 else 0.0] for level in row])
@@ -81,12 +80,12 @@ def pure_python_loops(images):
 
 
 def float64_then_cast(images):
-    intensity = images.astype(np.float64) / 255.0          # double precision first
+    intensity = images.astype(np.float64) / 255.0  # double precision first
     return np.expand_dims(intensity > 0.5, -1).astype(np.float32)
 
 
 def debug_prints(images):
-    print("binarizing", images.shape, images.dtype)        # left in while debugging
+    print("binarizing", images.shape, images.dtype)  # left in while debugging
     bits = (images / 255.0 > 0.5).astype(np.float32)[..., None]
     print("fraction of 1s:", bits.mean())
     return bits
@@ -144,7 +143,7 @@ def stochastic(images):
 
 def nan_on_blank(images):
     brightest = images.max(axis=(1, 2), keepdims=True)
-    return np.round(images / brightest).astype(np.float32)[..., None]     # 0 / 0 on a blank image
+    return np.round(images / brightest).astype(np.float32)[..., None]  # 0 / 0 on a blank image
 
 
 def flipped(images):
@@ -247,7 +246,7 @@ def no_return(images):
 
 def downstream_binarize(answer):
     """Notebook 01's later cell: the fixed evaluation set equals thresholding it yourself."""
-    test_images = data.load_mnist("test")[0]          # read-only, as in the notebook
+    test_images = data.load_mnist("test")[0]  # read-only, as in the notebook
     x_eval, _ = data.eval_set_with_labels(5000, "threshold")
     if not np.array_equal(x_eval, answer(test_images[:5000])):
         raise AssertionError("binarize(test_images[:5000]) differs from the evaluation set")
@@ -279,7 +278,8 @@ EXERCISES = [
             "> 128": Mistake(above_128, r"grey level 128 gives 0 but should give 1"),
             ">= 127": Mistake(from_127, r"grey level 127 gives 1 but should give 0"),
             "levels compared with 0.5": Mistake(
-                raw_levels_at_half, r"grey levels 0\.\.255 compared with 0\.5 directly"),
+                raw_levels_at_half, r"grey levels 0\.\.255 compared with 0\.5 directly"
+            ),
             "inverted": Mistake(inverted, r"inverted"),
             "integer division": Mistake(integer_division, r"integer division"),
             "no channel axis": Mistake(no_channel_axis, r"channel axis is missing"),
@@ -298,7 +298,8 @@ EXERCISES = [
             "divided by each image's maximum": Mistake(per_image_max, r"each image's maximum"),
             "divided by the batch's maximum": Mistake(per_batch_max, r"batch's maximum"),
             "rescaled by each image's min and max": Mistake(
-                per_image_min_max, r"its own minimum and maximum"),
+                per_image_min_max, r"its own minimum and maximum"
+            ),
             "each image's mean as threshold": Mistake(mean_threshold, r"each image's mean"),
             "random bits (stochastic)": Mistake(stochastic, r"different bits.*random"),
             "NaN on a blank image": Mistake(nan_on_blank, r"NaN.*blank image"),
@@ -309,8 +310,15 @@ EXERCISES = [
             "an extra parameter": Mistake(extra_parameter, r"one argument.*\(images, threshold\)"),
             "returns a dict": Mistake(returns_a_dict, r"returned a dict, not an array"),
         },
-        give_away=("> 0.5)", "> 127", ">= 128", ".astype(np.float32)", "[..., None]",
-                   "np.newaxis", "expand_dims"),
+        give_away=(
+            "> 0.5)",
+            "> 127",
+            ">= 128",
+            ".astype(np.float32)",
+            "[..., None]",
+            "np.newaxis",
+            "expand_dims",
+        ),
         downstream=downstream_binarize,
     ),
 ]

@@ -19,9 +19,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_prac.checks import elbo as check
-
 from catalog import Exercise, Mistake
+from vae_prac.checks import elbo as check
 
 tfd = tfp.distributions
 
@@ -35,7 +34,7 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def numpy_default_rng(x, m, v, n_samples=10_000, seed=(0, 0)):
-    rng = np.random.default_rng(seed)          # seeded: the same seed, the same draws
+    rng = np.random.default_rng(seed)  # seeded: the same seed, the same draws
     z = rng.normal(m, np.sqrt(v), size=n_samples)
 
     def log_normal(value, loc, scale):
@@ -47,7 +46,7 @@ def numpy_default_rng(x, m, v, n_samples=10_000, seed=(0, 0)):
 def stateless_normal_by_hand(x, m, v, n_samples=10_000, seed=(0, 0)):
     eps = tf.random.stateless_normal([n_samples], seed=seed)
     std = tf.sqrt(tf.constant(v, tf.float32))
-    z = m + std * eps                                          # reparameterized draws
+    z = m + std * eps  # reparameterized draws
 
     def log_normal(value, loc, scale):
         return -0.5 * LOG_2PI - tf.math.log(scale) - 0.5 * tf.square((value - loc) / scale)
@@ -65,8 +64,7 @@ def keras_ops_with_tfd(x, m, v, n_samples=10_000, seed=(0, 0)):
 
 
 def joint_distribution(x, m, v, n_samples=10_000, seed=(0, 0)):
-    model = tfd.JointDistributionNamed(dict(z=tfd.Normal(0.0, 1.0),
-                                            x=lambda z: tfd.Normal(z, S)))
+    model = tfd.JointDistributionNamed(dict(z=tfd.Normal(0.0, 1.0), x=lambda z: tfd.Normal(z, S)))
     q = tfd.Normal(m, tf.sqrt(float(v)))
     z = q.sample(n_samples, seed=seed)
     log_joint = model.log_prob(z=z, x=tf.fill([n_samples], float(x)))
@@ -92,21 +90,25 @@ def tfd_sample_with_shape(x, m, v, n_samples=10_000, seed=(0, 0)):
     # A Normal with batch shape [1]: average over the samples and that axis.
     q = tfd.Normal(loc=[m], scale=[math.sqrt(v)])
     z = q.sample(n_samples, seed=seed)
-    return tf.squeeze(tf.reduce_mean(tfd.Normal(z, S).log_prob(x) + prior.log_prob(z)
-                                     - q.log_prob(z), axis=0))
+    return tf.squeeze(
+        tf.reduce_mean(tfd.Normal(z, S).log_prob(x) + prior.log_prob(z) - q.log_prob(z), axis=0)
+    )
 
 
 def float64_throughout(x, m, v, n_samples=10_000, seed=(0, 0)):
     m64, v64, x64 = np.float64(m), np.float64(v), np.float64(x)
     q = tfd.Normal(loc=m64, scale=np.sqrt(v64))
-    z = q.sample(n_samples, seed=seed)                          # float64 draws
-    log_w = (tfd.Normal(z, np.float64(S)).log_prob(x64)
-             + tfd.Normal(np.float64(0.0), np.float64(1.0)).log_prob(z) - q.log_prob(z))
+    z = q.sample(n_samples, seed=seed)  # float64 draws
+    log_w = (
+        tfd.Normal(z, np.float64(S)).log_prob(x64)
+        + tfd.Normal(np.float64(0.0), np.float64(1.0)).log_prob(z)
+        - q.log_prob(z)
+    )
     return tf.reduce_mean(log_w)
 
 
 def pure_python_loop(x, m, v, n_samples=10_000, seed=(0, 0)):
-    rng = random.Random(seed[0] * 2**32 + seed[1])              # both numbers of the seed
+    rng = random.Random(seed[0] * 2**32 + seed[1])  # both numbers of the seed
     sd = math.sqrt(v)
 
     def log_normal(value, loc, scale):
@@ -135,7 +137,9 @@ def keras_random_and_ops(x, m, v, n_samples=10_000, seed=(0, 0)):
     z = m + sd * eps
 
     def log_normal(value, loc, scale):
-        return -0.5 * math.log(2 * math.pi) - ops.log(scale) - 0.5 * ops.square((value - loc) / scale)
+        return (
+            -0.5 * math.log(2 * math.pi) - ops.log(scale) - 0.5 * ops.square((value - loc) / scale)
+        )
 
     return ops.mean(log_normal(x, z, S) + log_normal(z, 0.0, 1.0) - log_normal(z, m, sd))
 
@@ -159,7 +163,7 @@ def closed_form_entropy(x, m, v, n_samples=10_000, seed=(0, 0)):
 def debug_prints(x, m, v, n_samples=10_000, seed=(0, 0)):
     q = tfd.Normal(m, math.sqrt(v))
     z = q.sample(n_samples, seed=seed)
-    print("z:", z.shape, float(tf.reduce_mean(z)))              # left in while debugging
+    print("z:", z.shape, float(tf.reduce_mean(z)))  # left in while debugging
     log_w = tfd.Normal(z, S).log_prob(x) + prior.log_prob(z) - q.log_prob(z)
     print("log weights:", float(tf.reduce_min(log_w)), float(tf.reduce_max(log_w)))
     return tf.reduce_mean(log_w)
@@ -177,30 +181,51 @@ def _by_hand(x, m, v, n_samples, seed, log_normal):
 
 
 def no_two_pi(x, m, v, n_samples=10_000, seed=(0, 0)):
-    return _by_hand(x, m, v, n_samples, seed,
-                    lambda value, loc, scale: -np.log(scale) - (value - loc) ** 2 / (2 * scale**2))
+    return _by_hand(
+        x,
+        m,
+        v,
+        n_samples,
+        seed,
+        lambda value, loc, scale: -np.log(scale) - (value - loc) ** 2 / (2 * scale**2),
+    )
 
 
 def unnormalized_density(x, m, v, n_samples=10_000, seed=(0, 0)):
-    return _by_hand(x, m, v, n_samples, seed,
-                    lambda value, loc, scale: -(value - loc) ** 2 / (2 * scale**2))
+    return _by_hand(
+        x, m, v, n_samples, seed, lambda value, loc, scale: -((value - loc) ** 2) / (2 * scale**2)
+    )
 
 
 def operator_precedence(x, m, v, n_samples=10_000, seed=(0, 0)):
-    return _by_hand(x, m, v, n_samples, seed,
-                    lambda value, loc, scale: (-0.5 * np.log(2 * np.pi * scale**2)
-                                               - (value - loc) ** 2 / 2 * scale**2))
+    return _by_hand(
+        x,
+        m,
+        v,
+        n_samples,
+        seed,
+        lambda value, loc, scale: (
+            -0.5 * np.log(2 * np.pi * scale**2) - (value - loc) ** 2 / 2 * scale**2
+        ),
+    )
 
 
 def sigma_for_variance_in_log(x, m, v, n_samples=10_000, seed=(0, 0)):
-    return _by_hand(x, m, v, n_samples, seed,
-                    lambda value, loc, scale: (-0.5 * np.log(2 * np.pi * scale)
-                                               - (value - loc) ** 2 / (2 * scale**2)))
+    return _by_hand(
+        x,
+        m,
+        v,
+        n_samples,
+        seed,
+        lambda value, loc, scale: (
+            -0.5 * np.log(2 * np.pi * scale) - (value - loc) ** 2 / (2 * scale**2)
+        ),
+    )
 
 
 def samples_from_prior(x, m, v, n_samples=10_000, seed=(0, 0)):
     q = tfd.Normal(m, math.sqrt(v))
-    z = prior.sample(n_samples, seed=seed)                     # z from p(z), not q
+    z = prior.sample(n_samples, seed=seed)  # z from p(z), not q
     return tf.reduce_mean(tfd.Normal(z, S).log_prob(x) + prior.log_prob(z) - q.log_prob(z))
 
 
@@ -328,7 +353,7 @@ def fixed_sample_size(x, m, v, n_samples=10_000, seed=(0, 0)):
 
 def one_sample(x, m, v, n_samples=10_000, seed=(0, 0)):
     q = tfd.Normal(m, math.sqrt(v))
-    z = q.sample(seed=seed)                      # one z, whatever n_samples says
+    z = q.sample(seed=seed)  # one z, whatever n_samples says
     return tfd.Normal(z, S).log_prob(x) + prior.log_prob(z) - q.log_prob(z)
 
 
@@ -338,9 +363,9 @@ def per_sample_values(x, m, v, n_samples=10_000, seed=(0, 0)):
 
 def keeps_an_axis(x, m, v, n_samples=10_000, seed=(0, 0)):
     q = tfd.Normal(loc=[m], scale=[math.sqrt(v)])
-    z = q.sample(n_samples, seed=seed)                          # [n_samples, 1]
+    z = q.sample(n_samples, seed=seed)  # [n_samples, 1]
     log_w = tfd.Normal(z, S).log_prob(x) + prior.log_prob(z) - q.log_prob(z)
-    return tf.reduce_mean(log_w, axis=0)                        # shape [1]
+    return tf.reduce_mean(log_w, axis=0)  # shape [1]
 
 
 def no_return(x, m, v, n_samples=10_000, seed=(0, 0)):
@@ -363,8 +388,9 @@ def downstream_toy_elbo(answer):
             raise AssertionError(f"q = N({m}, {v}): ELBO {estimate} against {exact}")
     means = np.linspace(-1.0, 2.6, 31).tolist()
     for v in (0.2, 1.0):
-        estimates = [float(answer(x, m, v, n_samples=2000, seed=(7, i)))
-                     for i, m in enumerate(means)]
+        estimates = [
+            float(answer(x, m, v, n_samples=2000, seed=(7, i))) for i, m in enumerate(means)
+        ]
         if not all(math.isfinite(e) and e <= log_px + 0.05 for e in estimates):
             raise AssertionError(f"the curve for v = {v} is broken: {estimates}")
 
@@ -397,8 +423,9 @@ EXERCISES = [
             "minus the ELBO": Mistake(negative_elbo, r"minus the ELBO"),
             "variance as scale": Mistake(variance_as_scale, r"q seems to be built with scale v"),
             "log q with the variance": Mistake(log_q_with_variance, r"log q\(z\) uses scale v"),
-            "likelihood scale s^2": Mistake(likelihood_scale_s_squared,
-                                            r"p\(x\|z\) seems to have scale s\^2"),
+            "likelihood scale s^2": Mistake(
+                likelihood_scale_s_squared, r"p\(x\|z\) seems to have scale s\^2"
+            ),
             "prior scale s": Mistake(prior_with_scale_s, r"prior is the standard normal"),
             "prior at x": Mistake(prior_at_x, r"evaluated at x"),
             "missing log p(x|z)": Mistake(missing_likelihood, r"log p\(x\|z\) term is missing"),
@@ -412,22 +439,33 @@ EXERCISES = [
             "result of shape [1]": Mistake(keeps_an_axis, r"shape \(1,\).*one number"),
             "no return": Mistake(no_return, r"returned None.*return"),
             "log-density without 2 pi": Mistake(no_two_pi, r"0\.919.*log\(2 pi\) / 2"),
-            "log-density without its constant": Mistake(unnormalized_density,
-                                                        r"keep only -\(value - mean\)\^2"),
+            "log-density without its constant": Mistake(
+                unnormalized_density, r"keep only -\(value - mean\)\^2"
+            ),
             "operator precedence: / 2 * sigma^2": Mistake(operator_precedence, r"parentheses"),
-            "log(2 pi sigma) for log(2 pi sigma^2)": Mistake(sigma_for_variance_in_log,
-                                                          r"-log\(2 pi sigma\) / 2"),
+            "log(2 pi sigma) for log(2 pi sigma^2)": Mistake(
+                sigma_for_variance_in_log, r"-log\(2 pi sigma\) / 2"
+            ),
             "samples from the prior": Mistake(samples_from_prior, r"come from the prior"),
             "KL added": Mistake(kl_added, r"KL divergence to the prior seems to be added"),
             "KL(p || q)": Mistake(kl_reversed, r"arguments swapped"),
             "log q with the prior": Mistake(log_q_with_prior, r"log p\(x\|z\) alone"),
-            "exact ELBO, no sampling": Mistake(exact_closed_form, r"closed form, not a Monte Carlo"),
+            "exact ELBO, no sampling": Mistake(
+                exact_closed_form, r"closed form, not a Monte Carlo"
+            ),
             "n_samples named L": Mistake(other_parameter_names, r"parameters are \(x, m, v, L="),
-            "returns the distribution q": Mistake(returns_the_distribution,
-                                                  r"returned a Normal, not a number"),
+            "returns the distribution q": Mistake(
+                returns_the_distribution, r"returned a Normal, not a number"
+            ),
         },
-        give_away=("tf.reduce_mean(", "log_joint", "scale=tf.sqrt(v)", "q.log_prob(z)",
-                   "prior.log_prob(z)", "tfd.Normal(loc=z, scale=S)"),
+        give_away=(
+            "tf.reduce_mean(",
+            "log_joint",
+            "scale=tf.sqrt(v)",
+            "q.log_prob(z)",
+            "prior.log_prob(z)",
+            "tfd.Normal(loc=z, scale=S)",
+        ),
         downstream=downstream_toy_elbo,
     ),
 ]

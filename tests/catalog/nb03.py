@@ -16,13 +16,12 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import vae_prac
+from catalog import Exercise, Mistake
 from vae_prac import data
 from vae_prac.checks import networks
 from vae_prac.config import Config
 from vae_prac.evaluate import evaluate_elbo
 from vae_prac.training import make_optimizer, train_step_fn
-
-from catalog import Exercise, Mistake
 
 ops = keras.ops
 Dense = keras.layers.Dense
@@ -30,6 +29,7 @@ tfd = tfp.distributions
 
 
 # --- downstream: how the later cells use a passing answer ---------------------------------
+
 
 def _train_and_evaluate(vae, latent_dim, hidden_size):
     """A few compiled training steps (notebook 05) reach and change every weight; then
@@ -46,7 +46,7 @@ def _train_and_evaluate(vae, latent_dim, hidden_size):
         assert bool(finite) and np.isfinite(float(elbo)), float(elbo)
     for v, old in zip(vae.trainable_variables, before):
         assert not np.array_equal(v.numpy(), old), f"{v.path} did not change in training"
-    assert np.isfinite(evaluate_elbo(vae, x, batch_size=8))   # batches of 8, 8 and 4
+    assert np.isfinite(evaluate_elbo(vae, x, batch_size=8))  # batches of 8, 8 and 4
 
 
 def _cell_40(make_encoder, make_decoder):
@@ -63,17 +63,19 @@ def _cell_40(make_encoder, make_decoder):
 
 def encoder_downstream(make_encoder):
     encoder, _ = _cell_40(make_encoder, vae_prac.generative_network)
-    assert encoder.count_params() == 237_400   # the Math Task's count of phi
-    vae = vae_prac.VAE(4, 32, encoder=make_encoder(4, 32),
-                       decoder=vae_prac.generative_network(4, 32))
+    assert encoder.count_params() == 237_400  # the Math Task's count of phi
+    vae = vae_prac.VAE(
+        4, 32, encoder=make_encoder(4, 32), decoder=vae_prac.generative_network(4, 32)
+    )
     _train_and_evaluate(vae, 4, 32)
 
 
 def decoder_downstream(make_decoder):
     _, decoder = _cell_40(vae_prac.inference_network, make_decoder)
-    assert decoder.count_params() == 217_984   # theta, as in Challenge 5
-    vae = vae_prac.VAE(4, 32, encoder=vae_prac.inference_network(4, 32),
-                       decoder=make_decoder(4, 32))
+    assert decoder.count_params() == 217_984  # theta, as in Challenge 5
+    vae = vae_prac.VAE(
+        4, 32, encoder=vae_prac.inference_network(4, 32), decoder=make_decoder(4, 32)
+    )
     _train_and_evaluate(vae, 4, 32)
     samples = vae.prior_predictive_sample(3, seed=0)
     assert tuple(samples.shape) == (3, 28, 28, 1)
@@ -81,12 +83,18 @@ def decoder_downstream(make_decoder):
 
 # --- the inference network: correct answers in other styles ------------------------------
 
+
 def enc_nested_sequential(latent_dim=100, hidden_size=200):
     """A Sequential body inside a functional model; keras.ops.split and activations."""
-    body = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
-                             Dense(hidden_size, activation="relu"),
-                             Dense(hidden_size, activation="relu"),
-                             Dense(2 * latent_dim)])
+    body = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Flatten(),
+            Dense(hidden_size, activation="relu"),
+            Dense(hidden_size, activation="relu"),
+            Dense(2 * latent_dim),
+        ]
+    )
     x = keras.Input((28, 28, 1))
     mu, a = ops.split(body(x), 2, axis=-1)
     return keras.Model(x, [mu, ops.add(keras.activations.softplus(a), 1e-6)])
@@ -118,8 +126,11 @@ class TwoHeads(keras.Model):
         super().__init__()
         self.sigma_head = Dense(latent_dim, activation="softplus")
         self.mu_head = Dense(latent_dim)
-        self.trunk = [keras.layers.Reshape((784,)), Dense(hidden_size, activation="relu"),
-                      Dense(hidden_size, activation="relu")]
+        self.trunk = [
+            keras.layers.Reshape((784,)),
+            Dense(hidden_size, activation="relu"),
+            Dense(hidden_size, activation="relu"),
+        ]
 
     def call(self, x):
         for layer in self.trunk:
@@ -138,8 +149,10 @@ class RawWeights(keras.Model):
         super().__init__()
         self.latent_dim = latent_dim
         sizes = [784, hidden_size, hidden_size, 2 * latent_dim]
-        self.kernels = [self.add_weight(shape=(a, b), initializer="glorot_uniform")
-                        for a, b in zip(sizes, sizes[1:])]
+        self.kernels = [
+            self.add_weight(shape=(a, b), initializer="glorot_uniform")
+            for a, b in zip(sizes, sizes[1:])
+        ]
         self.biases = [self.add_weight(shape=(b,), initializer="zeros") for b in sizes[1:]]
 
     def call(self, x):
@@ -147,7 +160,7 @@ class RawWeights(keras.Model):
         for w, b in zip(self.kernels[:2], self.biases[:2]):
             h = tf.nn.relu(tf.matmul(h, w) + b)
         out = tf.matmul(h, self.kernels[2]) + self.biases[2]
-        return out[:, :self.latent_dim], 1e-6 + tf.nn.softplus(out[:, self.latent_dim:])
+        return out[:, : self.latent_dim], 1e-6 + tf.nn.softplus(out[:, self.latent_dim :])
 
 
 def enc_raw_weights(latent_dim=100, hidden_size=200):
@@ -168,21 +181,35 @@ def enc_lambda(latent_dim=100, hidden_size=200):
 
 def enc_nested_models(latent_dim=100, hidden_size=200):
     """A trunk model and a head model, composed."""
-    trunk = keras.Sequential([keras.layers.Flatten(), Dense(hidden_size, activation="relu"),
-                              Dense(hidden_size, activation="relu")])
+    trunk = keras.Sequential(
+        [
+            keras.layers.Flatten(),
+            Dense(hidden_size, activation="relu"),
+            Dense(hidden_size, activation="relu"),
+        ]
+    )
     h_in = keras.Input((hidden_size,))
     params = Dense(2 * latent_dim)(h_in)
-    head = keras.Model(h_in, [params[:, :latent_dim],
-                              ops.softplus(params[:, latent_dim:]) + 1e-6])
+    head = keras.Model(h_in, [params[:, :latent_dim], ops.softplus(params[:, latent_dim:]) + 1e-6])
     x = keras.Input((28, 28, 1))
     return keras.Model(x, head(trunk(x)))
 
 
 # --- the inference network: mistakes ---------------------------------------------------
 
-def _encoder(latent_dim, hidden_size, act1="relu", act2="relu", out_act=None,
-             sigma=lambda a: 1e-6 + ops.softplus(a), swap=False, bias=True, widths=None,
-             scale=None):
+
+def _encoder(
+    latent_dim,
+    hidden_size,
+    act1="relu",
+    act2="relu",
+    out_act=None,
+    sigma=lambda a: 1e-6 + ops.softplus(a),
+    swap=False,
+    bias=True,
+    widths=None,
+    scale=None,
+):
     x = keras.Input((28, 28, 1))
     h = keras.layers.Flatten()(x)
     if scale:
@@ -269,15 +296,19 @@ def enc_one_tensor(latent_dim=100, hidden_size=200):
     h = keras.layers.Flatten()(x)
     h = Dense(hidden_size, activation="relu")(Dense(hidden_size, activation="relu")(h))
     params = Dense(2 * latent_dim)(h)
-    return keras.Model(x, ops.concatenate(
-        [params[:, :latent_dim], 1e-6 + ops.softplus(params[:, latent_dim:])], axis=-1))
+    return keras.Model(
+        x,
+        ops.concatenate(
+            [params[:, :latent_dim], 1e-6 + ops.softplus(params[:, latent_dim:])], axis=-1
+        ),
+    )
 
 
 def enc_split_batch_axis(latent_dim=100, hidden_size=200):
     x = keras.Input((28, 28, 1))
     h = keras.layers.Flatten()(x)
     h = Dense(hidden_size, activation="relu")(Dense(hidden_size, activation="relu")(h))
-    mu, a = ops.split(Dense(2 * latent_dim)(h), 2)   # axis=0 by default
+    mu, a = ops.split(Dense(2 * latent_dim)(h), 2)  # axis=0 by default
     return keras.Model(x, [mu, 1e-6 + ops.softplus(a)])
 
 
@@ -371,10 +402,16 @@ def enc_zero_initialised_last_layer(latent_dim=100, hidden_size=200):
 def enc_sequential_all_zero(latent_dim=100, hidden_size=200):
     """Every weight zero at first (ReLU layers of their own, ops.split): the right function
     for any weights, but its ReLUs output 0 and pass no gradient, so it never trains."""
-    body = keras.Sequential([keras.layers.Flatten(),
-                             Dense(hidden_size, kernel_initializer="zeros"), keras.layers.ReLU(),
-                             Dense(hidden_size, kernel_initializer="zeros"), keras.layers.ReLU(),
-                             Dense(2 * latent_dim, kernel_initializer="zeros")])
+    body = keras.Sequential(
+        [
+            keras.layers.Flatten(),
+            Dense(hidden_size, kernel_initializer="zeros"),
+            keras.layers.ReLU(),
+            Dense(hidden_size, kernel_initializer="zeros"),
+            keras.layers.ReLU(),
+            Dense(2 * latent_dim, kernel_initializer="zeros"),
+        ]
+    )
     x = keras.Input((28, 28, 1))
     mu, a = ops.split(body(x), [latent_dim], axis=1)
     return keras.Model(x, [mu, ops.softplus(a) + 1e-6])
@@ -386,15 +423,17 @@ class Float64Inside(keras.Model):
     def __init__(self, latent_dim, hidden_size):
         super().__init__()
         self.latent_dim = latent_dim
-        self.layers_ = [Dense(hidden_size, activation="relu", dtype="float64"),
-                        Dense(hidden_size, activation="relu", dtype="float64"),
-                        Dense(2 * latent_dim, dtype="float64")]
+        self.layers_ = [
+            Dense(hidden_size, activation="relu", dtype="float64"),
+            Dense(hidden_size, activation="relu", dtype="float64"),
+            Dense(2 * latent_dim, dtype="float64"),
+        ]
 
     def call(self, x):
         h = tf.cast(tf.reshape(x, [-1, 784]), tf.float64)
         for layer in self.layers_:
             h = layer(h)
-        mu, a = h[:, :self.latent_dim], h[:, self.latent_dim:]
+        mu, a = h[:, : self.latent_dim], h[:, self.latent_dim :]
         return [tf.cast(mu, tf.float32), tf.cast(1e-6 + tf.nn.softplus(a), tf.float32)]
 
 
@@ -419,8 +458,11 @@ class DebugPrints(keras.Model):
     def __init__(self, latent_dim, hidden_size):
         super().__init__()
         self.latent_dim = latent_dim
-        self.named = {"out": Dense(2 * latent_dim), "h1": Dense(hidden_size),
-                      "h2": Dense(hidden_size)}
+        self.named = {
+            "out": Dense(2 * latent_dim),
+            "h1": Dense(hidden_size),
+            "h2": Dense(hidden_size),
+        }
 
     def call(self, x):
         print("input", x.shape)
@@ -428,7 +470,7 @@ class DebugPrints(keras.Model):
         h = ops.relu(self.named["h2"](h))
         params = self.named["out"](h)
         print("params", params.shape)
-        return [params[:, :self.latent_dim], 1e-6 + ops.softplus(params[:, self.latent_dim:])]
+        return [params[:, : self.latent_dim], 1e-6 + ops.softplus(params[:, self.latent_dim :])]
 
 
 def enc_debug_prints(latent_dim=100, hidden_size=200):
@@ -511,7 +553,7 @@ class Float64Out(Float64Inside):
         h = tf.cast(tf.reshape(x, [-1, 784]), tf.float64)
         for layer in self.layers_:
             h = layer(h)
-        return [h[:, :self.latent_dim], 1e-6 + tf.nn.softplus(h[:, self.latent_dim:])]
+        return [h[:, : self.latent_dim], 1e-6 + tf.nn.softplus(h[:, self.latent_dim :])]
 
 
 def enc_float64_outputs(latent_dim=100, hidden_size=200):
@@ -525,7 +567,7 @@ def enc_epsilon_inside_softplus(latent_dim=100, hidden_size=200):
 def enc_typo_raises(latent_dim=100, hidden_size=200):
     x = keras.Input((28, 28, 1))
     h = keras.layers.Flatten()(x)
-    h = Dense(hidden_size, activation="relu")(hidden)   # noqa: F821 (the typo)
+    h = Dense(hidden_size, activation="relu")(hidden)  # noqa: F821 (the typo)
     return keras.Model(x, h)
 
 
@@ -540,17 +582,31 @@ def enc_batch_norm(latent_dim=100, hidden_size=200):
 
 # --- the generative network: correct answers in other styles ------------------------------
 
+
 def dec_sequential(latent_dim=100, hidden_size=200):
-    return keras.Sequential([keras.Input((latent_dim,)), Dense(hidden_size, activation="relu"),
-                             Dense(hidden_size, activation="relu"), Dense(784),
-                             keras.layers.Reshape((28, 28, 1))])
+    return keras.Sequential(
+        [
+            keras.Input((latent_dim,)),
+            Dense(hidden_size, activation="relu"),
+            Dense(hidden_size, activation="relu"),
+            Dense(784),
+            keras.layers.Reshape((28, 28, 1)),
+        ]
+    )
 
 
 def dec_sequential_unbuilt(latent_dim=100, hidden_size=200):
     """No Input: Keras builds the weights on the first call."""
-    return keras.Sequential([Dense(hidden_size), keras.layers.ReLU(), Dense(hidden_size),
-                             keras.layers.ReLU(), Dense(28 * 28),
-                             keras.layers.Reshape((28, 28, 1))])
+    return keras.Sequential(
+        [
+            Dense(hidden_size),
+            keras.layers.ReLU(),
+            Dense(hidden_size),
+            keras.layers.ReLU(),
+            Dense(28 * 28),
+            keras.layers.Reshape((28, 28, 1)),
+        ]
+    )
 
 
 class DecoderOutputFirst(keras.Model):
@@ -576,8 +632,9 @@ def dec_keras_ops(latent_dim=100, hidden_size=200):
 
 
 def dec_nested(latent_dim=100, hidden_size=200):
-    trunk = keras.Sequential([Dense(hidden_size, activation="relu"),
-                              Dense(hidden_size, activation="relu")])
+    trunk = keras.Sequential(
+        [Dense(hidden_size, activation="relu"), Dense(hidden_size, activation="relu")]
+    )
     z = keras.Input((latent_dim,))
     logits = keras.layers.Reshape((28, 28, 1))(Dense(784)(trunk(z)))
     return keras.Model(z, logits)
@@ -612,9 +669,11 @@ def dec_debug_print_keras_ops(latent_dim=100, hidden_size=200):
 class DecoderFloat64(keras.Model):
     def __init__(self, hidden_size):
         super().__init__()
-        self.stack = [Dense(hidden_size, activation="relu", dtype="float64"),
-                      Dense(hidden_size, activation="relu", dtype="float64"),
-                      Dense(784, dtype="float64")]
+        self.stack = [
+            Dense(hidden_size, activation="relu", dtype="float64"),
+            Dense(hidden_size, activation="relu", dtype="float64"),
+            Dense(784, dtype="float64"),
+        ]
 
     def call(self, z):
         h = tf.cast(z, tf.float64)
@@ -676,13 +735,23 @@ def dec_returns_python_float(latent_dim=100, hidden_size=200):
 def dec_typo_raises(latent_dim=100, hidden_size=200):
     z = keras.Input((latent_dim,))
     h = Dense(hidden_size, activation="relu")(z)
-    return keras.Model(z, Dense(784)(hiden))   # noqa: F821 (the typo)
+    return keras.Model(z, Dense(784)(hiden))  # noqa: F821 (the typo)
 
 
 # --- the generative network: mistakes ---------------------------------------------------
 
-def _decoder(latent_dim, hidden_size, act1="relu", act2="relu", out_act=None, bias=True,
-             shape=(28, 28, 1), widths=None, one_hidden=False):
+
+def _decoder(
+    latent_dim,
+    hidden_size,
+    act1="relu",
+    act2="relu",
+    out_act=None,
+    bias=True,
+    shape=(28, 28, 1),
+    widths=None,
+    one_hidden=False,
+):
     z = keras.Input((latent_dim,))
     w1, w2 = widths or (hidden_size, hidden_size)
     h = Dense(w1, activation=act1, use_bias=bias)(z)
@@ -755,8 +824,12 @@ def dec_batch_size_as_number(latent_dim=100, hidden_size=200):
 
 
 def dec_returns_layers(latent_dim=100, hidden_size=200):
-    return [Dense(hidden_size, activation="relu"), Dense(hidden_size, activation="relu"),
-            Dense(784), keras.layers.Reshape((28, 28, 1))]
+    return [
+        Dense(hidden_size, activation="relu"),
+        Dense(hidden_size, activation="relu"),
+        Dense(784),
+        keras.layers.Reshape((28, 28, 1)),
+    ]
 
 
 EXERCISES = [
@@ -782,23 +855,28 @@ EXERCISES = [
             "no_relu_first_layer": Mistake(enc_no_relu_first, r"first hidden layer.*ReLU"),
             "tanh_hidden": Mistake(enc_tanh, r"tanh instead of ReLU"),
             "relu_on_output_layer": Mistake(enc_relu_output, r"last dense layer has a ReLU"),
-            "relu_on_zero_initialised_output_layer": Mistake(enc_relu_output_zero_init,
-                                                             r"last dense layer has a ReLU"),
-            "sigmoid_on_output_layer": Mistake(enc_sigmoid_output,
-                                               r"last dense layer has a sigmoid"),
+            "relu_on_zero_initialised_output_layer": Mistake(
+                enc_relu_output_zero_init, r"last dense layer has a ReLU"
+            ),
+            "sigmoid_on_output_layer": Mistake(
+                enc_sigmoid_output, r"last dense layer has a sigmoid"
+            ),
             "tanh_on_output_layer": Mistake(enc_tanh_output, r"last dense layer has a tanh"),
             "returns_sigma_then_mu": Mistake(enc_returns_sigma_first, r"swapped.*\[sigma, mu\]"),
-            "mu_and_sigma_from_second_half": Mistake(enc_both_from_second_half,
-                                                     r"same outputs.*as mu"),
+            "mu_and_sigma_from_second_half": Mistake(
+                enc_both_from_second_half, r"same outputs.*as mu"
+            ),
             "returns_tfd_normal": Mistake(enc_returns_tfd_normal, r"distribution.*\[mu, sigma\]"),
             "sigma_a_python_float": Mistake(enc_sigma_python_float, r"sigma is a Python float"),
             "float64_outputs": Mistake(enc_float64_outputs, r"dtype float64.*float32"),
             "epsilon_inside_softplus": Mistake(enc_epsilon_inside_softplus, r"1e-6"),
-            "error_while_building": Mistake(enc_typo_raises,
-                                            r"building your network.*raised NameError"),
+            "error_while_building": Mistake(
+                enc_typo_raises, r"building your network.*raised NameError"
+            ),
             "extra_batch_normalization": Mistake(enc_batch_norm, r"shapes"),
-            "every_layer_initialised_to_zero": Mistake(enc_sequential_all_zero,
-                                                       r"initialised to zero"),
+            "every_layer_initialised_to_zero": Mistake(
+                enc_sequential_all_zero, r"initialised to zero"
+            ),
             "sigma_raw": Mistake(enc_sigma_raw, r"raw output.*softplus"),
             "sigma_exp": Mistake(enc_sigma_exp, r"uses exp.*softplus"),
             "two_heads_sigma_exp": Mistake(enc_two_heads_exp, r"uses exp.*softplus"),
@@ -821,12 +899,20 @@ EXERCISES = [
             "divides_by_255": Mistake(enc_rescaled, r"255"),
             "numpy_in_call": Mistake(enc_numpy_in_call, r"tf\.function.*NumPy"),
             "stop_gradient": Mistake(enc_stop_gradient, r"no gradient"),
-            "batch_size_as_python_number": Mistake(enc_batch_size_as_number,
-                                                   r"tf\.function.*batch size"),
+            "batch_size_as_python_number": Mistake(
+                enc_batch_size_as_number, r"tf\.function.*batch size"
+            ),
         },
-        give_away=("keras.ops.softplus(", "tf.nn.softplus(", "[:, :latent_dim]",
-                   "[:, latent_dim:]", "Dense(hidden_size", "Dense(2 * latent_dim",
-                   'activation="relu"', "keras.Model(x, [mu, sigma])"),
+        give_away=(
+            "keras.ops.softplus(",
+            "tf.nn.softplus(",
+            "[:, :latent_dim]",
+            "[:, latent_dim:]",
+            "Dense(hidden_size",
+            "Dense(2 * latent_dim",
+            'activation="relu"',
+            "keras.Model(x, [mu, sigma])",
+        ),
         downstream=encoder_downstream,
     ),
     Exercise(
@@ -853,27 +939,39 @@ EXERCISES = [
             "no_bias": Mistake(dec_no_bias, r"no bias"),
             "one_hidden_layer": Mistake(dec_one_hidden_layer, r"1 hidden layer.*two"),
             "wrong_hidden_width": Mistake(dec_wrong_width, r"hidden layers have 16 and 32 units"),
-            "hard_coded_latent_dim": Mistake(dec_hard_coded_latent,
-                                             r"latent_dim=5.*not a fixed number"),
+            "hard_coded_latent_dim": Mistake(
+                dec_hard_coded_latent, r"latent_dim=5.*not a fixed number"
+            ),
             "transposed_image": Mistake(dec_transposed, r"transposed"),
-            "batch_size_as_python_number": Mistake(dec_batch_size_as_number,
-                                                   r"tf\.function.*batch size"),
+            "batch_size_as_python_number": Mistake(
+                dec_batch_size_as_number, r"tf\.function.*batch size"
+            ),
             "returns_list_of_layers": Mistake(dec_returns_layers, r"not a keras\.Model"),
             "tanh_at_the_end": Mistake(dec_tanh_at_end, r"tanh.*0\.27 and 0\.73"),
             "softplus_at_the_end": Mistake(dec_softplus_at_end, r"softplus at the end"),
-            "sigmoid_on_zero_initialised_last_layer": Mistake(dec_sigmoid_zero_init,
-                                                              r"probabilities, not logits"),
-            "relu_on_zero_initialised_last_layer": Mistake(dec_relu_zero_init,
-                                                           r"ReLU at the end.*never negative"),
-            "returns_bernoulli_distribution": Mistake(dec_returns_bernoulli,
-                                                      r"distribution.*logits"),
+            "sigmoid_on_zero_initialised_last_layer": Mistake(
+                dec_sigmoid_zero_init, r"probabilities, not logits"
+            ),
+            "relu_on_zero_initialised_last_layer": Mistake(
+                dec_relu_zero_init, r"ReLU at the end.*never negative"
+            ),
+            "returns_bernoulli_distribution": Mistake(
+                dec_returns_bernoulli, r"distribution.*logits"
+            ),
             "channels_first": Mistake(dec_channels_first, r"channels first"),
             "returns_python_float": Mistake(dec_returns_python_float, r"Python float"),
-            "error_while_building": Mistake(dec_typo_raises,
-                                            r"building your network.*raised NameError"),
+            "error_while_building": Mistake(
+                dec_typo_raises, r"building your network.*raised NameError"
+            ),
         },
-        give_away=("Reshape((28, 28, 1))", "Dense(28 * 28)", "Dense(784", "activation=None",
-                   'activation="relu"', "Dense(hidden_size"),
+        give_away=(
+            "Reshape((28, 28, 1))",
+            "Dense(28 * 28)",
+            "Dense(784",
+            "activation=None",
+            'activation="relu"',
+            "Dense(hidden_size",
+        ),
         downstream=decoder_downstream,
     ),
 ]

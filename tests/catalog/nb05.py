@@ -9,11 +9,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import vae_prac
+from catalog import Exercise, Mistake
 from vae_prac import plotting
 from vae_prac.checks import training
 from vae_prac.model import VAE
-
-from catalog import Exercise, Mistake
 
 matplotlib.use("Agg")
 tfd = tfp.distributions
@@ -21,6 +20,7 @@ tfd = tfp.distributions
 
 # ---------------------------------------------------------------------------------------
 # my_batch_elbo(model, x, seed): the ELBO of the batch, summed over its images.
+
 
 def _terms(model, x, seed):
     """The solution's pieces, for writing mistakes that change one of them."""
@@ -38,6 +38,7 @@ def _solution_elbo(model, x, seed):
 
 # Correct answers, in styles other than the solution's.
 
+
 def elbo_monte_carlo_kl(model, x, seed):
     """Notebook 04's Monte Carlo KL, log q(z|x) - log p(z), at the same z."""
     q = model.posterior(x)
@@ -54,7 +55,8 @@ def elbo_by_hand_tf(model, x, seed):
     z = mu + sigma * eps
     logits = model.decoder(z)
     log_px = -tf.reduce_sum(
-        tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits), axis=[1, 2, 3])
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits), axis=[1, 2, 3]
+    )
     kl = 0.5 * tf.reduce_sum(mu**2 + sigma**2 - 1.0 - 2.0 * tf.math.log(sigma), axis=1)
     return tf.reduce_sum(log_px - kl)
 
@@ -66,8 +68,7 @@ def elbo_keras_ops(model, x, seed):
     z = vae_prac.reparameterize(mu, sigma, seed=seed)
     logits = model.decoder(z)
     log_px = ops.sum(x * logits - ops.softplus(logits), axis=(1, 2, 3))
-    kl = ops.sum(0.5 * (ops.square(mu) + ops.square(sigma) - 1.0)
-                 - ops.log(sigma), axis=-1)
+    kl = ops.sum(0.5 * (ops.square(mu) + ops.square(sigma) - 1.0) - ops.log(sigma), axis=-1)
     return ops.sum(log_px - kl)
 
 
@@ -96,7 +97,7 @@ def elbo_keras_bce(model, x, seed):
     mu, sigma = model.encoder(x)
     z = vae_prac.reparameterize(mu, sigma, seed=seed)
     bce = keras.losses.binary_crossentropy(x, model.decoder(z), from_logits=True)
-    log_px = -tf.reduce_sum(bce, axis=[1, 2])        # bce: [batch, 28, 28]
+    log_px = -tf.reduce_sum(bce, axis=[1, 2])  # bce: [batch, 28, 28]
     kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
     return tf.reduce_sum(log_px - kl)
 
@@ -104,7 +105,7 @@ def elbo_keras_bce(model, x, seed):
 def elbo_two_samples(model, x, seed):
     """Two samples of z per image, averaged: also unbiased."""
     mu, sigma = model.encoder(x)
-    z = vae_prac.reparameterize(mu, sigma, n_samples=2, seed=seed)     # [2, batch, d]
+    z = vae_prac.reparameterize(mu, sigma, n_samples=2, seed=seed)  # [2, batch, d]
     ell = tf.reduce_mean(model.likelihood(z).log_prob(x), axis=0)
     kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma), model.prior())
     return tf.reduce_sum(ell - kl)
@@ -141,8 +142,9 @@ def elbo_own_sampler_function(model, x, seed):
     """The student's own my_reparameterize, called directly."""
     mu, sigma = model.encoder(x)
     z = my_reparameterize(mu, sigma, seed)
-    log_px = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
-        labels=x, logits=model.decoder(z)), axis=[1, 2, 3])
+    log_px = -tf.reduce_sum(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=model.decoder(z)), axis=[1, 2, 3]
+    )
     return tf.reduce_sum(log_px - tfd.kl_divergence(model.posterior(x), model.prior()))
 
 
@@ -222,6 +224,7 @@ def elbo_compiled(model, x, seed):
 
 # Mistakes.
 
+
 def elbo_wrong_sign(model, x, seed):
     return -_solution_elbo(model, x, seed)
 
@@ -239,7 +242,7 @@ def elbo_kl_sign(model, x, seed):
 def elbo_kl_sign_monte_carlo(model, x, seed):
     q = model.posterior(x)
     z = q.sample(seed=seed)
-    kl = model.prior().log_prob(z) - q.log_prob(z)          # log p - log q: upside down
+    kl = model.prior().log_prob(z) - q.log_prob(z)  # log p - log q: upside down
     return tf.reduce_sum(model.likelihood(z).log_prob(x) - kl)
 
 
@@ -273,15 +276,16 @@ def elbo_kl_over_batch_axis(model, x, seed):
 
 def elbo_kl_not_summed(model, x, seed):
     mu, sigma, _, ell, _ = _terms(model, x, seed)
-    kl = tfd.kl_divergence(tfd.Normal(mu, sigma), tfd.Normal(0.0, 1.0))     # [batch, d]
+    kl = tfd.kl_divergence(tfd.Normal(mu, sigma), tfd.Normal(0.0, 1.0))  # [batch, d]
     return tf.reduce_sum(ell[:, None] - kl)
 
 
 def elbo_pixel_mean(model, x, seed):
     mu, sigma, z, _, kl = _terms(model, x, seed)
     bce = keras.losses.binary_crossentropy(
-        tf.reshape(x, [-1, 784]), tf.reshape(model.decoder(z), [-1, 784]), from_logits=True)
-    return tf.reduce_sum(-bce - kl)                   # bce is a mean over the 784 pixels
+        tf.reshape(x, [-1, 784]), tf.reshape(model.decoder(z), [-1, 784]), from_logits=True
+    )
+    return tf.reduce_sum(-bce - kl)  # bce is a mean over the 784 pixels
 
 
 def elbo_kl_latent_mean(model, x, seed):
@@ -362,7 +366,7 @@ def elbo_noise_shared_across_images(model, x, seed):
 def elbo_uniform_noise_unit_variance(model, x, seed):
     """Uniform noise scaled to mean 0 and variance 1: right moments, wrong distribution."""
     mu, _ = model.encoder(x)
-    u = tf.random.stateless_uniform(tf.shape(mu), seed, minval=-3**0.5, maxval=3**0.5)
+    u = tf.random.stateless_uniform(tf.shape(mu), seed, minval=-(3**0.5), maxval=3**0.5)
     return _elbo_with_noise(model, x, u)
 
 
@@ -418,8 +422,7 @@ def elbo_kl_log_sigma(model, x, seed):
 def elbo_kl_log_sigma_other_noise(model, x, seed):
     mu, sigma = model.encoder(x)
     z = tfd.MultivariateNormalDiag(mu, sigma).sample(seed=seed)
-    return tf.reduce_sum(model.likelihood(z).log_prob(x)
-                         - _hand_kl(mu, sigma, tf.math.log(sigma)))
+    return tf.reduce_sum(model.likelihood(z).log_prob(x) - _hand_kl(mu, sigma, tf.math.log(sigma)))
 
 
 def elbo_kl_without_minus_one(model, x, seed):
@@ -490,8 +493,13 @@ def elbo_no_return(model, x, seed):
     _solution_elbo(model, x, seed)
 
 
-ELBO_GIVE_AWAY = ("reduce_sum(", "kl_divergence(", "log_prob(x)", "reparameterize(mu",
-                  "expected_log_likelihood - kl")
+ELBO_GIVE_AWAY = (
+    "reduce_sum(",
+    "kl_divergence(",
+    "log_prob(x)",
+    "reparameterize(mu",
+    "expected_log_likelihood - kl",
+)
 
 
 def _elbo_downstream(fn):
@@ -499,8 +507,7 @@ def _elbo_downstream(fn):
     tensor per step, as vae_prac.train's step does; both networks must change."""
     keras.utils.set_random_seed(0)
     model = VAE(latent_dim=4, hidden_size=16)
-    x = tf.constant((np.random.default_rng(0).random((16, 28, 28, 1)) < 0.3)
-                    .astype(np.float32))
+    x = tf.constant((np.random.default_rng(0).random((16, 28, 28, 1)) < 0.3).astype(np.float32))
     value = float(fn(model, x, seed=(0, 0)))
     assert np.isfinite(value) and value < 0, value
     optimizer = keras.optimizers.RMSprop(1e-3, rho=0.9, epsilon=1e-10)
@@ -514,8 +521,10 @@ def _elbo_downstream(fn):
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
-    losses = [float(step(x, tf.stack([tf.constant(0, tf.int32), tf.constant(i, tf.int32)])))
-              for i in range(3)]
+    losses = [
+        float(step(x, tf.stack([tf.constant(0, tf.int32), tf.constant(i, tf.int32)])))
+        for i in range(3)
+    ]
     assert np.all(np.isfinite(losses)), losses
     for v, old in zip(variables, before):
         assert not np.array_equal(v.numpy(), old), f"{v.name} did not change"
@@ -546,8 +555,9 @@ BATCH_ELBO = Exercise(
     mistakes={
         "wrong_sign": Mistake(elbo_wrong_sign, r"wrong sign"),
         "mean_over_batch": Mistake(elbo_batch_mean, r"average over the 8 images"),
-        "mean_over_batch_other_noise": Mistake(elbo_mean_over_batch_own_noise,
-                                               r"average over the 8 images"),
+        "mean_over_batch_other_noise": Mistake(
+            elbo_mean_over_batch_own_noise, r"average over the 8 images"
+        ),
         "kl_sign": Mistake(elbo_kl_sign, r"KL has the wrong sign"),
         "kl_sign_monte_carlo": Mistake(elbo_kl_sign_monte_carlo, r"KL has the wrong sign"),
         "kl_missing": Mistake(elbo_kl_missing, r"KL term is missing"),
@@ -564,41 +574,46 @@ BATCH_ELBO = Exercise(
         "numpy_noise_from_seed": Mistake(elbo_numpy_noise_from_seed, r"inside tf\.function"),
         "seed_ignored": Mistake(elbo_fixed_seed, r"different seeds gave exactly the same"),
         "stop_gradient_on_z": Mistake(elbo_stop_gradient, r"does not flow through z"),
-        "noise_shared_across_dimensions": Mistake(elbo_noise_shared_across_dimensions,
-                                                  r"every latent dimension .* same noise"),
-        "noise_shared_across_images": Mistake(elbo_noise_shared_across_images,
-                                              r"every image .* same noise"),
-        "uniform_noise_unit_variance": Mistake(elbo_uniform_noise_unit_variance,
-                                               r"standard normal"),
+        "noise_shared_across_dimensions": Mistake(
+            elbo_noise_shared_across_dimensions, r"every latent dimension .* same noise"
+        ),
+        "noise_shared_across_images": Mistake(
+            elbo_noise_shared_across_images, r"every image .* same noise"
+        ),
+        "uniform_noise_unit_variance": Mistake(
+            elbo_uniform_noise_unit_variance, r"standard normal"
+        ),
         "sigma_squared": Mistake(elbo_sigma_squared, r"sigma squared"),
         "sigma_squared_other_noise": Mistake(elbo_sigma_squared_own_noise, r"sigma squared"),
         "numpy_value": Mistake(elbo_numpy_value, r"no gradient reaches the weights"),
         "numpy_encoder": Mistake(elbo_numpy_encoder, r"no gradient reaches the encoder"),
         "per_image": Mistake(elbo_per_image, r"one ELBO per image"),
         "no_return": Mistake(elbo_no_return, r"forget the `return`"),
-        "kl_stop_gradient": Mistake(elbo_kl_stop_gradient,
-                                    r"no gradient flows through the KL"),
-        "kl_stop_gradient_on_mu_sigma": Mistake(elbo_kl_stop_gradient_on_mu_sigma,
-                                                r"no gradient flows through the KL"),
+        "kl_stop_gradient": Mistake(elbo_kl_stop_gradient, r"no gradient flows through the KL"),
+        "kl_stop_gradient_on_mu_sigma": Mistake(
+            elbo_kl_stop_gradient_on_mu_sigma, r"no gradient flows through the KL"
+        ),
         "kl_from_numpy": Mistake(elbo_kl_from_numpy, r"inside tf\.function.*numpy"),
         "python_float": Mistake(elbo_python_float, r"returned a Python float"),
         "numpy_scalar": Mistake(elbo_numpy_scalar, r"numpy float32, not a TensorFlow tensor"),
         "kl_log_sigma": Mistake(elbo_kl_log_sigma, r"log sigma\^2.*2 log sigma"),
-        "kl_log_sigma_other_noise": Mistake(elbo_kl_log_sigma_other_noise,
-                                            r"log sigma\^2.*2 log sigma"),
-        "kl_without_minus_one": Mistake(elbo_kl_without_minus_one,
-                                        r"1/2 per latent dimension.*constant"),
+        "kl_log_sigma_other_noise": Mistake(
+            elbo_kl_log_sigma_other_noise, r"log sigma\^2.*2 log sigma"
+        ),
+        "kl_without_minus_one": Mistake(
+            elbo_kl_without_minus_one, r"1/2 per latent dimension.*constant"
+        ),
         "kl_doubled_no_named_slip": Mistake(elbo_kl_doubled, r"average is .* biased"),
-        "naive_sigmoid_log_likelihood": Mistake(elbo_naive_sigmoid_log_likelihood,
-                                                r"sure of its pixels.*log 0"),
-        "likelihood_keeps_channel_axis": Mistake(elbo_likelihood_keeps_channel_axis,
-                                                 r"8 times the batch ELBO.*extra axis"),
+        "naive_sigmoid_log_likelihood": Mistake(
+            elbo_naive_sigmoid_log_likelihood, r"sure of its pixels.*log 0"
+        ),
+        "likelihood_keeps_channel_axis": Mistake(
+            elbo_likelihood_keeps_channel_axis, r"8 times the batch ELBO.*extra axis"
+        ),
         "global_seed_reset": Mistake(elbo_global_seed, r"inside tf\.function"),
         "uniform_noise": Mistake(elbo_uniform_noise, r"standard normal"),
-        "box_muller_without_cosine": Mistake(elbo_box_muller_without_cosine,
-                                             r"standard normal"),
-        "noise_of_latent_shape": Mistake(elbo_noise_of_latent_shape,
-                                         r"every image .* same noise"),
+        "box_muller_without_cosine": Mistake(elbo_box_muller_without_cosine, r"standard normal"),
+        "noise_of_latent_shape": Mistake(elbo_noise_of_latent_shape, r"every image .* same noise"),
     },
     give_away=ELBO_GIVE_AWAY,
     downstream=_elbo_downstream,
@@ -608,12 +623,14 @@ BATCH_ELBO = Exercise(
 # ---------------------------------------------------------------------------------------
 # decode_midpoint(model, x_a, x_b): pixel probabilities of the midpoint of the two means.
 
+
 def _means(model, x_a, x_b):
     mu, _ = model.encoder(tf.stack([x_a, x_b]))
     return mu
 
 
 # Correct answers, in styles other than the solution's.
+
 
 def midpoint_keras_ops(model, x_a, x_b):
     ops = keras.ops
@@ -656,8 +673,10 @@ def midpoint_tfd_probs(model, x_a, x_b):
 
 
 def midpoint_squeeze(model, x_a, x_b):
-    return tf.squeeze(tf.sigmoid(model.decoder(
-        tf.reduce_mean(_means(model, x_a, x_b), axis=0, keepdims=True))), axis=0)
+    return tf.squeeze(
+        tf.sigmoid(model.decoder(tf.reduce_mean(_means(model, x_a, x_b), axis=0, keepdims=True))),
+        axis=0,
+    )
 
 
 def midpoint_float64_numpy(model, x_a, x_b):
@@ -676,6 +695,7 @@ def midpoint_debug_print_posterior_mean(model, x_a, x_b):
 
 
 # Mistakes.
+
 
 def midpoint_thresholded(model, x_a, x_b):
     z = tf.reduce_mean(_means(model, x_a, x_b), axis=0, keepdims=True)
@@ -752,6 +772,7 @@ def midpoint_no_return(model, x_a, x_b):
 def _midpoint_downstream(fn):
     """Cell 44: the midpoint of two digits under a (briefly) trained model, plotted."""
     import matplotlib.pyplot as plt
+
     keras.utils.set_random_seed(1)
     model = VAE(latent_dim=4, hidden_size=16)
     x = (np.random.default_rng(1).random((8, 28, 28, 1)) < 0.3).astype(np.float32)
@@ -764,8 +785,9 @@ def _midpoint_downstream(fn):
     x_a, x_b = x[0], x[1]
     image = fn(model, x_a, x_b)
     assert np.asarray(image).shape == (28, 28, 1)
-    fig = plotting.image_grid([x_a, image, x_b], ncols=3, scale=1.5,
-                              titles=["x_a", "decoded midpoint", "x_b"])
+    fig = plotting.image_grid(
+        [x_a, image, x_b], ncols=3, scale=1.5, titles=["x_a", "decoded midpoint", "x_b"]
+    )
     plt.close(fig)
 
 
@@ -793,8 +815,9 @@ DECODE_MIDPOINT = Exercise(
         "both_images": Mistake(midpoint_both_images, r"two images"),
         "channel_dropped": Mistake(midpoint_no_channel, r"channel axis"),
         "uses_sigma": Mistake(midpoint_sigma, r"sigma"),
-        "images_averaged_then_encoded": Mistake(midpoint_images_then_encode,
-                                                r"averaged the two images and encoded"),
+        "images_averaged_then_encoded": Mistake(
+            midpoint_images_then_encode, r"averaged the two images and encoded"
+        ),
         "binary_sample": Mistake(midpoint_binary_sample, r"binary sample"),
         "one_image_twice": Mistake(midpoint_one_image, r"one image only"),
         "sum_of_codes": Mistake(midpoint_sum, r"sum of the two codes"),
@@ -809,6 +832,7 @@ DECODE_MIDPOINT = Exercise(
 
 # ---------------------------------------------------------------------------------------
 # my_train_step(model, optimizer, batch_elbo, x, seed): one step on -ELBO.
+
 
 def step_apply_gradients(model, optimizer, batch_elbo, x, seed):
     with tf.GradientTape() as tape:
@@ -860,16 +884,18 @@ def step_persistent_tape(model, optimizer, batch_elbo, x, seed):
 
 def step_compiled(model, optimizer, batch_elbo, x, seed):
     """A student who decorates an inner function with tf.function."""
+
     @tf.function
     def inner(x, seed):
         return step_apply_gradients(model, optimizer, batch_elbo, x, seed)
+
     return inner(x, seed)
 
 
 def step_maximizes_loss(model, optimizer, batch_elbo, x, seed):
     with tf.GradientTape() as tape:
         elbo = batch_elbo(model, x, seed)
-        loss = elbo                       # minimizes the ELBO
+        loss = elbo  # minimizes the ELBO
     optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
     return elbo
 
@@ -878,7 +904,7 @@ def step_gradient_of_plus_elbo(model, optimizer, batch_elbo, x, seed):
     with tf.GradientTape() as tape:
         elbo = batch_elbo(model, x, seed)
         loss = -elbo
-    grads = tape.gradient(elbo, model.trainable_variables)   # of +ELBO, not of the loss
+    grads = tape.gradient(elbo, model.trainable_variables)  # of +ELBO, not of the loss
     optimizer.apply(grads, model.trainable_variables)
     return elbo
 
@@ -1085,8 +1111,9 @@ def step_returns_python_float(model, optimizer, batch_elbo, x, seed):
 
 def _step_downstream(fn):
     """Cell 28's run, short: vae_prac.train with the step (compiled), learning something."""
-    config = vae_prac.Config(latent_dim=4, hidden_size=32, n_iterations=200, print_every=100,
-                             log_every=100, n_eval=200)
+    config = vae_prac.Config(
+        latent_dim=4, hidden_size=32, n_iterations=200, print_every=100, log_every=100, n_eval=200
+    )
     keras.utils.set_random_seed(config.seed)
     model = VAE(config.latent_dim, config.hidden_size)
     result = vae_prac.train(config, model=model, train_step=fn, progress=False, verbose=False)
@@ -1118,14 +1145,15 @@ TRAIN_STEP = Exercise(
         "encoder_only": Mistake(step_encoder_only, r"decoder's weights theta were not updated"),
         "mean_over_batch": Mistake(step_mean_over_batch, r"averaged over the 8 images"),
         "loss_outside_the_tape": Mistake(step_loss_outside_the_tape, r"gradients came back"),
-        "negated_outside_the_tape": Mistake(step_negated_outside_the_tape,
-                                            r"gradients came back"),
+        "negated_outside_the_tape": Mistake(step_negated_outside_the_tape, r"gradients came back"),
         "no_update": Mistake(step_no_update, r"did not change.*apply"),
         "applied_twice": Mistake(step_applied_twice, r"twice"),
         "returns_the_loss": Mistake(step_returns_loss, r"returned the loss"),
         "no_return": Mistake(step_no_return, r"returned None"),
         "numpy_value": Mistake(step_numpy_value, r"inside tf\.function"),
-        "new_optimizer": Mistake(step_new_optimizer, r"optimizer you were given|optimizer passed in"),
+        "new_optimizer": Mistake(
+            step_new_optimizer, r"optimizer you were given|optimizer passed in"
+        ),
         "manual_sgd_update": Mistake(step_manual_sgd, r"applied by hand"),
         "tape_watches_nothing": Mistake(step_watches_nothing, r"gradients came back"),
         "library_elbo_by_name": Mistake(step_library_elbo, r"another function than the batch_elbo"),
@@ -1133,12 +1161,18 @@ TRAIN_STEP = Exercise(
         "seed_none": Mistake(step_seed_none, r"seed=None"),
         "clipped_gradients": Mistake(step_clipped_gradients, r"times its size.*clipped"),
         "own_learning_rate": Mistake(step_own_learning_rate, r"times its size.*learning rate"),
-        "returns_elbo_after_update": Mistake(step_returns_elbo_after_update,
-                                             r"computed before the update"),
+        "returns_elbo_after_update": Mistake(
+            step_returns_elbo_after_update, r"computed before the update"
+        ),
         "returns_dict": Mistake(step_returns_dict, r"returned a dict"),
         "returns_elbo_and_loss": Mistake(step_returns_elbo_and_loss, r"shape \[2\]"),
     },
-    give_away=("tape.gradient(loss", "optimizer.apply(grads", "loss = -elbo", "with tf.GradientTape() as tape:\n"),
+    give_away=(
+        "tape.gradient(loss",
+        "optimizer.apply(grads",
+        "loss = -elbo",
+        "with tf.GradientTape() as tape:\n",
+    ),
     downstream=_step_downstream,
 )
 

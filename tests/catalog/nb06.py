@@ -15,10 +15,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import vae_prac
+from catalog import Exercise, Mistake
 from vae_prac.checks import evaluation
 from vae_prac.model import VAE
-
-from catalog import Exercise, Mistake
 
 tfd = tfp.distributions
 
@@ -38,14 +37,19 @@ def _log_terms(model, x, k, seed):
 
 # Correct answers, in styles other than the solution's.
 
+
 def iw_tfd_by_hand(model, x, k, seed):
     """Elementwise tfd.Normal densities summed over the latent axis by hand."""
     mu, sigma = model.encoder(x)
-    z = vae_prac.reparameterize(mu, sigma, n_samples=k, seed=seed)      # [k, batch, d]
+    z = vae_prac.reparameterize(mu, sigma, n_samples=k, seed=seed)  # [k, batch, d]
     log_q = tf.reduce_sum(tfd.Normal(mu, sigma).log_prob(z), axis=-1)
     log_p = tf.reduce_sum(tfd.Normal(0.0, 1.0).log_prob(z), axis=-1)
-    log_lik = tf.reduce_sum(tfd.Bernoulli(logits=model.decoder(tf.reshape(z, [-1, z.shape[-1]])))
-                            .log_prob(tf.tile(x, [k, 1, 1, 1])), axis=[1, 2, 3])
+    log_lik = tf.reduce_sum(
+        tfd.Bernoulli(logits=model.decoder(tf.reshape(z, [-1, z.shape[-1]]))).log_prob(
+            tf.tile(x, [k, 1, 1, 1])
+        ),
+        axis=[1, 2, 3],
+    )
     log_w = tf.reshape(log_lik, [k, -1]) + log_p - log_q
     return tf.math.reduce_logsumexp(log_w, axis=0) - tf.math.log(tf.cast(k, tf.float32))
 
@@ -54,14 +58,15 @@ def iw_keras_ops(model, x, k, seed):
     ops = keras.ops
     mu, sigma = model.encoder(x)
     z = vae_prac.reparameterize(mu, sigma, n_samples=k, seed=seed)
-    if k == 1:                                   # reparameterize adds no axis for one sample
+    if k == 1:  # reparameterize adds no axis for one sample
         z = z[None]
     logits = model.decoder(ops.reshape(z, (-1, z.shape[-1])))
     logits = ops.reshape(logits, (k, -1, 28, 28, 1))
     log_lik = ops.sum(x * logits - ops.softplus(logits), axis=(2, 3, 4))
     log_p = -0.5 * ops.sum(z**2 + math.log(2 * math.pi), axis=-1)
-    log_q = ops.sum(-0.5 * ((z - mu) / sigma) ** 2 - ops.log(sigma)
-                    - 0.5 * math.log(2 * math.pi), axis=-1)
+    log_q = ops.sum(
+        -0.5 * ((z - mu) / sigma) ** 2 - ops.log(sigma) - 0.5 * math.log(2 * math.pi), axis=-1
+    )
     return ops.logsumexp(log_lik + log_p - log_q, axis=0) - ops.log(float(k))
 
 
@@ -93,9 +98,10 @@ def iw_own_stateless_noise(model, x, k, seed):
     """Its own stateless noise from a derived seed, laid out [batch, k, d]."""
     mu, sigma = model.encoder(x)
     q = vae_prac.posterior(mu, sigma)
-    eps = tf.random.stateless_normal([x.shape[0], k, mu.shape[-1]],
-                                     seed=tf.random.experimental.stateless_fold_in(seed, 9))
-    z = tf.transpose(mu[:, None] + sigma[:, None] * eps, [1, 0, 2])       # [k, batch, d]
+    eps = tf.random.stateless_normal(
+        [x.shape[0], k, mu.shape[-1]], seed=tf.random.experimental.stateless_fold_in(seed, 9)
+    )
+    z = tf.transpose(mu[:, None] + sigma[:, None] * eps, [1, 0, 2])  # [k, batch, d]
     log_w = model.likelihood(z).log_prob(x) + model.prior().log_prob(z) - q.log_prob(z)
     return tf.reduce_logsumexp(log_w, axis=0) - np.log(k)
 
@@ -114,7 +120,7 @@ def iw_loop_over_samples(model, x, k, seed):
 
 def iw_pure_python_loops(model, x, k, seed):
     """Pure Python floats: a loop over the images and a logsumexp written out by hand."""
-    log_w = _log_w(model, x, k, seed).numpy().tolist()          # k lists of batch floats
+    log_w = _log_w(model, x, k, seed).numpy().tolist()  # k lists of batch floats
     out = []
     for i in range(len(log_w[0])):
         values = [log_w[j][i] for j in range(k)]
@@ -151,15 +157,14 @@ def iw_log_k_inside(model, x, k, seed):
 
 
 def iw_keepdims_then_index(model, x, k, seed):
-    return tf.reduce_logsumexp(_log_w(model, x, k, seed), axis=0, keepdims=True)[0] \
-        - math.log(k)
+    return tf.reduce_logsumexp(_log_w(model, x, k, seed), axis=0, keepdims=True)[0] - math.log(k)
 
 
 def iw_loop_over_images(model, x, k, seed):
     """One image at a time, each with its own seed folded in from seed: other noise."""
     values = []
     for i in range(x.shape[0]):
-        xi = x[i:i + 1]
+        xi = x[i : i + 1]
         q = model.posterior(xi)
         z = q.sample(k, seed=tf.random.experimental.stateless_fold_in(seed, i))
         log_w = model.likelihood(z).log_prob(xi) + model.prior().log_prob(z) - q.log_prob(z)
@@ -177,6 +182,7 @@ def iw_independent_normal(model, x, k, seed):
 
 
 # Mistakes.
+
 
 def iw_no_log_k(model, x, k, seed):
     return tf.reduce_logsumexp(_log_w(model, x, k, seed), axis=0)
@@ -266,7 +272,7 @@ def iw_no_return(model, x, k, seed):
 
 
 def _shift_by_whole_batch(log_w):
-    top = tf.reduce_max(log_w)                       # the whole array's max, not each image's
+    top = tf.reduce_max(log_w)  # the whole array's max, not each image's
     return top + tf.math.log(tf.reduce_mean(tf.exp(log_w - top), axis=0))
 
 
@@ -377,8 +383,10 @@ def _iw_downstream(fn):
     iw_bound = fn
 
     def mean_iw_bound(model, x, k, batch=50):
-        values = [iw_bound(model, x[i:i + batch], k, tf.constant([k, i]))
-                  for i in range(0, len(x), batch)]
+        values = [
+            iw_bound(model, x[i : i + batch], k, tf.constant([k, i]))
+            for i in range(0, len(x), batch)
+        ]
         return float(np.mean(np.concatenate(values)))
 
     bounds = [mean_iw_bound(model, x_test, k) for k in [1, 5, 50, 500]]
@@ -411,8 +419,9 @@ IW_BOUND = Exercise(
         "no_minus_log_k_other_noise": Mistake(iw_no_log_k_other_noise, r"log\(k\) too high"),
         "log_k_added": Mistake(iw_log_k_added, r"log k was added"),
         "mean_of_log_weights": Mistake(iw_mean_of_log_weights, r"average of the log weights"),
-        "mean_of_log_weights_other_noise": Mistake(iw_elbo_other_noise,
-                                                   r"average of the log weights"),
+        "mean_of_log_weights_other_noise": Mistake(
+            iw_elbo_other_noise, r"average of the log weights"
+        ),
         "max": Mistake(iw_max, r"largest log weight"),
         "exp_then_log": Mistake(iw_exp_then_log, r"underflow.*log space"),
         "sum_over_batch": Mistake(iw_sum_over_batch, r"single number"),
@@ -427,31 +436,41 @@ IW_BOUND = Exercise(
         "squeezed_samples": Mistake(iw_squeezed_samples, r"k = 1 .*sample axis was\s+dropped"),
         "no_return": Mistake(iw_no_return, r"forget the `return`"),
         "max_shift_over_whole_array": Mistake(iw_global_max_shift, r"over the whole\s+array"),
-        "max_shift_over_whole_array_numpy64": Mistake(iw_global_max_shift_numpy64,
-                                                      r"over the whole\s+array"),
-        "max_shift_over_whole_array_other_noise": Mistake(iw_global_max_shift_other_noise,
-                                                          r"over the whole\s+array"),
+        "max_shift_over_whole_array_numpy64": Mistake(
+            iw_global_max_shift_numpy64, r"over the whole\s+array"
+        ),
+        "max_shift_over_whole_array_other_noise": Mistake(
+            iw_global_max_shift_other_noise, r"over the whole\s+array"
+        ),
         "exp_in_float64": Mistake(iw_exp_in_float64, r"underflow.*float64.*log space"),
         "shift_not_added_back": Mistake(iw_shift_not_added_back, r"not\s+added back"),
         "log10_k": Mistake(iw_log10_k, r"base 10"),
-        "integer_log_k": Mistake(iw_integer_log_k,
-                                 r"raised InvalidArgumentError.*line \d+ of your function"
-                                 r".*integer"),
+        "integer_log_k": Mistake(
+            iw_integer_log_k,
+            r"raised InvalidArgumentError.*line \d+ of your function"
+            r".*integer",
+        ),
         "divided_by_k": Mistake(iw_divided_by_k, r"divided by k"),
         "prior_samples": Mistake(iw_prior_samples, r"from the prior p\(z\), not from q"),
-        "prior_samples_likelihood_only": Mistake(iw_prior_samples_likelihood_only,
-                                                 r"from the prior p\(z\), not from q"),
+        "prior_samples_likelihood_only": Mistake(
+            iw_prior_samples_likelihood_only, r"from the prior p\(z\), not from q"
+        ),
         "swapped_signs": Mistake(iw_swapped_signs, r"each other's signs"),
         "likelihood_only": Mistake(iw_likelihood_only, r"log-likelihoods alone"),
         "keepdims": Mistake(iw_keepdims, r"keepdims"),
         "transposed_unreduced": Mistake(iw_transposed_unreduced, r"laid out \[batch, k\]"),
         "one_draw_repeated": Mistake(iw_one_draw_repeated, r"all the same draw"),
-        "k1_returns_log_weights": Mistake(iw_k1_returns_log_weights,
-                                          r"k = 1 .*sample axis still there"),
+        "k1_returns_log_weights": Mistake(
+            iw_k1_returns_log_weights, r"k = 1 .*sample axis still there"
+        ),
         "debug_print_elbo": Mistake(iw_debug_print_elbo, r"average of the log weights"),
     },
-    give_away=("reduce_logsumexp(log_w", "q.sample(k, seed=seed)", "- tf.math.log(float(k))",
-               "- math.log(k)"),
+    give_away=(
+        "reduce_logsumexp(log_w",
+        "q.sample(k, seed=seed)",
+        "- tf.math.log(float(k))",
+        "- math.log(k)",
+    ),
     downstream=_iw_downstream,
 )
 

@@ -12,12 +12,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import vae_prac
+from catalog import Exercise, Mistake
 from vae_prac import Config
 from vae_prac.checks import beyond
 from vae_prac.model import VAE
 from vae_prac.training import gradient_step
-
-from catalog import Exercise, Mistake
 
 tfd = tfp.distributions
 
@@ -25,12 +24,14 @@ tfd = tfp.distributions
 # ---------------------------------------------------------------------------------------
 # The beta-weighted ELBO, summed over the batch.
 
+
 def be_reparameterize(model, x, seed, beta):
     mu, sigma = model.encoder(x)
     z = vae_prac.reparameterize(mu, sigma, seed=seed)
     q = vae_prac.posterior(mu, sigma)
-    return tf.reduce_sum(model.likelihood(z).log_prob(x)
-                         - beta * tfd.kl_divergence(q, model.prior()))
+    return tf.reduce_sum(
+        model.likelihood(z).log_prob(x) - beta * tfd.kl_divergence(q, model.prior())
+    )
 
 
 def be_monte_carlo_kl(model, x, seed, beta):
@@ -48,7 +49,7 @@ def be_keras_ops_by_hand(model, x, seed, beta):
     z = mu + sigma * tf.random.stateless_normal(tf.shape(mu), seed=seed)
     logits = model.decoder(z)
     log_lik = ops.sum(x * logits - ops.softplus(logits), axis=(1, 2, 3))
-    kl = 0.5 * ops.sum(mu ** 2 + sigma ** 2 - 1.0 - 2.0 * ops.log(sigma), axis=-1)
+    kl = 0.5 * ops.sum(mu**2 + sigma**2 - 1.0 - 2.0 * ops.log(sigma), axis=-1)
     return ops.sum(log_lik - beta * kl)
 
 
@@ -105,7 +106,7 @@ def be_beta_ignored(model, x, seed, beta):
 
 def be_beta_squared(model, x, seed, beta):
     ll, kl, _ = _terms(model, x, seed)
-    return tf.reduce_sum(ll - beta ** 2 * kl)
+    return tf.reduce_sum(ll - beta**2 * kl)
 
 
 def be_divided_by_beta(model, x, seed, beta):
@@ -142,7 +143,7 @@ def be_numpy_beta(model, x, seed, beta):
 
 def be_likelihood_through_numpy(model, x, seed, beta):
     ll, kl, _ = _terms(model, x, seed)
-    return tf.reduce_sum(ll.numpy()) - beta * tf.reduce_sum(kl)      # .numpy() cuts the gradient
+    return tf.reduce_sum(ll.numpy()) - beta * tf.reduce_sum(kl)  # .numpy() cuts the gradient
 
 
 def be_float64_hand_softplus(model, x, seed, beta):
@@ -154,22 +155,23 @@ def be_float64_hand_softplus(model, x, seed, beta):
     x64 = tf.cast(x, tf.float64)
     softplus = tf.maximum(logits, 0.0) + tf.math.log1p(tf.exp(-tf.abs(logits)))
     log_lik = tf.reduce_sum(x64 * logits - softplus, axis=[1, 2, 3])
-    kl = tf.reduce_sum(0.5 * (tf.square(mu) + tf.square(sigma) - 1.0) - tf.math.log(sigma),
-                       axis=1)
+    kl = tf.reduce_sum(0.5 * (tf.square(mu) + tf.square(sigma) - 1.0) - tf.math.log(sigma), axis=1)
     value = tf.reduce_sum(log_lik) - tf.cast(beta, tf.float64) * tf.reduce_sum(kl)
-    return tf.cast(value, tf.float32)          # train() adds the values up in float32
+    return tf.cast(value, tf.float32)  # train() adds the values up in float32
 
 
 def be_box_muller(model, x, seed, beta):
     """Standard normal noise made from two stateless uniforms (Box-Muller)."""
     mu, sigma = model.encoder(x)
-    u = tf.random.stateless_uniform(tf.concat([[2], tf.shape(mu)], 0), seed=seed,
-                                    minval=1e-7, maxval=1.0)
+    u = tf.random.stateless_uniform(
+        tf.concat([[2], tf.shape(mu)], 0), seed=seed, minval=1e-7, maxval=1.0
+    )
     eps = tf.sqrt(-2.0 * tf.math.log(u[0])) * tf.cos(2.0 * math.pi * u[1])
     z = mu + sigma * eps
     q = tfd.Independent(tfd.Normal(mu, sigma), 1)
     return tf.reduce_sum(model.likelihood(z).log_prob(x)) - beta * tf.reduce_sum(
-        tfd.kl_divergence(q, model.prior()))
+        tfd.kl_divergence(q, model.prior())
+    )
 
 
 def be_tfd_normal_per_dimension(model, x, seed, beta):
@@ -177,8 +179,8 @@ def be_tfd_normal_per_dimension(model, x, seed, beta):
     mu, sigma = model.encoder(x)
     q = tfd.Normal(mu, sigma)
     z = q.sample(seed=seed)
-    log_lik = tfd.Bernoulli(logits=model.decoder(z)).log_prob(x)       # [batch, 28, 28, 1]
-    kl = tfd.kl_divergence(q, tfd.Normal(0.0, 1.0))                      # [batch, latent]
+    log_lik = tfd.Bernoulli(logits=model.decoder(z)).log_prob(x)  # [batch, 28, 28, 1]
+    kl = tfd.kl_divergence(q, tfd.Normal(0.0, 1.0))  # [batch, latent]
     beta = tf.convert_to_tensor(beta, dtype=kl.dtype)
     return tf.reduce_sum(log_lik) - beta * tf.reduce_sum(kl)
 
@@ -219,8 +221,9 @@ def be_compiled(model, x, seed, beta):
     """Decorated with tf.function by the student (traced again for each beta and model)."""
     q = model.posterior(x)
     z = q.sample(seed=seed)
-    return tf.reduce_sum(model.likelihood(z).log_prob(x)
-                         - beta * tfd.kl_divergence(q, model.prior()))
+    return tf.reduce_sum(
+        model.likelihood(z).log_prob(x) - beta * tfd.kl_divergence(q, model.prior())
+    )
 
 
 def be_stop_gradient_z(model, x, seed, beta):
@@ -280,8 +283,9 @@ def be_global_noise(model, x, seed, beta):
 
 def be_uniform_noise(model, x, seed, beta):
     """Noise of mean 0 and variance 1, but uniform, not normal."""
-    eps = tf.random.stateless_uniform([x.shape[0], model.latent_dim], seed=seed,
-                                      minval=-math.sqrt(3.0), maxval=math.sqrt(3.0))
+    eps = tf.random.stateless_uniform(
+        [x.shape[0], model.latent_dim], seed=seed, minval=-math.sqrt(3.0), maxval=math.sqrt(3.0)
+    )
     return _with_noise(model, x, beta, eps)
 
 
@@ -293,7 +297,7 @@ def be_sigma_squared_in_z(model, x, seed, beta):
 def be_sigma_squared_in_kl(model, x, seed, beta):
     mu, sigma = model.encoder(x)
     z = vae_prac.reparameterize(mu, sigma, seed=seed)
-    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma ** 2), model.prior())
+    kl = tfd.kl_divergence(vae_prac.posterior(mu, sigma**2), model.prior())
     return tf.reduce_sum(model.likelihood(z).log_prob(x) - beta * kl)
 
 
@@ -312,7 +316,7 @@ def be_pixel_mean(model, x, seed, beta):
 def be_latent_mean(model, x, seed, beta):
     mu, sigma = model.encoder(x)
     z = vae_prac.reparameterize(mu, sigma, seed=seed)
-    kl = tf.reduce_mean(0.5 * (mu ** 2 + sigma ** 2 - 1.0) - tf.math.log(sigma), axis=-1)
+    kl = tf.reduce_mean(0.5 * (mu**2 + sigma**2 - 1.0) - tf.math.log(sigma), axis=-1)
     return tf.reduce_sum(model.likelihood(z).log_prob(x) - beta * kl)
 
 
@@ -320,7 +324,7 @@ def be_half_log_sigma(model, x, seed, beta):
     """The closed-form KL with log sigma where log sigma^2 belongs."""
     mu, sigma = model.encoder(x)
     z = vae_prac.reparameterize(mu, sigma, seed=seed)
-    kl = 0.5 * tf.reduce_sum(mu ** 2 + sigma ** 2 - 1.0 - tf.math.log(sigma), axis=-1)
+    kl = 0.5 * tf.reduce_sum(mu**2 + sigma**2 - 1.0 - tf.math.log(sigma), axis=-1)
     return tf.reduce_sum(model.likelihood(z).log_prob(x) - beta * kl)
 
 
@@ -353,8 +357,9 @@ def be_likelihood_batch_mean(model, x, seed, beta):
 def be_float64_result(model, x, seed, beta):
     """The same computation in float64, returned as float64 (train() sums float32)."""
     ll, kl, _ = _terms(model, x, seed)
-    return tf.reduce_sum(tf.cast(ll, tf.float64) - tf.cast(beta, tf.float64)
-                         * tf.cast(kl, tf.float64))
+    return tf.reduce_sum(
+        tf.cast(ll, tf.float64) - tf.cast(beta, tf.float64) * tf.cast(kl, tf.float64)
+    )
 
 
 def be_python_float(model, x, seed, beta):
@@ -376,18 +381,30 @@ def be_beta_renamed(model, x, seed, weight):
 def _be_downstream(fn):
     """Cell 17: train with functools.partial(fn, beta=...), a number and a warm-up Variable."""
     images = (np.random.default_rng(0).random((256, 28, 28)) * 255).astype(np.uint8)
-    config = Config(latent_dim=4, hidden_size=16, n_iterations=20, print_every=20,
-                    log_every=10, n_eval=16)
-    vae_prac.train(config, train_images=images, progress=False, verbose=False,
-                   batch_elbo=functools.partial(fn, beta=2.0))
+    config = Config(
+        latent_dim=4, hidden_size=16, n_iterations=20, print_every=20, log_every=10, n_eval=16
+    )
+    vae_prac.train(
+        config,
+        train_images=images,
+        progress=False,
+        verbose=False,
+        batch_elbo=functools.partial(fn, beta=2.0),
+    )
     beta = tf.Variable(0.0, trainable=False)
 
     def warmup_step(model, optimizer, batch_elbo, x, seed):
         beta.assign(tf.minimum(1.0, tf.cast(optimizer.iterations, tf.float32) / 10.0))
         return gradient_step(model, optimizer, batch_elbo, x, seed)
 
-    result = vae_prac.train(config, train_images=images, progress=False, verbose=False,
-                            batch_elbo=functools.partial(fn, beta=beta), train_step=warmup_step)
+    result = vae_prac.train(
+        config,
+        train_images=images,
+        progress=False,
+        verbose=False,
+        batch_elbo=functools.partial(fn, beta=beta),
+        train_step=warmup_step,
+    )
     assert result.iteration == 20 and float(beta.numpy()) == 1.0
 
 
@@ -414,12 +431,14 @@ BETA_ELBO = Exercise(
         "plus_kl": Mistake(be_plus_kl, r"wrong sign"),
         "mean_over_batch": Mistake(be_mean_over_batch, r"average over the 8 images"),
         "kl_mean_over_batch": Mistake(be_kl_mean, r"KL term is averaged over the batch"),
-        "likelihood_mean_over_batch": Mistake(be_likelihood_batch_mean,
-                                              r"log-likelihood term is averaged over the batch"),
+        "likelihood_mean_over_batch": Mistake(
+            be_likelihood_batch_mean, r"log-likelihood term is averaged over the batch"
+        ),
         "pixel_mean": Mistake(be_pixel_mean, r"averaged over the pixels"),
         "latent_mean": Mistake(be_latent_mean, r"averaged over the latent dimensions"),
-        "kl_per_dimension_broadcast": Mistake(be_kl_per_dimension_broadcast,
-                                              r"once per latent dimension"),
+        "kl_per_dimension_broadcast": Mistake(
+            be_kl_per_dimension_broadcast, r"once per latent dimension"
+        ),
         "reverse_kl": Mistake(be_reverse_kl, r"other way round"),
         "half_log_sigma": Mistake(be_half_log_sigma, r"log sigma\^2"),
         "sigma_squared_in_z": Mistake(be_sigma_squared_in_z, r"sigma squared|variance"),
@@ -434,17 +453,20 @@ BETA_ELBO = Exercise(
         "numpy_noise_from_seed": Mistake(be_numpy_noise_from_seed, r"inside tf\.function"),
         "mean_of_q": Mistake(be_mean_of_q, r"not a sample"),
         "noise_shared_by_images": Mistake(be_noise_shared_by_images, r"every image"),
-        "noise_shared_by_dimensions": Mistake(be_noise_shared_by_dimensions,
-                                              r"every latent dimension"),
+        "noise_shared_by_dimensions": Mistake(
+            be_noise_shared_by_dimensions, r"every latent dimension"
+        ),
         "uniform_noise": Mistake(be_uniform_noise, r"standard normal"),
         "stop_gradient_z": Mistake(be_stop_gradient_z, r"z is cut from mu and sigma"),
-        "stop_gradient_mu_in_z": Mistake(be_stop_gradient_mu_in_z,
-                                         r"z must be a differentiable function"),
+        "stop_gradient_mu_in_z": Mistake(
+            be_stop_gradient_mu_in_z, r"z must be a differentiable function"
+        ),
         "stop_gradient_kl": Mistake(be_stop_gradient_kl, r"KL is cut from the gradient"),
         "kl_of_stopped_mu": Mistake(be_kl_of_stopped_mu, r"part of the KL is cut"),
         "numpy_beta": Mistake(be_numpy_beta, r"tf\.Variable"),
-        "likelihood_through_numpy": Mistake(be_likelihood_through_numpy,
-                                            r"no gradient reaches the decoder"),
+        "likelihood_through_numpy": Mistake(
+            be_likelihood_through_numpy, r"no gradient reaches the decoder"
+        ),
         "float64_result": Mistake(be_float64_result, r"float64 tensor.*float32"),
         "python_float": Mistake(be_python_float, r"Python float, not a TensorFlow tensor"),
         "numpy_value": Mistake(be_numpy_value, r"NumPy float32 number, not a TensorFlow tensor"),
@@ -457,6 +479,7 @@ BETA_ELBO = Exercise(
 
 # ---------------------------------------------------------------------------------------
 # A convolutional encoder and decoder.
+
 
 def _split(params, latent_dim, positive=keras.ops.softplus):
     return params[:, :latent_dim], 1e-6 + positive(params[:, latent_dim:])
@@ -486,24 +509,30 @@ def _conv_encoder(latent_dim, positive=keras.ops.softplus, concatenated=False):
 
 def cn_sequential_trunk(latent_dim):
     """A Sequential trunk with two Dense heads; a Sequential decoder with UpSampling2D."""
-    trunk = keras.Sequential([
-        keras.Input(shape=(28, 28, 1)),
-        keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
-        keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
-        keras.layers.Flatten()])
+    trunk = keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.Flatten(),
+        ]
+    )
     x = keras.Input(shape=(28, 28, 1))
     h = trunk(x)
     mu = keras.layers.Dense(latent_dim)(h)
     sigma = keras.layers.Dense(latent_dim, activation="softplus")(h)
     encoder = keras.Model(x, [mu, keras.layers.Lambda(lambda s: s + 1e-6)(sigma)])
-    decoder = keras.Sequential([
-        keras.Input(shape=(latent_dim,)),
-        keras.layers.Dense(7 * 7 * 16, activation="relu"),
-        keras.layers.Reshape((7, 7, 16)),
-        keras.layers.UpSampling2D(2),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.UpSampling2D(2),
-        keras.layers.Conv2D(1, 3, padding="same")])
+    decoder = keras.Sequential(
+        [
+            keras.Input(shape=(latent_dim,)),
+            keras.layers.Dense(7 * 7 * 16, activation="relu"),
+            keras.layers.Reshape((7, 7, 16)),
+            keras.layers.UpSampling2D(2),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.UpSampling2D(2),
+            keras.layers.Conv2D(1, 3, padding="same"),
+        ]
+    )
     return encoder, decoder
 
 
@@ -511,8 +540,8 @@ class ConvEncoder(keras.Model):
     def __init__(self, latent_dim):
         super().__init__()
         self.latent_dim = latent_dim
-        self.conv1 = keras.layers.Conv2D(8, 3, padding="valid", activation="relu")   # 26
-        self.pool = keras.layers.MaxPooling2D(2)                                     # 13
+        self.conv1 = keras.layers.Conv2D(8, 3, padding="valid", activation="relu")  # 26
+        self.pool = keras.layers.MaxPooling2D(2)  # 13
         self.conv2 = keras.layers.Conv2D(16, 3, padding="valid", activation="relu")  # 11
         self.flatten = keras.layers.Flatten()
         self.mu = keras.layers.Dense(latent_dim)
@@ -629,15 +658,22 @@ def _sigma(params, d):
 def _zero_decoder(latent_dim, last_activation=None):
     dec = _conv_decoder(latent_dim)
     h = dec.layers[-2].output
-    logits = keras.layers.Conv2D(1, 3, padding="same", activation=last_activation,
-                                 kernel_initializer="zeros", bias_initializer="zeros")(h)
+    logits = keras.layers.Conv2D(
+        1,
+        3,
+        padding="same",
+        activation=last_activation,
+        kernel_initializer="zeros",
+        bias_initializer="zeros",
+    )(h)
     return keras.Model(dec.inputs, logits)
 
 
 def cn_zero_initialised_last_layers(latent_dim):
     """Both last layers start at zero: at first mu = 0, sigma = softplus(0), logits = 0."""
-    encoder = _encoder_from_params(latent_dim, _mu, _sigma, kernel_initializer="zeros",
-                                   bias_initializer="zeros")
+    encoder = _encoder_from_params(
+        latent_dim, _mu, _sigma, kernel_initializer="zeros", bias_initializer="zeros"
+    )
     return encoder, _zero_decoder(latent_dim)
 
 
@@ -648,12 +684,15 @@ def cn_two_heads_log_variance(latent_dim):
     mu = keras.layers.Dense(latent_dim, name="mu")(h)
     log_var = keras.layers.Dense(latent_dim, name="log_var")(h)
     encoder = keras.Model(x, [mu, keras.ops.exp(0.5 * log_var)])
-    decoder = keras.Sequential([
-        keras.Input(shape=(latent_dim,)),
-        keras.layers.Dense(7 * 7 * 16, activation="relu"),
-        keras.layers.Reshape((7, 7, 16)),
-        keras.layers.Conv2DTranspose(16, 3, strides=2, padding="same", activation="relu"),
-        keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same")])
+    decoder = keras.Sequential(
+        [
+            keras.Input(shape=(latent_dim,)),
+            keras.layers.Dense(7 * 7 * 16, activation="relu"),
+            keras.layers.Reshape((7, 7, 16)),
+            keras.layers.Conv2DTranspose(16, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same"),
+        ]
+    )
     return encoder, decoder
 
 
@@ -663,8 +702,10 @@ class HandSoftplusEncoder(keras.Model):
     def __init__(self, latent_dim):
         super().__init__()
         self.latent_dim = latent_dim
-        self.convs = [keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
-                      keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")]
+        self.convs = [
+            keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+        ]
         self.params = keras.layers.Dense(2 * latent_dim)
 
     def call(self, x):
@@ -715,36 +756,47 @@ def cn_batchnorm_dense_784_end(latent_dim):
 
 
 def cn_sigma_from_mu_half(latent_dim):
-    sigma_of_mu_half = lambda p, d: 1e-6 + keras.ops.softplus(p[:, :d])    # noqa: E731
+    sigma_of_mu_half = lambda p, d: 1e-6 + keras.ops.softplus(p[:, :d])  # noqa: E731
     return _encoder_from_params(latent_dim, _mu, sigma_of_mu_half), _conv_decoder(latent_dim)
 
 
 def cn_relu_on_params(latent_dim):
     """A ReLU on the layer that gives mu and sigma: mu >= 0, sigma >= log 2."""
-    return _encoder_from_params(latent_dim, _mu, _sigma, activation="relu"), \
-        _conv_decoder(latent_dim)
+    return _encoder_from_params(latent_dim, _mu, _sigma, activation="relu"), _conv_decoder(
+        latent_dim
+    )
 
 
 def cn_relu_on_params_zero_init(latent_dim):
-    return (_encoder_from_params(latent_dim, _mu, _sigma, activation="relu",
-                                 kernel_initializer="zeros"), _conv_decoder(latent_dim))
+    return (
+        _encoder_from_params(
+            latent_dim, _mu, _sigma, activation="relu", kernel_initializer="zeros"
+        ),
+        _conv_decoder(latent_dim),
+    )
 
 
 def cn_swapped_halves(latent_dim):
-    return (_encoder_from_params(latent_dim, lambda p, d: p[:, d:],
-                                 lambda p, d: 1e-6 + keras.ops.softplus(p[:, :d])),
-            _conv_decoder(latent_dim))
+    return (
+        _encoder_from_params(
+            latent_dim, lambda p, d: p[:, d:], lambda p, d: 1e-6 + keras.ops.softplus(p[:, :d])
+        ),
+        _conv_decoder(latent_dim),
+    )
 
 
 def cn_mu_tanh(latent_dim):
-    return (_encoder_from_params(latent_dim, lambda p, d: keras.ops.tanh(p[:, :d]), _sigma),
-            _conv_decoder(latent_dim))
+    return (
+        _encoder_from_params(latent_dim, lambda p, d: keras.ops.tanh(p[:, :d]), _sigma),
+        _conv_decoder(latent_dim),
+    )
 
 
 def cn_sigma_relu(latent_dim):
-    return (_encoder_from_params(latent_dim, _mu,
-                                 lambda p, d: 1e-6 + keras.ops.relu(p[:, d:])),
-            _conv_decoder(latent_dim))
+    return (
+        _encoder_from_params(latent_dim, _mu, lambda p, d: 1e-6 + keras.ops.relu(p[:, d:])),
+        _conv_decoder(latent_dim),
+    )
 
 
 def cn_sigma_head_relu(latent_dim):
@@ -790,8 +842,13 @@ def _cn_downstream(fn):
     images = (np.random.default_rng(0).random((256, 28, 28)) * 255).astype(np.uint8)
     encoder, decoder = fn(8)
     config = Config(latent_dim=8, n_iterations=10, print_every=10, log_every=10, n_eval=16)
-    result = vae_prac.train(config, model=VAE(8, encoder=encoder, decoder=decoder),
-                            train_images=images, progress=False, verbose=False)
+    result = vae_prac.train(
+        config,
+        model=VAE(8, encoder=encoder, decoder=decoder),
+        train_images=images,
+        progress=False,
+        verbose=False,
+    )
     assert np.isfinite(result.history.test_elbo[-1])
 
 
@@ -816,8 +873,9 @@ CONV_NETWORKS = Exercise(
         "no_channel_axis": Mistake(cn_no_channel_axis, r"28, 28, 1"),
         "32_pixels": Mistake(cn_32_pixels, r"start from 7x7"),
         "latent_dim_hard_coded": Mistake(cn_latent_hard_coded, r"latent_dim argument"),
-        "concatenated_mu_sigma": Mistake(cn_concatenated,
-                                         r"one tensor of shape \[5, 12\], not two"),
+        "concatenated_mu_sigma": Mistake(
+            cn_concatenated, r"one tensor of shape \[5, 12\], not two"
+        ),
         "no_convolution": Mistake(cn_no_convolution, r"no convolution"),
         "swapped": Mistake(cn_swapped, r"swapped"),
         "single_model": Mistake(cn_single_model, r"return two networks"),

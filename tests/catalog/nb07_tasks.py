@@ -23,6 +23,7 @@ tfd = tfp.distributions
 # ---------------------------------------------------------------------------------------
 # Normalized importance weights w~ = w / sum_i w_i over the k samples: [k, batch].
 
+
 def nw_softmax(log_w):
     return tf.nn.softmax(log_w, axis=0)
 
@@ -59,7 +60,7 @@ def nw_stop_gradient(log_w):
 
 
 def nw_default_axis(log_w):
-    return tf.nn.softmax(log_w)                     # axis -1: the images
+    return tf.nn.softmax(log_w)  # axis -1: the images
 
 
 def nw_naive(log_w):
@@ -68,7 +69,7 @@ def nw_naive(log_w):
 
 
 def nw_global_shift(log_w):
-    e = tf.exp(log_w - tf.reduce_max(log_w))       # one shift for the whole array
+    e = tf.exp(log_w - tf.reduce_max(log_w))  # one shift for the whole array
     return e / tf.reduce_sum(e, axis=0, keepdims=True)
 
 
@@ -225,7 +226,7 @@ def _nw_downstream(fn):
     x = (np.random.default_rng(1).random((1, 28, 28, 1)) < 0.3).astype(np.float32)
     weights = model.trainable_variables
     with tf.GradientTape(persistent=True) as tape:
-        log_w = log_importance_weights(model, x, 4, seed=(1, 2))      # [k, 1]
+        log_w = log_importance_weights(model, x, 4, seed=(1, 2))  # [k, 1]
         bound = tf.reduce_logsumexp(log_w[:, 0]) - math.log(4)
         terms = tf.unstack(log_w[:, 0])
     w_tilde = np.asarray(fn(log_w))[:, 0]
@@ -263,17 +264,22 @@ NORMALIZED_WEIGHTS = Exercise(
         "extra_one_over_k": Mistake(nw_extra_one_over_k, r"sum to 1/k"),
         "log_softmax": Mistake(nw_log_softmax, r"logs of the normalized weights"),
         "uniform_weights": Mistake(nw_uniform, r"ELBO's weighting"),
-        "log_weights_normalized": Mistake(nw_log_weights_normalized,
-                                          r"normalized the log weights themselves"),
+        "log_weights_normalized": Mistake(
+            nw_log_weights_normalized, r"normalized the log weights themselves"
+        ),
         "sign_flipped": Mistake(nw_sign_flipped, r"smallest log weight"),
         "transposed_output": Mistake(nw_transposed_output, r"\[batch, k\]"),
         "squeezed_samples": Mistake(nw_squeezed, r"k = 1"),
         "returns_the_bound": Mistake(nw_returns_bound, r"one value per image"),
         "no_return": Mistake(nw_no_return, r"forget the `return`"),
-        "shift_by_each_samples_maximum": Mistake(nw_shift_over_the_images,
-                                                 r"each sample's maximum over the images"),
-        "sum_over_the_images": Mistake(nw_sum_over_the_images, r"division is by a sum over "
-                                                              r"the batch axis"),
+        "shift_by_each_samples_maximum": Mistake(
+            nw_shift_over_the_images, r"each sample's maximum over the images"
+        ),
+        "sum_over_the_images": Mistake(
+            nw_sum_over_the_images,
+            r"division is by a sum over "
+            r"the batch axis",
+        ),
         "divided_by_the_total": Mistake(nw_divided_by_the_total, r"whole array sum to 1"),
         "shift_by_the_minimum": Mistake(nw_min_shift, r"overflowed.*smallest"),
         "shift_by_the_minimum_float64": Mistake(nw_min_shift_float64, r"-2500.*float64"),
@@ -282,8 +288,9 @@ NORMALIZED_WEIGHTS = Exercise(
         "exp_not_normalized": Mistake(nw_exp_only, r"not normalized.*underflow"),
         "float16": Mistake(nw_float16, r"float16"),
         "one_number": Mistake(nw_one_number, r"returned one number"),
-        "transposed_and_wrong_axis": Mistake(nw_transposed_wrong_axis,
-                                             r"\[batch, k\].*Transposed back, they are not"),
+        "transposed_and_wrong_axis": Mistake(
+            nw_transposed_wrong_axis, r"\[batch, k\].*Transposed back, they are not"
+        ),
     },
     give_away=("softmax(log_w, axis=0)", "reduce_logsumexp(log_w, axis=0, keepdims=True)"),
     downstream=_nw_downstream,
@@ -293,17 +300,21 @@ NORMALIZED_WEIGHTS = Exercise(
 # ---------------------------------------------------------------------------------------
 # L_beta on notebook 02's toy model, in closed form: fn(x, q, beta, s).
 
+
 def tb_identity(x, q, beta, s=0.5):
     """log p(x) - KL(q || p(z|x)) + (1 - beta) KL(q || p(z)): every term from tfd."""
     prior = tfd.Normal(0.0, 1.0)
-    return (toy_log_evidence(x, s) - tfd.kl_divergence(q, toy_posterior(x, s))
-            + (1.0 - beta) * tfd.kl_divergence(q, prior))
+    return (
+        toy_log_evidence(x, s)
+        - tfd.kl_divergence(q, toy_posterior(x, s))
+        + (1.0 - beta) * tfd.kl_divergence(q, prior)
+    )
 
 
 def tb_numpy(x, q, beta, s=0.5):
     m, v = float(q.mean()), float(q.variance())
-    ell = -0.5 * np.log(2 * np.pi * s ** 2) - ((x - m) ** 2 + v) / (2 * s ** 2)
-    kl = 0.5 * (m ** 2 + v - 1.0 - np.log(v))
+    ell = -0.5 * np.log(2 * np.pi * s**2) - ((x - m) ** 2 + v) / (2 * s**2)
+    kl = 0.5 * (m**2 + v - 1.0 - np.log(v))
     return np.float64(ell - beta * kl)
 
 
@@ -326,8 +337,9 @@ def tb_float64(x, q, beta, s=0.5):
 def tb_python_floats(x, q, beta, s=0.5):
     """Plain Python: log N(x; m, s^2) at the mean, less the variance term, less beta KL."""
     m, sd = float(q.loc), float(q.scale)
-    expected = (-0.5 * math.log(2 * math.pi * s * s) - (x - m) ** 2 / (2 * s * s)
-                - sd ** 2 / (2 * s * s))
+    expected = (
+        -0.5 * math.log(2 * math.pi * s * s) - (x - m) ** 2 / (2 * s * s) - sd**2 / (2 * s * s)
+    )
     return expected - beta * float(tfd.kl_divergence(q, tfd.Normal(0.0, 1.0)))
 
 
@@ -357,13 +369,13 @@ def tb_likelihood_at_mean(x, q, beta, s=0.5):
 
 
 def tb_stddev_for_variance(x, q, beta, s=0.5):
-    m, v = q.mean(), q.stddev()                        # a standard deviation, used as a variance
+    m, v = q.mean(), q.stddev()  # a standard deviation, used as a variance
     ell = -0.5 * tf.math.log(2 * math.pi * s * s) - ((x - m) ** 2 + v) / (2 * s * s)
     return ell - beta * 0.5 * (m * m + v - 1.0 - tf.math.log(v))
 
 
 def tb_likelihood_scale_s2(x, q, beta, s=0.5):
-    s2 = s * s                                         # a variance passed as a scale
+    s2 = s * s  # a variance passed as a scale
     m, v = q.mean(), q.variance()
     ell = -0.5 * tf.math.log(2 * math.pi * s2 * s2) - ((x - m) ** 2 + v) / (2 * s2 * s2)
     return ell - beta * tfd.kl_divergence(q, tfd.Normal(0.0, 1.0))
@@ -449,8 +461,9 @@ def tb_constant_without_half(x, q, beta, s=0.5):
 
 def tb_squared_error_sign(x, q, beta, s=0.5):
     m, v = q.mean(), q.variance()
-    return (-0.5 * math.log(2 * math.pi * s * s) + ((x - m) ** 2 + v) / (2 * s * s)
-            - beta * _tb_kl(q))
+    return (
+        -0.5 * math.log(2 * math.pi * s * s) + ((x - m) ** 2 + v) / (2 * s * s) - beta * _tb_kl(q)
+    )
 
 
 def tb_beta_on_both(x, q, beta, s=0.5):
@@ -546,8 +559,9 @@ TOY_BETA_BOUND = Exercise(
         "kl_log_term": Mistake(tb_kl_log_term, r"log term is twice too large"),
         "constant_dropped": Mistake(tb_constant_dropped, r"misses its constant"),
         "constant_with_s": Mistake(tb_constant_with_s, r"has s where the variance s\^2"),
-        "constant_without_half": Mistake(tb_constant_without_half,
-                                         r"constant of log N.*twice too large"),
+        "constant_without_half": Mistake(
+            tb_constant_without_half, r"constant of log N.*twice too large"
+        ),
         "squared_error_sign": Mistake(tb_squared_error_sign, r"squared error enters"),
         "beta_on_both_terms": Mistake(tb_beta_on_both, r"whole ELBO"),
         "one_minus_beta": Mistake(tb_one_minus_beta, r"weighted by 1 - beta"),
@@ -556,10 +570,12 @@ TOY_BETA_BOUND = Exercise(
         "kl_to_the_likelihood": Mistake(tb_kl_to_likelihood, r"taken to N\(x, s\^2\)"),
         "unit_variance_likelihood": Mistake(tb_unit_likelihood, r"standard deviation 1 whatever s"),
         "negated_loss": Mistake(tb_negated_loss, r"-L_beta, a loss"),
-        "stddev_in_likelihood_only": Mistake(tb_stddev_in_likelihood_only,
-                                             r"standard deviation is used"),
-        "at_the_mean_and_reverse_kl": Mistake(tb_at_mean_and_reverse_kl,
-                                              r"two slips.*spread.*wrong way round"),
+        "stddev_in_likelihood_only": Mistake(
+            tb_stddev_in_likelihood_only, r"standard deviation is used"
+        ),
+        "at_the_mean_and_reverse_kl": Mistake(
+            tb_at_mean_and_reverse_kl, r"two slips.*spread.*wrong way round"
+        ),
         "no_kl": Mistake(tb_no_kl, r"KL term is missing"),
         "no_likelihood": Mistake(tb_no_likelihood, r"log-likelihood .* is missing"),
         "s_renamed": Mistake(tb_s_renamed, r"pass s by that name"),
@@ -573,14 +589,17 @@ TOY_BETA_BOUND = Exercise(
 # ---------------------------------------------------------------------------------------
 # A mixture-of-Gaussians prior: fn(logits [K], locs [K, d], scales [K, d]).
 
+
 def mp_mvn_diag(logits, locs, scales):
-    return tfd.MixtureSameFamily(tfd.Categorical(logits=logits),
-                                 tfd.MultivariateNormalDiag(locs, scales))
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=logits), tfd.MultivariateNormalDiag(locs, scales)
+    )
 
 
 def mp_probs_softmax(logits, locs, scales):
-    return tfd.MixtureSameFamily(tfd.Categorical(probs=tf.nn.softmax(logits)),
-                                 tfd.Independent(tfd.Normal(locs, scales), 1))
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(probs=tf.nn.softmax(logits)), tfd.Independent(tfd.Normal(locs, scales), 1)
+    )
 
 
 def mp_mixture_of_list(logits, locs, scales):
@@ -592,16 +611,18 @@ def mp_mixture_of_list(logits, locs, scales):
 def mp_keras_ops_logits(logits, locs, scales):
     """Normalized log weights from keras.ops, passed as logits."""
     log_pi = logits - keras.ops.logsumexp(logits)
-    return tfd.MixtureSameFamily(tfd.Categorical(logits=log_pi),
-                                 tfd.Independent(tfd.Normal(loc=locs, scale=scales),
-                                                 reinterpreted_batch_ndims=1))
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=log_pi),
+        tfd.Independent(tfd.Normal(loc=locs, scale=scales), reinterpreted_batch_ndims=1),
+    )
 
 
 def mp_scale_diag_linear_operator(logits, locs, scales):
     """MultivariateNormalLinearOperator with a diagonal operator."""
     return tfd.MixtureSameFamily(
         tfd.Categorical(logits=logits),
-        tfd.MultivariateNormalLinearOperator(locs, tf.linalg.LinearOperatorDiag(scales)))
+        tfd.MultivariateNormalLinearOperator(locs, tf.linalg.LinearOperatorDiag(scales)),
+    )
 
 
 def _independent(locs, scales):
@@ -609,8 +630,9 @@ def _independent(locs, scales):
 
 
 def mp_scale_tril(logits, locs, scales):
-    return tfd.MixtureSameFamily(tfd.Categorical(logits=logits),
-                                 tfd.MultivariateNormalTriL(locs, tf.linalg.diag(scales)))
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=logits), tfd.MultivariateNormalTriL(locs, tf.linalg.diag(scales))
+    )
 
 
 @tf.function
@@ -623,8 +645,9 @@ def mp_bijectors(logits, locs, scales):
     """Standard Normals shifted and scaled by bijectors."""
     base = _independent(tf.zeros_like(locs), tf.ones_like(scales))
     move = tfp.bijectors.Chain([tfp.bijectors.Shift(locs), tfp.bijectors.Scale(scales)])
-    return tfd.MixtureSameFamily(tfd.Categorical(logits=logits),
-                                 tfd.TransformedDistribution(base, move))
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=logits), tfd.TransformedDistribution(base, move)
+    )
 
 
 def mp_probs_exp_unnormalized(logits, locs, scales):
@@ -641,22 +664,25 @@ def mp_probs_are_logits(logits, locs, scales):
 
 
 def mp_softmax_twice(logits, locs, scales):
-    return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.nn.softmax(logits)),
-                                 _independent(locs, scales))
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=tf.nn.softmax(logits)), _independent(locs, scales)
+    )
 
 
 def mp_equal_weights(logits, locs, scales):
-    return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.zeros_like(logits)),
-                                 _independent(locs, scales))
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=tf.zeros_like(logits)), _independent(locs, scales)
+    )
 
 
 def mp_variance_as_scale(logits, locs, scales):
-    return tfd.MixtureSameFamily(tfd.Categorical(logits=logits), _independent(locs, scales ** 2))
+    return tfd.MixtureSameFamily(tfd.Categorical(logits=logits), _independent(locs, scales**2))
 
 
 def mp_sqrt_scale(logits, locs, scales):
-    return tfd.MixtureSameFamily(tfd.Categorical(logits=logits),
-                                 _independent(locs, tf.sqrt(scales)))
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=logits), _independent(locs, tf.sqrt(scales))
+    )
 
 
 def mp_first_component(logits, locs, scales):
@@ -675,7 +701,7 @@ class _HandWritten:
         self.normalize, self.stable = normalize, stable
 
     def log_prob(self, z):
-        z = tf.convert_to_tensor(z)[..., None, :]                    # [..., 1, d] against [K, d]
+        z = tf.convert_to_tensor(z)[..., None, :]  # [..., 1, d] against [K, d]
         comp = tf.reduce_sum(tfd.Normal(self.locs, self.scales).log_prob(z), axis=-1)
         log_pi = tf.nn.log_softmax(self.logits) if self.normalize else self.logits
         if self.stable:
@@ -696,8 +722,9 @@ class _FlatOnly(_HandWritten):
 
     def log_prob(self, z):
         z = tf.convert_to_tensor(z)
-        comp = tf.reduce_sum(tfd.Normal(self.locs[None], self.scales[None])
-                             .log_prob(z[:, None, :]), axis=-1)
+        comp = tf.reduce_sum(
+            tfd.Normal(self.locs[None], self.scales[None]).log_prob(z[:, None, :]), axis=-1
+        )
         return tf.reduce_logsumexp(comp + tf.nn.log_softmax(self.logits), axis=-1)
 
 
@@ -724,7 +751,7 @@ def mp_own_sampler(logits, locs, scales):
 
 
 def mp_sampler_scale_squared(logits, locs, scales):
-    return _OwnSampler(logits, locs, scales, spread=lambda s: s ** 2)
+    return _OwnSampler(logits, locs, scales, spread=lambda s: s**2)
 
 
 class _SamplerWithoutSeed(_HandWritten):
@@ -750,7 +777,7 @@ class _MaxOrMean(_HandWritten):
             return tf.reduce_max(comp + tf.nn.log_softmax(self.logits), axis=-1)
         if self.how == "mean":
             return tf.reduce_sum(tf.nn.softmax(self.logits) * comp, axis=-1)
-        return tf.reduce_logsumexp(comp + tf.nn.softmax(self.logits), axis=-1)   # pi, not log pi
+        return tf.reduce_logsumexp(comp + tf.nn.softmax(self.logits), axis=-1)  # pi, not log pi
 
 
 def mp_max_over_components(logits, locs, scales):
@@ -766,8 +793,9 @@ def mp_pi_added_in_log_space(logits, locs, scales):
 
 
 def mp_float64(logits, locs, scales):
-    return mp_mvn_diag(tf.cast(logits, tf.float64), tf.cast(locs, tf.float64),
-                       tf.cast(scales, tf.float64))
+    return mp_mvn_diag(
+        tf.cast(logits, tf.float64), tf.cast(locs, tf.float64), tf.cast(scales, tf.float64)
+    )
 
 
 def mp_softplus_scales(logits, locs, scales):
@@ -779,8 +807,10 @@ def mp_exp_scales(logits, locs, scales):
 
 
 def mp_covariance_diag(logits, locs, scales):
-    return tfd.MixtureSameFamily(tfd.Categorical(logits=logits),
-                                 tfd.MultivariateNormalFullCovariance(locs, tf.linalg.diag(scales)))
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=logits),
+        tfd.MultivariateNormalFullCovariance(locs, tf.linalg.diag(scales)),
+    )
 
 
 def mp_negated_logits(logits, locs, scales):
@@ -811,8 +841,9 @@ def mp_debug_print_with_float(logits, locs, scales):
 
 def mp_numpy_for_the_size(logits, locs, scales):
     """A list of K components sized with .numpy(): fine eagerly, fails in tf.function."""
-    components = [tfd.MultivariateNormalDiag(locs[k], scales[k])
-                  for k in range(logits.numpy().shape[0])]
+    components = [
+        tfd.MultivariateNormalDiag(locs[k], scales[k]) for k in range(logits.numpy().shape[0])
+    ]
     return tfd.Mixture(tfd.Categorical(logits=logits), components)
 
 
@@ -852,7 +883,7 @@ def _mp_downstream(fn):
     assert kl.shape == (2,)
     assert all(g is not None for g in tape.gradient(kl, [logits, locs, raw]))
     assert prior.sample(8, seed=(3, 3)).shape == (8, 3)
-    assert prior.log_prob(q.sample(4, seed=(4, 4))).shape == (4, 2)     # [k, batch, d], as L_k
+    assert prior.log_prob(q.sample(4, seed=(4, 4))).shape == (4, 2)  # [k, batch, d], as L_k
 
 
 MOG_PRIOR = Exercise(
@@ -884,8 +915,9 @@ MOG_PRIOR = Exercise(
         "unnormalized_weights": Mistake(mp_unnormalized_weights, r"not normalized"),
         "through_numpy": Mistake(mp_numpy_parameters, r"no gradient reaches `logits`"),
         "new_variables_inside": Mistake(mp_new_variables, r"no gradient reaches"),
-        "codes_of_one_batch_axis_only": Mistake(mp_codes_of_one_batch_axis_only,
-                                                r"any leading axes must work"),
+        "codes_of_one_batch_axis_only": Mistake(
+            mp_codes_of_one_batch_axis_only, r"any leading axes must work"
+        ),
         "no_return": Mistake(mp_no_return, r"forget the `return`"),
         "float64": Mistake(mp_float64, r"dtype is float64"),
         "softplus_of_scales": Mistake(mp_softplus_scales, r"softplus\(scales\)"),
@@ -898,14 +930,15 @@ MOG_PRIOR = Exercise(
         "weighted_mean_of_log_densities": Mistake(mp_weighted_mean_of_log_densities, r"Jensen"),
         "pi_added_in_log_space": Mistake(mp_pi_added_in_log_space, r"enters as its log"),
         "tf_constant": Mistake(mp_tf_constant, r"no gradient reaches `logits`"),
-        "stop_gradient_on_scales": Mistake(mp_stop_gradient_scales,
-                                           r"no gradient reaches `scales`"),
-        "debug_print_with_float": Mistake(mp_debug_print_with_float,
-                                          r"not inside tf.function"),
+        "stop_gradient_on_scales": Mistake(
+            mp_stop_gradient_scales, r"no gradient reaches `scales`"
+        ),
+        "debug_print_with_float": Mistake(mp_debug_print_with_float, r"not inside tf.function"),
         "numpy_for_the_size": Mistake(mp_numpy_for_the_size, r"not inside tf.function"),
         "sampler_scale_squared": Mistake(mp_sampler_scale_squared, r"not its spread"),
-        "sampler_without_seed": Mistake(mp_sampler_without_seed,
-                                        r"must take a number of draws and a seed"),
+        "sampler_without_seed": Mistake(
+            mp_sampler_without_seed, r"must take a number of draws and a seed"
+        ),
     },
     give_away=("tfd.MixtureSameFamily(tfd.Categorical(logits=logits)",),
     downstream=_mp_downstream,

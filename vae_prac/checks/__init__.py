@@ -88,6 +88,7 @@ def quiet_tensorflow():
     import logging
 
     import tensorflow as tf
+
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -133,43 +134,58 @@ def check(name: str):
     exercise is not done yet; any other exception is reported as a hint naming its
     type and message, never as a crash.
     """
+
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             if any(_library_function(arg) for arg in args):
-                return report(name, NOT_YET, "that is vae_prac's own implementation; the "
-                                             "task is to write your own.")
+                return report(
+                    name,
+                    NOT_YET,
+                    "that is vae_prac's own implementation; the task is to write your own.",
+                )
             try:
                 fn(*args, **kwargs)
             except NotImplementedError:
-                return report(name, NOT_DONE,
-                              "replace `raise NotImplementedError()` with your code, "
-                              "run that cell, then run this one again.")
+                return report(
+                    name,
+                    NOT_DONE,
+                    "replace `raise NotImplementedError()` with your code, "
+                    "run that cell, then run this one again.",
+                )
             except Hint as hint:
                 return report(name, NOT_YET, str(hint))
-            except Exception as err:   # a student's code may fail in any way
+            except Exception as err:  # a student's code may fail in any way
                 where = traceback.extract_tb(err.__traceback__)[-1]
-                return report(name, NOT_YET,
-                              f"your code raised {type(err).__name__}: {err} "
-                              f"(line {where.lineno}).")
+                return report(
+                    name,
+                    NOT_YET,
+                    f"your code raised {type(err).__name__}: {err} (line {where.lineno}).",
+                )
             return report(name, PASSED)
+
         wrapper.check_name = name
         return wrapper
+
     return decorate
 
 
 def letter(answer):
     """The letter of an answer written "b", "(b)", "b)" or "b. Almost nothing"; else as is."""
-    found = re.match(r"\s*\(?\s*([a-hA-H])\s*(?:[).:,]|\s|$)", answer) \
-        if isinstance(answer, str) else None
+    found = (
+        re.match(r"\s*\(?\s*([a-hA-H])\s*(?:[).:,]|\s|$)", answer)
+        if isinstance(answer, str)
+        else None
+    )
     return found[1].lower() if found else answer
 
 
 def choice(name: str, answer, correct: str, hint: str) -> None:
     """Check a multiple-choice answer (a letter such as ``"b"``, also written "(b)")."""
     if answer is None or answer is Ellipsis:
-        return report(name, NOT_DONE, "set your answer to one of the letters, "
-                                      "then run this cell again.")
+        return report(
+            name, NOT_DONE, "set your answer to one of the letters, then run this cell again."
+        )
     if str(letter(answer)).strip().lower() == correct:
         return report(name, PASSED)
     return report(name, NOT_YET, hint)
@@ -192,6 +208,7 @@ def whose(parts: dict[str, str]) -> str:
     """
     mine = [label for label, name in parts.items() if RESULTS.get(name)]
     library = [label for label in parts if label not in mine]
-    said = ([f"yours: {', '.join(mine)}"] if mine else []) + \
-           ([f"vae_prac's: {', '.join(library)}"] if library else [])
+    said = ([f"yours: {', '.join(mine)}"] if mine else []) + (
+        [f"vae_prac's: {', '.join(library)}"] if library else []
+    )
     return "Training with " + "; ".join(said) + "."

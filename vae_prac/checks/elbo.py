@@ -58,15 +58,17 @@ def toy_elbo_reference(x, m, v, n_samples=10_000, seed=(0, 0), s=TOY_S):
 
 # The check judges on these (x, m, v): unequal, asymmetric numbers and v != 1 (but one),
 # so a variance passed as a scale, s^2 for s, a missing term or a flipped sign all show.
-_CASES = [(1.0, 0.8, 0.2),      # the exact posterior for x = 1, s = 0.5: ELBO = log p(x)
-          (1.0, 0.0, 1.0),      # the prior as q
-          (1.0, 2.0, 0.1),
-          (-0.5, 0.3, 0.5),
-          (0.7, -0.4, 2.0),
-          (2.0, 1.5, 0.05)]
-_N, _SEED = 20_000, (3, 4)        # samples and seed of every judged call
-_SPREAD_CASE = (1.0, 2.0, 0.1)    # far from the posterior: single samples scatter a lot
-_REPS = 8                         # our own replicates of an n-sample estimate, per case
+_CASES = [
+    (1.0, 0.8, 0.2),  # the exact posterior for x = 1, s = 0.5: ELBO = log p(x)
+    (1.0, 0.0, 1.0),  # the prior as q
+    (1.0, 2.0, 0.1),
+    (-0.5, 0.3, 0.5),
+    (0.7, -0.4, 2.0),
+    (2.0, 1.5, 0.05),
+]
+_N, _SEED = 20_000, (3, 4)  # samples and seed of every judged call
+_SPREAD_CASE = (1.0, 2.0, 0.1)  # far from the posterior: single samples scatter a lot
+_REPS = 8  # our own replicates of an n-sample estimate, per case
 
 #: Unbiased estimators the task allows besides the plain average of log p(x|z_l) + log p(z_l)
 #: - log q(z_l): with the KL to the prior, or the entropy of q, in closed form. Their
@@ -82,91 +84,142 @@ _ALLOWED = [{}, dict(form="kl_prior"), dict(form="entropy")]
 #: log N(value; loc, scale) is written by hand: see ``_DENSITIES``), form (kl_prior |
 #: entropy, allowed; kl_plus | kl_reversed, slips).
 _SLIPS = [
-    (dict(reduce="sum"),
-     "the estimate is the sum over the samples, not their mean: it grows with n_samples. "
-     "The ELBO is the average over the samples."),
-    (dict(reduce="logmeanexp"),
-     "it looks like the log of the mean of the weights p(x|z) p(z) / q(z) (a log-mean-exp, "
-     "the IWAE-style estimate), not the mean of their logs that the ELBO is."),
-    (dict(signs=(-1, -1, 1)),
-     "the sign of the whole estimate is flipped: that is minus the ELBO (a loss to "
-     "minimize), but the task asks for the ELBO itself."),
-    (dict(signs=(1, 1, 0)),
-     "the -log q(z) term is missing: the ELBO averages log p(x|z) + log p(z) - log q(z)."),
-    (dict(signs=(1, 1, 1)),        # in expectation the same as subtracting H(q)
-     "log q(z) is added, but it should be subtracted: log p(x|z) + log p(z) - log q(z). "
-     "(With the entropy H(q) in closed form: it is added, since -E_q[log q(z)] = H(q).)"),
-    (dict(signs=(1, -1, -1)),
-     "log p(z) is subtracted, but it should be added: log p(x|z) + log p(z) - log q(z)."),
-    (dict(signs=(-1, 1, -1)),
-     "log p(x|z) is subtracted, but it should be added: log p(x|z) + log p(z) - log q(z)."),
-    (dict(q_scale="v", logq_scale="v"),
-     "q seems to be built with scale v. A Normal's scale is its standard deviation, and v is "
-     "the variance of q."),
-    (dict(logq_scale="v"),
-     "the samples z come from q with standard deviation sqrt(v), but log q(z) uses scale v: "
-     "v is a variance, and a Normal's scale is a standard deviation."),
-    (dict(q_scale="v"),
-     "log q(z) uses standard deviation sqrt(v), but the samples z are drawn with scale v: "
-     "v is a variance, and a Normal's scale is a standard deviation."),
-    (dict(lik="s2"),
-     "p(x|z) seems to have scale s^2. The likelihood N(x; z, s^2) has variance s^2, and a "
-     "Normal's scale is the standard deviation s."),
-    (dict(lik="1"),
-     "p(x|z) seems to have scale 1; the likelihood N(x; z, s^2) has standard deviation s "
-     "(S in the notebook)."),
-    (dict(lik="none"),
-     "the log p(x|z) term is missing: the ELBO averages log p(x|z) + log p(z) - log q(z)."),
-    (dict(lik="zero_mean"),
-     "log p(x|z) does not depend on the samples: the likelihood N(x; z, s^2) is centred on "
-     "each sample z."),
-    (dict(prior="none"),
-     "the log p(z) term is missing: the ELBO averages log p(x|z) + log p(z) - log q(z)."),
-    (dict(prior="s"),
-     "p(z) seems to have scale s; the prior is the standard normal N(0, 1)."),
-    (dict(prior="x"),
-     "log p(z) seems to be evaluated at x; the prior's log-density is evaluated at the "
-     "samples z."),
-    (dict(signs=(1, 0, 0)),
-     "the estimate is the average of log p(x|z) alone: log p(z) - log q(z) is missing, or "
-     "cancels (is log q(z) computed with the prior's density?)."),
-    (dict(sample_from="prior"),
-     "the samples z seem to come from the prior N(0, 1), not from q = N(m, v): the ELBO is "
-     "an expectation under q, so draw z from q."),
-    (dict(density="no_2pi"),
-     "the estimate is about 0.919 = log(2 pi) / 2 above the ELBO on every q: each "
-     "hand-written log-density seems to lack its -log(2 pi) / 2. A Normal's log-density is "
-     "-log(2 pi sigma^2) / 2 - (value - mean)^2 / (2 sigma^2)."),
-    (dict(density="unnormalized"),
-     "the log-densities seem to keep only -(value - mean)^2 / (2 sigma^2): a Normal's "
-     "log-density also has the term -log(2 pi sigma^2) / 2, and it does not cancel here "
-     "(the three Normals have different scales)."),
-    (dict(density="precedence"),
-     "the log-densities seem to compute (value - mean)^2 / 2 * sigma^2, which Python reads "
-     "as multiplying by sigma^2; the term is (value - mean)^2 / (2 sigma^2): mind the "
-     "parentheses."),
-    (dict(density="log_sigma_2pi"),
-     "the log-densities seem to use -log(2 pi sigma) / 2, with the standard deviation where "
-     "the variance belongs: a Normal's log-density has -log(2 pi sigma^2) / 2."),
-    (dict(form="kl_plus"),
-     "the KL divergence to the prior seems to be added; the ELBO is E_q[log p(x|z)] minus "
-     "KL(q || p(z))."),
-    (dict(form="kl_reversed"),
-     "the KL divergence seems to be KL(p(z) || q), the arguments swapped; the ELBO subtracts "
-     "KL(q || p(z)), with q first."),
+    (
+        dict(reduce="sum"),
+        "the estimate is the sum over the samples, not their mean: it grows with n_samples. "
+        "The ELBO is the average over the samples.",
+    ),
+    (
+        dict(reduce="logmeanexp"),
+        "it looks like the log of the mean of the weights p(x|z) p(z) / q(z) (a log-mean-exp, "
+        "the IWAE-style estimate), not the mean of their logs that the ELBO is.",
+    ),
+    (
+        dict(signs=(-1, -1, 1)),
+        "the sign of the whole estimate is flipped: that is minus the ELBO (a loss to "
+        "minimize), but the task asks for the ELBO itself.",
+    ),
+    (
+        dict(signs=(1, 1, 0)),
+        "the -log q(z) term is missing: the ELBO averages log p(x|z) + log p(z) - log q(z).",
+    ),
+    (
+        dict(signs=(1, 1, 1)),  # in expectation the same as subtracting H(q)
+        "log q(z) is added, but it should be subtracted: log p(x|z) + log p(z) - log q(z). "
+        "(With the entropy H(q) in closed form: it is added, since -E_q[log q(z)] = H(q).)",
+    ),
+    (
+        dict(signs=(1, -1, -1)),
+        "log p(z) is subtracted, but it should be added: log p(x|z) + log p(z) - log q(z).",
+    ),
+    (
+        dict(signs=(-1, 1, -1)),
+        "log p(x|z) is subtracted, but it should be added: log p(x|z) + log p(z) - log q(z).",
+    ),
+    (
+        dict(q_scale="v", logq_scale="v"),
+        "q seems to be built with scale v. A Normal's scale is its standard deviation, and v is "
+        "the variance of q.",
+    ),
+    (
+        dict(logq_scale="v"),
+        "the samples z come from q with standard deviation sqrt(v), but log q(z) uses scale v: "
+        "v is a variance, and a Normal's scale is a standard deviation.",
+    ),
+    (
+        dict(q_scale="v"),
+        "log q(z) uses standard deviation sqrt(v), but the samples z are drawn with scale v: "
+        "v is a variance, and a Normal's scale is a standard deviation.",
+    ),
+    (
+        dict(lik="s2"),
+        "p(x|z) seems to have scale s^2. The likelihood N(x; z, s^2) has variance s^2, and a "
+        "Normal's scale is the standard deviation s.",
+    ),
+    (
+        dict(lik="1"),
+        "p(x|z) seems to have scale 1; the likelihood N(x; z, s^2) has standard deviation s "
+        "(S in the notebook).",
+    ),
+    (
+        dict(lik="none"),
+        "the log p(x|z) term is missing: the ELBO averages log p(x|z) + log p(z) - log q(z).",
+    ),
+    (
+        dict(lik="zero_mean"),
+        "log p(x|z) does not depend on the samples: the likelihood N(x; z, s^2) is centred on "
+        "each sample z.",
+    ),
+    (
+        dict(prior="none"),
+        "the log p(z) term is missing: the ELBO averages log p(x|z) + log p(z) - log q(z).",
+    ),
+    (dict(prior="s"), "p(z) seems to have scale s; the prior is the standard normal N(0, 1)."),
+    (
+        dict(prior="x"),
+        "log p(z) seems to be evaluated at x; the prior's log-density is evaluated at the "
+        "samples z.",
+    ),
+    (
+        dict(signs=(1, 0, 0)),
+        "the estimate is the average of log p(x|z) alone: log p(z) - log q(z) is missing, or "
+        "cancels (is log q(z) computed with the prior's density?).",
+    ),
+    (
+        dict(sample_from="prior"),
+        "the samples z seem to come from the prior N(0, 1), not from q = N(m, v): the ELBO is "
+        "an expectation under q, so draw z from q.",
+    ),
+    (
+        dict(density="no_2pi"),
+        "the estimate is about 0.919 = log(2 pi) / 2 above the ELBO on every q: each "
+        "hand-written log-density seems to lack its -log(2 pi) / 2. A Normal's log-density is "
+        "-log(2 pi sigma^2) / 2 - (value - mean)^2 / (2 sigma^2).",
+    ),
+    (
+        dict(density="unnormalized"),
+        "the log-densities seem to keep only -(value - mean)^2 / (2 sigma^2): a Normal's "
+        "log-density also has the term -log(2 pi sigma^2) / 2, and it does not cancel here "
+        "(the three Normals have different scales).",
+    ),
+    (
+        dict(density="precedence"),
+        "the log-densities seem to compute (value - mean)^2 / 2 * sigma^2, which Python reads "
+        "as multiplying by sigma^2; the term is (value - mean)^2 / (2 sigma^2): mind the "
+        "parentheses.",
+    ),
+    (
+        dict(density="log_sigma_2pi"),
+        "the log-densities seem to use -log(2 pi sigma) / 2, with the standard deviation where "
+        "the variance belongs: a Normal's log-density has -log(2 pi sigma^2) / 2.",
+    ),
+    (
+        dict(form="kl_plus"),
+        "the KL divergence to the prior seems to be added; the ELBO is E_q[log p(x|z)] minus "
+        "KL(q || p(z)).",
+    ),
+    (
+        dict(form="kl_reversed"),
+        "the KL divergence seems to be KL(p(z) || q), the arguments swapped; the ELBO subtracts "
+        "KL(q || p(z)), with q first.",
+    ),
 ]
 
 #: A Normal's log-density written by hand, right and with a cohort's slips.
 _DENSITIES = {
-    "right": lambda value, loc, scale: (-0.5 * np.log(2 * np.pi * scale ** 2)
-                                        - 0.5 * ((value - loc) / scale) ** 2),
-    "no_2pi": lambda value, loc, scale: (-0.5 * np.log(scale ** 2)
-                                         - 0.5 * ((value - loc) / scale) ** 2),
+    "right": lambda value, loc, scale: (
+        -0.5 * np.log(2 * np.pi * scale**2) - 0.5 * ((value - loc) / scale) ** 2
+    ),
+    "no_2pi": lambda value, loc, scale: (
+        -0.5 * np.log(scale**2) - 0.5 * ((value - loc) / scale) ** 2
+    ),
     "unnormalized": lambda value, loc, scale: -0.5 * ((value - loc) / scale) ** 2,
-    "precedence": lambda value, loc, scale: (-0.5 * np.log(2 * np.pi * scale ** 2)
-                                             - (value - loc) ** 2 / 2 * scale ** 2),
-    "log_sigma_2pi": lambda value, loc, scale: (-0.5 * np.log(2 * np.pi * scale)
-                                                - 0.5 * ((value - loc) / scale) ** 2),
+    "precedence": lambda value, loc, scale: (
+        -0.5 * np.log(2 * np.pi * scale**2) - (value - loc) ** 2 / 2 * scale**2
+    ),
+    "log_sigma_2pi": lambda value, loc, scale: (
+        -0.5 * np.log(2 * np.pi * scale) - 0.5 * ((value - loc) / scale) ** 2
+    ),
 }
 
 
@@ -178,23 +231,30 @@ def _terms(x, m, v, s, eps, slip):
         z = 0.0 + 1.0 * eps
     else:
         z = m + sd[slip.get("q_scale", "sqrt")] * eps
-    log_lik = {"s": lambda: _log_normal(x, z, s), "s2": lambda: _log_normal(x, z, s * s),
-               "1": lambda: _log_normal(x, z, 1.0), "none": lambda: 0.0 * z,
-               "zero_mean": lambda: _log_normal(x, 0.0, s) + 0.0 * z}[slip.get("lik", "s")]()
-    log_prior = {"z": lambda: _log_normal(z, 0.0, 1.0), "none": lambda: 0.0 * z,
-                 "s": lambda: _log_normal(z, 0.0, s),
-                 "x": lambda: _log_normal(x, 0.0, 1.0) + 0.0 * z}[slip.get("prior", "z")]()
+    log_lik = {
+        "s": lambda: _log_normal(x, z, s),
+        "s2": lambda: _log_normal(x, z, s * s),
+        "1": lambda: _log_normal(x, z, 1.0),
+        "none": lambda: 0.0 * z,
+        "zero_mean": lambda: _log_normal(x, 0.0, s) + 0.0 * z,
+    }[slip.get("lik", "s")]()
+    log_prior = {
+        "z": lambda: _log_normal(z, 0.0, 1.0),
+        "none": lambda: 0.0 * z,
+        "s": lambda: _log_normal(z, 0.0, s),
+        "x": lambda: _log_normal(x, 0.0, 1.0) + 0.0 * z,
+    }[slip.get("prior", "z")]()
     log_q = _log_normal(z, m, sd[slip.get("logq_scale", "sqrt")])
-    kl_prior = 0.5 * (m * m + v - 1.0 - math.log(v))          # KL(q || p(z)), exact
-    entropy = 0.5 * math.log(2 * math.pi * math.e * v)        # H(q), exact
+    kl_prior = 0.5 * (m * m + v - 1.0 - math.log(v))  # KL(q || p(z)), exact
+    entropy = 0.5 * math.log(2 * math.pi * math.e * v)  # H(q), exact
     form = slip.get("form")
-    if form == "kl_prior":                     # log p(x|z_l) - KL(q || p(z))
+    if form == "kl_prior":  # log p(x|z_l) - KL(q || p(z))
         return log_lik - kl_prior
     if form == "kl_plus":
         return log_lik + kl_prior
-    if form == "kl_reversed":                  # KL(p(z) || q) instead
+    if form == "kl_reversed":  # KL(p(z) || q) instead
         return log_lik - 0.5 * ((1.0 + m * m) / v - 1.0 + math.log(v))
-    if form == "entropy":                      # log p(x|z_l) + log p(z_l) + H(q)
+    if form == "entropy":  # log p(x|z_l) + log p(z_l) + H(q)
         return log_lik + log_prior + entropy
     a, b, c = slip.get("signs", (1, 1, -1))
     return a * log_lik + b * log_prior + c * log_q
@@ -215,7 +275,7 @@ def _expected(x, m, v, s, n, slip, eps):
     """(mean, tolerance) of ``slip``'s n-sample estimate, from our replicates ``eps``."""
     terms = _terms(x, m, v, s, eps, slip)
     if slip.get("reduce") == "logmeanexp":
-        reps = _estimates(terms, slip)                  # [_REPS] replicates of n samples
+        reps = _estimates(terms, slip)  # [_REPS] replicates of n samples
         mean, error = float(np.mean(reps)), float(np.std(reps))
     else:
         scale = n if slip.get("reduce") == "sum" else 1
@@ -228,8 +288,12 @@ def _expected(x, m, v, s, n, slip, eps):
 def _quiet():
     """Warnings (TensorFlow, TFP, NumPy) and the student's own prints would bury the check's
     one line under the output of its thirty-odd calls: both are silenced."""
-    with quiet_tensorflow(), warnings.catch_warnings(), np.errstate(all="ignore"), \
-            contextlib.redirect_stdout(io.StringIO()):
+    with (
+        quiet_tensorflow(),
+        warnings.catch_warnings(),
+        np.errstate(all="ignore"),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
         warnings.simplefilter("ignore")
         yield
 
@@ -247,19 +311,27 @@ def _call(fn, x, m, v, n, seed):
         arr = returned_array(value, what, "a number")
     if arr.ndim != 0:
         if arr.size == 1:
-            raise Hint(f"{what} returned an array of shape {arr.shape}; return one number "
-                       "(shape ()): later cells turn it into a Python float, which fails "
-                       "for a tensor of that shape.")
+            raise Hint(
+                f"{what} returned an array of shape {arr.shape}; return one number "
+                "(shape ()): later cells turn it into a Python float, which fails "
+                "for a tensor of that shape."
+            )
         if arr.size == n:
-            raise Hint(f"{what} returned an array of shape {arr.shape}, one value per sample. "
-                       "The ELBO estimate is one number: their average.")
-        raise Hint(f"{what} should be one number (the average over the samples), but it is "
-                   f"an array of shape {arr.shape}.")
+            raise Hint(
+                f"{what} returned an array of shape {arr.shape}, one value per sample. "
+                "The ELBO estimate is one number: their average."
+            )
+        raise Hint(
+            f"{what} should be one number (the average over the samples), but it is "
+            f"an array of shape {arr.shape}."
+        )
     value = float(arr.reshape(()))
     if not np.isfinite(value):
-        raise Hint(f"{what} is {value}; check each log-probability term (a scale of 0, the "
-                   "square root or log of a negative number?) and that the average is over "
-                   "n_samples values (an average of no values is NaN).")
+        raise Hint(
+            f"{what} is {value}; check each log-probability term (a scale of 0, the "
+            "square root or log of a negative number?) and that the average is over "
+            "n_samples values (an average of no values is NaN)."
+        )
     return value
 
 
@@ -276,14 +348,18 @@ def _n_samples_hint(fn):
     x, m, v = _SPREAD_CASE
     one, many = _spread(fn, x, m, v, 1), _spread(fn, x, m, v, 400)
     if one == 0.0:
-        return ("the estimate is the same number for every seed, even with one sample: the "
-                "task asks for a Monte Carlo average over draws z_1..z_L from q, made with "
-                "`seed`.")
-    if many > one / 4:       # expected one / 20
-        return (f"over a few seeds, estimates with n_samples=400 scatter about as much as "
-                f"with n_samples=1 (spread {many:.3f} with 400 samples, {one:.3f} with 1), "
-                "but an average of 400 draws scatters 20 times less: does the estimate "
-                "use n_samples draws? (A fixed number of samples, or one sample, ignores it.)")
+        return (
+            "the estimate is the same number for every seed, even with one sample: the "
+            "task asks for a Monte Carlo average over draws z_1..z_L from q, made with "
+            "`seed`."
+        )
+    if many > one / 4:  # expected one / 20
+        return (
+            f"over a few seeds, estimates with n_samples=400 scatter about as much as "
+            f"with n_samples=1 (spread {many:.3f} with 400 samples, {one:.3f} with 1), "
+            "but an average of 400 draws scatters 20 times less: does the estimate "
+            "use n_samples draws? (A fixed number of samples, or one sample, ignores it.)"
+        )
     return None
 
 
@@ -328,12 +404,14 @@ def _signature_hint(fn):
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
-        return                       # no signature to read: just call it
+        return  # no signature to read: just call it
     try:
         signature.bind(1.0, 0.0, 1.0, n_samples=10, seed=(0, 0))
     except TypeError:
-        raise Hint(f"the notebook calls toy_elbo(x, m, v, n_samples=..., seed=...), with "
-                   f"those two names, but your function's parameters are {signature}.") from None
+        raise Hint(
+            f"the notebook calls toy_elbo(x, m, v, n_samples=..., seed=...), with "
+            f"those two names, but your function's parameters are {signature}."
+        ) from None
 
 
 def _judge(fn, s):
@@ -353,38 +431,51 @@ def _judge(fn, s):
         named = _diagnose(fn, s, values, eps)
         if named:
             raise Hint(named)
-        above = (f" It is even above log p(x) = {log_px:.4f}, which a lower bound cannot be."
-                 if value > log_px + tol else "")
-        raise Hint(f"toy_elbo({x}, {m}, {v}) = {value:.4f}, but it should be close to "
-                   f"log p(x) - KL(q || p(z|x)) = {truth:.4f} (give or take {tol:.3f}, the "
-                   f"Monte Carlo error).{above} Check each term of log p(x|z) + log p(z) - "
-                   "log q(z), the scales (standard deviations) of the three Normals, and "
-                   "that the estimate is the average over the samples.")
+        above = (
+            f" It is even above log p(x) = {log_px:.4f}, which a lower bound cannot be."
+            if value > log_px + tol
+            else ""
+        )
+        raise Hint(
+            f"toy_elbo({x}, {m}, {v}) = {value:.4f}, but it should be close to "
+            f"log p(x) - KL(q || p(z|x)) = {truth:.4f} (give or take {tol:.3f}, the "
+            f"Monte Carlo error).{above} Check each term of log p(x|z) + log p(z) - "
+            "log q(z), the scales (standard deviations) of the three Normals, and "
+            "that the estimate is the average over the samples."
+        )
 
     spread = _CASES.index(_SPREAD_CASE)
     x, m, v = _SPREAD_CASE
     first = values[spread]
 
     def same(other):
-        return abs(other - first) <= 1e-6 * (1.0 + abs(first))   # float round-off only
+        return abs(other - first) <= 1e-6 * (1.0 + abs(first))  # float round-off only
 
     if not same(_call(fn, x, m, v, _N, _SEED)):
-        raise Hint("two calls with the same arguments and the same seed gave different "
-                   "numbers: the draws do not use `seed`. Drawing the samples with the seed "
-                   "makes the estimate reproducible.")
+        raise Hint(
+            "two calls with the same arguments and the same seed gave different "
+            "numbers: the draws do not use `seed`. Drawing the samples with the seed "
+            "makes the estimate reproducible."
+        )
     if same(_call(fn, x, m, v, _N, (4, 4))):
         if all(abs(value - truth) <= 1e-4 for value, (_, truth) in zip(values, truths)):
-            raise Hint("your values are the exact ELBO, log p(x) - KL(q || p(z|x)), whatever "
-                       "the seed: a closed form, not a Monte Carlo estimate. The task is the "
-                       "estimate from n_samples draws z_1..z_L ~ q, made with `seed` (for a "
-                       "VAE no closed form exists).")
-        raise Hint("with another seed the estimate is exactly the same number: the draws "
-                   "z_1..z_L ~ q must be made with `seed` (the task asks for a Monte Carlo "
-                   "estimate, and a new seed gives new draws).")
+            raise Hint(
+                "your values are the exact ELBO, log p(x) - KL(q || p(z|x)), whatever "
+                "the seed: a closed form, not a Monte Carlo estimate. The task is the "
+                "estimate from n_samples draws z_1..z_L ~ q, made with `seed` (for a "
+                "VAE no closed form exists)."
+            )
+        raise Hint(
+            "with another seed the estimate is exactly the same number: the draws "
+            "z_1..z_L ~ q must be made with `seed` (the task asks for a Monte Carlo "
+            "estimate, and a new seed gives new draws)."
+        )
     if same(_call(fn, x, m, v, _N, (3, 5))):
-        raise Hint("seed=(3, 5) gives exactly the same estimate as seed=(3, 4): the draws "
-                   "use only part of the seed. Later cells change only its second number "
-                   "to get new draws, so use the whole seed.")
+        raise Hint(
+            "seed=(3, 5) gives exactly the same estimate as seed=(3, 4): the draws "
+            "use only part of the seed. Later cells change only its second number "
+            "to get new draws, so use the whole seed."
+        )
     hint = _n_samples_hint(fn)
     if hint:
         raise Hint(hint)
@@ -395,37 +486,50 @@ def _judge(fn, s):
 #: The right answer is "c"; each wrong letter has its own hint.
 _JENSEN_HINTS = {
     "a": "recompute the two numbers: log E[Y] is the log of the average (1 + 4) / 2, and "
-         "E[log Y] is the average of log 1 and log 4 (natural logs).",
+    "E[log Y] is the average of log 1 and log 4 (natural logs).",
     "b": "recompute the two numbers: log E[Y] is the log of the average (1 + 4) / 2, and "
-         "E[log Y] is the average of log 1 and log 4 (natural logs).",
+    "E[log Y] is the average of log 1 and log 4 (natural logs).",
     "d": "the two numbers are right. Is their order special to 1 and 4? Draw y -> log y and "
-         "the straight line (a chord) between its points at y = 1 and y = 4: E[log Y] lies "
-         "on the chord, log E[Y] on the curve. Is the chord above or below the curve, and "
-         "would that change for other points, or for a q that is not Gaussian?",
+    "the straight line (a chord) between its points at y = 1 and y = 4: E[log Y] lies "
+    "on the chord, log E[Y] on the curve. Is the chord above or below the curve, and "
+    "would that change for other points, or for a q that is not Gaussian?",
 }
 
 
 def jensen_quiz(answer):
     """Y is 1 or 4, each with probability 1/2: log E[Y] against E[log Y], and why it is a
     lower bound."""
-    return choice("jensen_quiz", answer, "c", _JENSEN_HINTS.get(
-        letter(answer), "answer with one of the letters a, b, c or d: compute log E[Y] and "
-                         "E[log Y] for this Y, then ask whether their order could flip."))
+    return choice(
+        "jensen_quiz",
+        answer,
+        "c",
+        _JENSEN_HINTS.get(
+            letter(answer),
+            "answer with one of the letters a, b, c or d: compute log E[Y] and "
+            "E[log Y] for this Y, then ask whether their order could flip.",
+        ),
+    )
 
 
 #: The phi Math Task: which of the listed networks holds phi. The right answer is "b".
 _PHI_HINTS = {
     "a": "the network that turns a code z into pixel probabilities gives p_theta(x|z): its "
-         "weights are theta. Which network gives the distribution q_phi(z|x)?",
+    "weights are theta. Which network gives the distribution q_phi(z|x)?",
     "c": "maximizing over phi and theta together does not make them the same numbers: which "
-         "network takes an image x, and which gives a distribution over z?",
+    "network takes an image x, and which gives a distribution over z?",
     "d": "the cell above shows that the prior p(z) = N(0, I) has no trainable parameters.",
 }
 
 
 def phi_quiz(answer):
     """Which network's weights are phi?"""
-    return choice("phi_quiz", answer, "b", _PHI_HINTS.get(
-        letter(answer), "answer with one of the letters a, b, c or d: phi are the "
-                         "parameters of q_phi(z|x). Which network computes it?"))
-
+    return choice(
+        "phi_quiz",
+        answer,
+        "b",
+        _PHI_HINTS.get(
+            letter(answer),
+            "answer with one of the letters a, b, c or d: phi are the "
+            "parameters of q_phi(z|x). Which network computes it?",
+        ),
+    )

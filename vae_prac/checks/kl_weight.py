@@ -64,26 +64,30 @@ def _posterior(x, s):
 
 
 # (x, (m, v) of q or "posterior" / "prior", beta, s): unequal numbers throughout.
-_CASES = [(1.0, "posterior", 0.5, 0.5),
-          (1.0, "posterior", 1.0, 0.5),
-          (1.0, "prior", 0.5, 0.5),
-          (-0.7, (0.3, 0.8), 2.0, 0.5),
-          (1.5, (-0.2, 1.3), 0.25, 0.8),
-          (0.4, (0.9, 0.35), 0.5, 0.8),
-          (2.0, "posterior", 0.3, 0.8)]
+_CASES = [
+    (1.0, "posterior", 0.5, 0.5),
+    (1.0, "posterior", 1.0, 0.5),
+    (1.0, "prior", 0.5, 0.5),
+    (-0.7, (0.3, 0.8), 2.0, 0.5),
+    (1.5, (-0.2, 1.3), 0.25, 0.8),
+    (0.4, (0.9, 0.35), 0.5, 0.8),
+    (2.0, "posterior", 0.3, 0.8),
+]
 
 
 def _cases():
     for x, q, beta, s in _CASES:
-        m, v = (_posterior(x, s) if q == "posterior" else (0.0, 1.0) if q == "prior" else q)
+        m, v = _posterior(x, s) if q == "posterior" else (0.0, 1.0) if q == "prior" else q
         yield x, m, v, beta, s
 
 
 # L_beta is built from three parts: the expected log-likelihood (a function of x, m, v, s),
 # the KL (of the same) and how the two are combined with beta. A slip in one part, or in
 # two, is named only when that formula gives the student's values on every case.
-_SD = ("q's standard deviation is used where its variance belongs: a Normal's scale "
-       "(q.stddev()) is the square root of its variance.")
+_SD = (
+    "q's standard deviation is used where its variance belongs: a Normal's scale "
+    "(q.stddev()) is the square root of its variance."
+)
 
 
 def _ell(x, m, v, s, const=None, sign=-1.0):
@@ -102,79 +106,116 @@ def _kl_normals(m, v, m2, v2):
 
 _ELLS = {
     "right": (lambda x, m, v, s: _ell(x, m, v, s), ""),
-    "no variance": (lambda x, m, v, s: _ell(x, m, 0.0, s),
-                    "the expected log-likelihood misses q's spread: E_q[(x - z)^2] = "
-                    "(x - m)^2 + v, not (x - m)^2 (that is log p(x|z) at z = m only)."),
+    "no variance": (
+        lambda x, m, v, s: _ell(x, m, 0.0, s),
+        "the expected log-likelihood misses q's spread: E_q[(x - z)^2] = "
+        "(x - m)^2 + v, not (x - m)^2 (that is log p(x|z) at z = m only).",
+    ),
     "sd for variance": (lambda x, m, v, s: _ell(x, m, math.sqrt(v), s), _SD),
-    "scale s^2": (lambda x, m, v, s: _ell(x, m, v, s * s),
-                  "p(x|z) seems to have scale s^2; the likelihood N(x; z, s^2) has "
-                  "standard deviation s."),
-    "s fixed": (lambda x, m, v, s: _ell(x, m, v, 0.5),
-                "it ignores the argument s (it seems fixed at 0.5): use the s passed in."),
-    "s one": (lambda x, m, v, s: _ell(x, m, v, 1.0),
-              "the likelihood has standard deviation 1 whatever s is: p(x|z) = N(x; z, s^2), "
-              "with the s passed in."),
-    "no constant": (lambda x, m, v, s: _ell(x, m, v, s, const=0.0),
-                    "the log-likelihood misses its constant, the log of the Normal's "
-                    "normalizer: it leaves the gradient alone, but L_beta is compared with "
-                    "log p(x), so every term counts."),
-    "constant with s": (lambda x, m, v, s: _ell(x, m, v, s,
-                                                const=-0.5 * math.log(2 * math.pi * s)),
-                        "the constant of log N(x; z, s^2) has s where the variance s^2 "
-                        "belongs."),
-    "constant without 1/2": (lambda x, m, v, s: _ell(x, m, v, s,
-                                                     const=-math.log(2 * math.pi * s * s)),
-                             "the constant of log N(x; z, s^2) is twice too large: a "
-                             "Normal's log density has a 1/2 in front of its log term."),
-    "squared error sign": (lambda x, m, v, s: _ell(x, m, v, s, sign=1.0),
-                           "the squared error enters the log-likelihood with the wrong "
-                           "sign: log N(x; z, s^2) falls as (x - z)^2 grows."),
+    "scale s^2": (
+        lambda x, m, v, s: _ell(x, m, v, s * s),
+        "p(x|z) seems to have scale s^2; the likelihood N(x; z, s^2) has standard deviation s.",
+    ),
+    "s fixed": (
+        lambda x, m, v, s: _ell(x, m, v, 0.5),
+        "it ignores the argument s (it seems fixed at 0.5): use the s passed in.",
+    ),
+    "s one": (
+        lambda x, m, v, s: _ell(x, m, v, 1.0),
+        "the likelihood has standard deviation 1 whatever s is: p(x|z) = N(x; z, s^2), "
+        "with the s passed in.",
+    ),
+    "no constant": (
+        lambda x, m, v, s: _ell(x, m, v, s, const=0.0),
+        "the log-likelihood misses its constant, the log of the Normal's "
+        "normalizer: it leaves the gradient alone, but L_beta is compared with "
+        "log p(x), so every term counts.",
+    ),
+    "constant with s": (
+        lambda x, m, v, s: _ell(x, m, v, s, const=-0.5 * math.log(2 * math.pi * s)),
+        "the constant of log N(x; z, s^2) has s where the variance s^2 belongs.",
+    ),
+    "constant without 1/2": (
+        lambda x, m, v, s: _ell(x, m, v, s, const=-math.log(2 * math.pi * s * s)),
+        "the constant of log N(x; z, s^2) is twice too large: a "
+        "Normal's log density has a 1/2 in front of its log term.",
+    ),
+    "squared error sign": (
+        lambda x, m, v, s: _ell(x, m, v, s, sign=1.0),
+        "the squared error enters the log-likelihood with the wrong "
+        "sign: log N(x; z, s^2) falls as (x - z)^2 grows.",
+    ),
 }
 
 _KLS = {
     "right": (lambda x, m, v, s: _kl(m, v), ""),
-    "reverse": (lambda x, m, v, s: _kl_normals(0.0, 1.0, m, v),
-                "the KL is the wrong way round: L_beta has KL(q || p(z)), "
-                "tfd.kl_divergence(q, prior), not KL(p(z) || q)."),
-    "to posterior": (lambda x, m, v, s: _kl_normals(m, v, *_posterior(x, s)),
-                     "the KL is taken to the posterior p(z|x); the KL in L_beta is to the "
-                     "prior p(z) = N(0, 1)."),
-    "to likelihood": (lambda x, m, v, s: _kl_normals(m, v, x, s * s),
-                      "the KL is taken to N(x, s^2), the likelihood read as a density over z; "
-                      "the KL in L_beta is to the prior p(z) = N(0, 1)."),
-    "prior scale s": (lambda x, m, v, s: _kl_normals(m, v, 0.0, s * s),
-                      "the KL is taken to N(0, s^2); the prior p(z) is N(0, 1), whatever the "
-                      "likelihood's s."),
+    "reverse": (
+        lambda x, m, v, s: _kl_normals(0.0, 1.0, m, v),
+        "the KL is the wrong way round: L_beta has KL(q || p(z)), "
+        "tfd.kl_divergence(q, prior), not KL(p(z) || q).",
+    ),
+    "to posterior": (
+        lambda x, m, v, s: _kl_normals(m, v, *_posterior(x, s)),
+        "the KL is taken to the posterior p(z|x); the KL in L_beta is to the prior p(z) = N(0, 1).",
+    ),
+    "to likelihood": (
+        lambda x, m, v, s: _kl_normals(m, v, x, s * s),
+        "the KL is taken to N(x, s^2), the likelihood read as a density over z; "
+        "the KL in L_beta is to the prior p(z) = N(0, 1).",
+    ),
+    "prior scale s": (
+        lambda x, m, v, s: _kl_normals(m, v, 0.0, s * s),
+        "the KL is taken to N(0, s^2); the prior p(z) is N(0, 1), whatever the likelihood's s.",
+    ),
     "sd for variance": (lambda x, m, v, s: _kl(m, math.sqrt(v)), _SD),
-    "no 1/2": (lambda x, m, v, s: _kl(m, v, log_factor=1.0, factor=1.0),
-               "the KL is twice too large: the closed form of KL(N(m, v) || N(0, 1)) has a "
-               "1/2 in front (tfd.kl_divergence computes it for you)."),
-    "log term": (lambda x, m, v, s: _kl(m, v, log_factor=1.0),
-                 "the KL's log term is twice too large: it has log v where the log of the "
-                 "standard deviation belongs (tfd.kl_divergence computes it for you)."),
+    "no 1/2": (
+        lambda x, m, v, s: _kl(m, v, log_factor=1.0, factor=1.0),
+        "the KL is twice too large: the closed form of KL(N(m, v) || N(0, 1)) has a "
+        "1/2 in front (tfd.kl_divergence computes it for you).",
+    ),
+    "log term": (
+        lambda x, m, v, s: _kl(m, v, log_factor=1.0),
+        "the KL's log term is twice too large: it has log v where the log of the "
+        "standard deviation belongs (tfd.kl_divergence computes it for you).",
+    ),
 }
 
 _COMBINE = {
     "right": (lambda e, k, b: e - b * k, ""),
-    "beta on likelihood": (lambda e, k, b: b * e - k,
-                           "beta multiplies the log-likelihood term; it weights the KL."),
-    "beta on both": (lambda e, k, b: b * (e - k),
-                     "beta multiplies the whole ELBO; it weights the KL term alone."),
-    "sign": (lambda e, k, b: e + b * k,
-             "the KL enters with the wrong sign: L_beta subtracts beta times the KL."),
-    "no beta": (lambda e, k, b: e - k,
-                "the value does not change with beta: beta must multiply the KL."),
-    "1 - beta": (lambda e, k, b: e - (1.0 - b) * k,
-                 "the KL is weighted by 1 - beta; in L_beta its weight is beta (1 - beta is "
-                 "the KL's weight in L_beta - ELBO)."),
-    "over beta": (lambda e, k, b: e - k / b,
-                  "the KL is divided by beta; L_beta multiplies it by beta."),
-    "negated": (lambda e, k, b: -(e - b * k),
-                "that is -L_beta, a loss to minimize: return the bound L_beta itself."),
-    "no KL": (lambda e, k, b: e,
-              "the KL term is missing: L_beta subtracts beta KL(q || p(z))."),
-    "no likelihood": (lambda e, k, b: -b * k,
-                      "the expected log-likelihood E_q[log N(x; z, s^2)] is missing."),
+    "beta on likelihood": (
+        lambda e, k, b: b * e - k,
+        "beta multiplies the log-likelihood term; it weights the KL.",
+    ),
+    "beta on both": (
+        lambda e, k, b: b * (e - k),
+        "beta multiplies the whole ELBO; it weights the KL term alone.",
+    ),
+    "sign": (
+        lambda e, k, b: e + b * k,
+        "the KL enters with the wrong sign: L_beta subtracts beta times the KL.",
+    ),
+    "no beta": (
+        lambda e, k, b: e - k,
+        "the value does not change with beta: beta must multiply the KL.",
+    ),
+    "1 - beta": (
+        lambda e, k, b: e - (1.0 - b) * k,
+        "the KL is weighted by 1 - beta; in L_beta its weight is beta (1 - beta is "
+        "the KL's weight in L_beta - ELBO).",
+    ),
+    "over beta": (
+        lambda e, k, b: e - k / b,
+        "the KL is divided by beta; L_beta multiplies it by beta.",
+    ),
+    "negated": (
+        lambda e, k, b: -(e - b * k),
+        "that is -L_beta, a loss to minimize: return the bound L_beta itself.",
+    ),
+    "no KL": (lambda e, k, b: e, "the KL term is missing: L_beta subtracts beta KL(q || p(z))."),
+    "no likelihood": (
+        lambda e, k, b: -b * k,
+        "the expected log-likelihood E_q[log N(x; z, s^2)] is missing.",
+    ),
 }
 
 # Whole-formula slips, tried first: (x, m, v, beta, s) -> value.
@@ -182,9 +223,12 @@ _WHOLE = {
     "identity at the posterior": (
         lambda x, m, v, beta, s: _terms(x, m, v, s)[3] + (1 - beta) * _terms(x, m, v, s)[1],
         "it is right when q is the exact posterior, but not for other q: log p(x) + (1 - beta) "
-        "KL(q || p(z)) leaves out - KL(q || p(z|x)), which is 0 only at q = p(z|x)."),
-    "log p(x)": (lambda x, m, v, beta, s: _terms(x, m, v, s)[3],
-                 "that is log p(x), whatever q and beta are: L_beta depends on both."),
+        "KL(q || p(z)) leaves out - KL(q || p(z|x)), which is 0 only at q = p(z|x).",
+    ),
+    "log p(x)": (
+        lambda x, m, v, beta, s: _terms(x, m, v, s)[3],
+        "that is log p(x), whatever q and beta are: L_beta depends on both.",
+    ),
 }
 
 
@@ -198,11 +242,14 @@ def _named_slip(got, cases) -> str | None:
         if _matches(got, [formula(*case) for case in cases]):
             return hint
     tries = []
-    for (e_name, (ell, e_hint)), (k_name, (kl, k_hint)), (c_name, (comb, c_hint)) in \
-            itertools.product(_ELLS.items(), _KLS.items(), _COMBINE.items()):
-        if (c_name == "no KL" and k_name != "right") or \
-                (c_name == "no likelihood" and e_name != "right"):
-            continue                                 # a slip in a part that is not there
+    for (e_name, (ell, e_hint)), (k_name, (kl, k_hint)), (
+        c_name,
+        (comb, c_hint),
+    ) in itertools.product(_ELLS.items(), _KLS.items(), _COMBINE.items()):
+        if (c_name == "no KL" and k_name != "right") or (
+            c_name == "no likelihood" and e_name != "right"
+        ):
+            continue  # a slip in a part that is not there
         hints = list(dict.fromkeys(h for h in (e_hint, k_hint, c_hint) if h))
         if 1 <= len(hints) <= 2:
             tries.append((len(hints), ell, kl, comb, hints))
@@ -218,13 +265,15 @@ def _takes_s(fn) -> None:
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
-        return                                      # no signature to read: just call it
+        return  # no signature to read: just call it
     try:
         signature.bind(1.0, None, 1.0, s=0.5)
     except TypeError:
-        raise Hint(f"it cannot be called as my_toy_beta_bound(x, q, beta, s=...): its "
-                   f"arguments are {signature}. Keep the task's def my_toy_beta_bound(x, q, "
-                   f"beta, s=0.5): the check and the notebook pass s by that name.")
+        raise Hint(
+            f"it cannot be called as my_toy_beta_bound(x, q, beta, s=...): its "
+            f"arguments are {signature}. Keep the task's def my_toy_beta_bound(x, q, "
+            f"beta, s=0.5): the check and the notebook pass s by that name."
+        )
 
 
 def _call(fn, x, m, v, beta, s) -> float:
@@ -237,10 +286,14 @@ def _call(fn, x, m, v, beta, s) -> float:
     got = returned_array(value, what, "a number")
     if got.shape != ():
         if got.size == 1:
-            raise Hint(f"{what} returned an array of shape {list(got.shape)}; return one "
-                       f"number (shape []).")
-        raise Hint(f"{what} returned {got.size} numbers (shape {list(got.shape)}); L_beta "
-                   f"is one number. In closed form no samples are needed.")
+            raise Hint(
+                f"{what} returned an array of shape {list(got.shape)}; return one "
+                f"number (shape [])."
+            )
+        raise Hint(
+            f"{what} returned {got.size} numbers (shape {list(got.shape)}); L_beta "
+            f"is one number. In closed form no samples are needed."
+        )
     value = float(got)
     if not math.isfinite(value):
         raise Hint(f"{what} is {value}: look for a log of 0 or of a negative number.")
@@ -251,7 +304,7 @@ def _call(fn, x, m, v, beta, s) -> float:
 def toy_beta_bound(fn) -> None:
     """``fn(x, q, beta, s)``: L_beta of the toy model in closed form, q a tfd.Normal."""
     cases = list(_cases())
-    with quiet_tensorflow():                        # a tf.function retraces for each case
+    with quiet_tensorflow():  # a tf.function retraces for each case
         got = [_call(fn, *case) for case in cases]
     right = [_terms(x, m, v, s)[0] - beta * _terms(x, m, v, s)[1] for x, m, v, beta, s in cases]
     if np.allclose(got, right, rtol=1e-5, atol=1e-4):
@@ -260,35 +313,44 @@ def toy_beta_bound(fn) -> None:
     if hint is not None:
         raise Hint(hint)
     if np.allclose(got, right, atol=0.05):
-        raise Hint("the values are close to L_beta but not equal (within a few hundredths): "
-                   "a Monte Carlo estimate? Every term has a closed form here: "
-                   "tfd.kl_divergence for the KL, and E_q[(x - z)^2] = (x - m)^2 + v.")
+        raise Hint(
+            "the values are close to L_beta but not equal (within a few hundredths): "
+            "a Monte Carlo estimate? Every term has a closed form here: "
+            "tfd.kl_divergence for the KL, and E_q[(x - z)^2] = (x - m)^2 + v."
+        )
     i = int(np.argmax(np.abs(np.subtract(got, right))))
     x, m, v, beta, s = cases[i]
     mine, theirs = apart(got[i], right[i], "f", 4)
-    raise Hint(f"for x = {x}, q = N({m:.3g}, {v:.3g}), beta = {beta} and s = {s}, L_beta is "
-               f"{theirs}, yours gives {mine}. L_beta = E_q[log N(x; z, s^2)] "
-               f"- beta KL(q || N(0, 1)).")
+    raise Hint(
+        f"for x = {x}, q = N({m:.3g}, {v:.3g}), beta = {beta} and s = {s}, L_beta is "
+        f"{theirs}, yours gives {mine}. L_beta = E_q[log N(x; z, s^2)] "
+        f"- beta KL(q || N(0, 1))."
+    )
 
 
 #: Math Task on MSE + KL: a hint for each wrong letter.
 _MSE_HINTS = {
     "a": "sigma^2 = 1 gives -ELBO = ||x - x_hat||^2 / 2 + KL + const: the squared error summed "
-         "over the pixels, halved. The loss here divides that sum by D = 784 and leaves the "
-         "KL alone: which sigma^2 puts that factor in front of ||x - x_hat||^2?",
+    "over the pixels, halved. The loss here divides that sum by D = 784 and leaves the "
+    "KL alone: which sigma^2 puts that factor in front of ||x - x_hat||^2?",
     "b": "sigma^2 = 1/2 gives -ELBO = ||x - x_hat||^2 + KL + const, the squared error summed "
-         "over the pixels (the section's sigma^2 = beta/2 with beta = 1). The loss here takes "
-         "the mean over the D = 784 pixels, so it divides that sum by D and leaves the KL "
-         "alone: which sigma^2 does that correspond to?",
+    "over the pixels (the section's sigma^2 = beta/2 with beta = 1). The loss here takes "
+    "the mean over the D = 784 pixels, so it divides that sum by D and leaves the KL "
+    "alone: which sigma^2 does that correspond to?",
     "d": "with a fixed sigma^2, -log N(x; x_hat, sigma^2 I) = ||x - x_hat||^2 / (2 sigma^2) "
-         "+ const: a squared error is a Gaussian negative log-likelihood up to a factor and a "
-         "constant (the section's first equation). Which sigma^2 makes the factor 1/D?",
+    "+ const: a squared error is a Gaussian negative log-likelihood up to a factor and a "
+    "constant (the section's first equation). Which sigma^2 makes the factor 1/D?",
 }
 
 
 def mse_beta(answer) -> None:
     """Math Task: the fixed decoder variance that MSE (a mean over D pixels) + KL implies.
     (The answer is c: sigma^2 = D/2.)"""
-    return choice("mse_beta", answer, "c", _MSE_HINTS.get(
-        letter(answer), "answer with one of the letters a, b, c or d, as a string such as "
-                        "\"a\"."))
+    return choice(
+        "mse_beta",
+        answer,
+        "c",
+        _MSE_HINTS.get(
+            letter(answer), 'answer with one of the letters a, b, c or d, as a string such as "a".'
+        ),
+    )

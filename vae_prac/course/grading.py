@@ -78,8 +78,8 @@ class ExpectedCheck:
     """A check a notebook must pass, and the solution's cell that runs it."""
 
     name: str
-    module: str   # the vae_prac.checks module, e.g. "reparameterization"
-    source: str   # the solution's check cell, run again by the grader
+    module: str  # the vae_prac.checks module, e.g. "reparameterization"
+    source: str  # the solution's check cell, run again by the grader
 
 
 @dataclass
@@ -107,10 +107,10 @@ class NotebookGrade:
     ``problem`` says why a run stopped early or could not start.
     """
 
-    notebook: str                     # the submission's path, as given
+    notebook: str  # the submission's path, as given
     checks: dict[str, str]
     expected: list[str]
-    identity: str | None = None       # which notebook of the series, e.g. "04_reparameterization"
+    identity: str | None = None  # which notebook of the series, e.g. "04_reparameterization"
     details: dict[str, str] = field(default_factory=dict)
     printed: dict[str, str] = field(default_factory=dict)
     errors: list[CellError] = field(default_factory=list)
@@ -146,9 +146,11 @@ def check_lines(nb) -> dict[str, str]:
         if cell.cell_type != "code":
             continue
         # A kernel may deliver one printed line in several stream messages: join them.
-        stdout = "".join(output.get("text", "") for output in cell.get("outputs", [])
-                         if output.get("output_type") == "stream"
-                         and output.get("name") == "stdout")
+        stdout = "".join(
+            output.get("text", "")
+            for output in cell.get("outputs", [])
+            if output.get("output_type") == "stream" and output.get("name") == "stdout"
+        )
         for line in stdout.splitlines():
             match = LINE.match(line)
             if match:
@@ -165,9 +167,12 @@ def coalesce_streams(cell) -> None:
     merged = []
     for output in cell.get("outputs", []):
         previous = merged[-1] if merged else None
-        if (output.get("output_type") == "stream" and previous is not None
-                and previous.get("output_type") == "stream"
-                and previous.get("name") == output.get("name")):
+        if (
+            output.get("output_type") == "stream"
+            and previous is not None
+            and previous.get("output_type") == "stream"
+            and previous.get("name") == output.get("name")
+        ):
             previous["text"] = previous.get("text", "") + output.get("text", "")
         else:
             merged.append(output)
@@ -221,8 +226,10 @@ def expected_checks(solution) -> list[ExpectedCheck]:
         if cell.cell_type == "code" and CHECK_CELL.match(cell.source):
             names = list(check_lines(nbformat.v4.new_notebook(cells=[cell])))
             if len(names) != 1 or module is None:
-                raise ValueError(f"{solution}: the check cell {cell.source!r} must import its "
-                                 "checks `as check` and store exactly one check line.")
+                raise ValueError(
+                    f"{solution}: the check cell {cell.source!r} must import its "
+                    "checks `as check` and store exactly one check line."
+                )
             found.append(ExpectedCheck(names[0], module[1], cell.source))
     return found
 
@@ -246,27 +253,32 @@ def _kernel_manager(memory_limit_gib: float | None = None):
     spec = ipykernel.kernelspec.get_kernel_dict()
     if memory_limit_gib and sys.platform.startswith("linux"):
         limit = int(memory_limit_gib * 2**30)
-        spec["argv"] = [sys.executable, "-c",
-                        "import resource; "
-                        f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit})); "
-                        "from ipykernel.kernelapp import launch_new_instance; "
-                        "launch_new_instance()",
-                        "-f", "{connection_file}"]
+        spec["argv"] = [
+            sys.executable,
+            "-c",
+            "import resource; "
+            f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit})); "
+            "from ipykernel.kernelapp import launch_new_instance; "
+            "launch_new_instance()",
+            "-f",
+            "{connection_file}",
+        ]
 
     class CurrentEnvSpecs(KernelSpecManager):
         def get_kernel_spec(self, kernel_name):
             if kernel_name == _CURRENT_ENV_KERNEL:
-                return self.kernel_spec_class(resource_dir=ipykernel.kernelspec.RESOURCES,
-                                              **spec)
+                return self.kernel_spec_class(resource_dir=ipykernel.kernelspec.RESOURCES, **spec)
             return super().get_kernel_spec(kernel_name)
 
     options = {}
     if "transport_encryption" in AsyncKernelManager.class_trait_names():
         import zmq
+
         # Encrypt the kernel's sockets where possible (newer ipykernel warns otherwise).
         options["transport_encryption"] = "auto" if zmq.has("curve") else "disabled"
-    return AsyncKernelManager(kernel_name=_CURRENT_ENV_KERNEL,
-                              kernel_spec_manager=CurrentEnvSpecs(), **options)
+    return AsyncKernelManager(
+        kernel_name=_CURRENT_ENV_KERNEL, kernel_spec_manager=CurrentEnvSpecs(), **options
+    )
 
 
 async def _ask(client, expression: str, timeout: float):
@@ -274,8 +286,13 @@ async def _ask(client, expression: str, timeout: float):
 
     Returns ``("ok", text)``, ``("error", "ENAME: EVALUE")`` or ``("timeout", "")``.
     """
-    msg_id = client.kc.execute("", silent=True, store_history=False,
-                               user_expressions={"result": expression}, stop_on_error=False)
+    msg_id = client.kc.execute(
+        "",
+        silent=True,
+        store_history=False,
+        user_expressions={"result": expression},
+        stop_on_error=False,
+    )
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
@@ -283,12 +300,12 @@ async def _ask(client, expression: str, timeout: float):
             return "timeout", ""
         try:
             reply = await client.kc.get_shell_msg(timeout=remaining)
-        except Exception:   # queue.Empty: nothing within the time left
+        except Exception:  # queue.Empty: nothing within the time left
             if not await client.km.is_alive():
                 raise
             continue
         if reply.get("parent_header", {}).get("msg_id") != msg_id:
-            continue   # the reply to a cell the grader stopped, arriving late
+            continue  # the reply to a cell the grader stopped, arriving late
         result = reply["content"].get("user_expressions", {}).get("result", {})
         if result.get("status") == "ok":
             return "ok", result.get("data", {}).get("text/plain", "")
@@ -302,16 +319,20 @@ def _verify(client, expected: list[ExpectedCheck], timeout: float) -> dict[str, 
     verified = {}
     for check in expected:
         nonce = secrets.token_hex(16)
-        expression = (f"__import__('importlib').import_module('vae_prac.course.verification')"
-                      f".run({check.name!r}, {check.module!r}, {check.source!r}, {nonce!r})")
+        expression = (
+            f"__import__('importlib').import_module('vae_prac.course.verification')"
+            f".run({check.name!r}, {check.module!r}, {check.source!r}, {nonce!r})"
+        )
         try:
             kind, text = run_sync(_ask)(client, expression, timeout)
         except Exception:
-            break   # the kernel died: what was not verified stays missing
+            break  # the kernel died: what was not verified stays missing
         if kind == "timeout":
             run_sync(client.km.interrupt_kernel)()
-            verified[check.name] = (NOT_YET, f"the check did not finish within {timeout:g} s "
-                                             "when the grader ran it")
+            verified[check.name] = (
+                NOT_YET,
+                f"the check did not finish within {timeout:g} s when the grader ran it",
+            )
             continue
         if kind == "error":
             verified[check.name] = (NOT_YET, f"the grader's run of this check failed: {text}")
@@ -321,16 +342,23 @@ def _verify(client, expected: list[ExpectedCheck], timeout: float) -> dict[str, 
             ok = answer["nonce"] == nonce and answer["status"] in STATUSES
         except (ValueError, SyntaxError, TypeError, KeyError):
             ok = False
-        verified[check.name] = ((answer["status"], answer["detail"]) if ok else
-                                (NOT_YET, "the kernel's answer was not the grader's own "
-                                          "check result"))
+        verified[check.name] = (
+            (answer["status"], answer["detail"])
+            if ok
+            else (NOT_YET, "the kernel's answer was not the grader's own check result")
+        )
     return verified
 
 
-def execute_notebook(nb, cwd, total_timeout: float | None = None,
-                     cell_timeout: int | None = None, verify: list[ExpectedCheck] = (),
-                     memory_limit_gib: float | None = None,
-                     verify_timeout: float = VERIFY_TIMEOUT) -> ExecutionReport:
+def execute_notebook(
+    nb,
+    cwd,
+    total_timeout: float | None = None,
+    cell_timeout: int | None = None,
+    verify: list[ExpectedCheck] = (),
+    memory_limit_gib: float | None = None,
+    verify_timeout: float = VERIFY_TIMEOUT,
+) -> ExecutionReport:
     """Run every code cell of ``nb`` in place (outputs and execution counts are stored).
 
     Errors never stop the run; they are returned. ``total_timeout`` (seconds) bounds
@@ -345,15 +373,19 @@ def execute_notebook(nb, cwd, total_timeout: float | None = None,
 
     report = ExecutionReport()
     started = time.monotonic()
-    client = NotebookClient(nb, km=_kernel_manager(memory_limit_gib), allow_errors=True,
-                            record_timing=False, timeout=cell_timeout,
-                            resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb,
+        km=_kernel_manager(memory_limit_gib),
+        allow_errors=True,
+        record_timing=False,
+        timeout=cell_timeout,
+        resources={"metadata": {"path": str(cwd)}},
+    )
     # The kernel's own console (its stdout and stderr) is not the grader's: whatever a
     # submission prints reaches the notebook through the kernel's messages anyway, and
     # a kernel stopped after a timeout may write a zmq traceback there as it shuts down
     # (older ipykernels do), which would bury the table under noise.
-    with client.setup_kernel(cleanup_kc=True, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL):
+    with client.setup_kernel(cleanup_kc=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         first_cell = time.monotonic()
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
@@ -370,7 +402,7 @@ def execute_notebook(nb, cwd, total_timeout: float | None = None,
                 client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
             except CellTimeoutError:
                 report.timed_out, report.timed_out_cell = True, index
-                run_sync(client.km.interrupt_kernel)()   # stop the cell; keep what it defined
+                run_sync(client.km.interrupt_kernel)()  # stop the cell; keep what it defined
                 break
             except DeadKernelError as err:
                 report.dead_kernel_cell = index
@@ -379,16 +411,23 @@ def execute_notebook(nb, cwd, total_timeout: float | None = None,
             finally:
                 coalesce_streams(cell)
                 report.cell_seconds[index] = time.monotonic() - cell_started
-            report.errors += [CellError(index, out.get("ename", ""), out.get("evalue", ""))
-                              for out in cell.outputs if out.get("output_type") == "error"]
+            report.errors += [
+                CellError(index, out.get("ename", ""), out.get("evalue", ""))
+                for out in cell.outputs
+                if out.get("output_type") == "error"
+            ]
         if verify and report.dead_kernel_cell is None:
             report.verified = _verify(client, list(verify), verify_timeout)
     report.seconds = time.monotonic() - started
     return report
 
 
-def grade_notebook(path, timeout: float = 600, solutions=SOLUTIONS_DIR,
-                   memory_limit_gib: float | None = MEMORY_LIMIT_GIB) -> NotebookGrade:
+def grade_notebook(
+    path,
+    timeout: float = 600,
+    solutions=SOLUTIONS_DIR,
+    memory_limit_gib: float | None = MEMORY_LIMIT_GIB,
+) -> NotebookGrade:
     """Grade one submission (run in a temporary copy; the file is never changed)."""
     path = Path(path)
     started = time.monotonic()
@@ -397,52 +436,85 @@ def grade_notebook(path, timeout: float = 600, solutions=SOLUTIONS_DIR,
     except Exception as err:  # a damaged upload must not stop the grading of the others
         solution = find_solution(path, solutions=solutions)
         expected = [c.name for c in expected_checks(solution)] if solution else []
-        return NotebookGrade(str(path), {name: MISSING for name in expected}, expected,
-                             identity=solution.stem if solution else None,
-                             problem=f"could not read the notebook: {type(err).__name__}: "
-                                     f"{str(err).splitlines()[0] if str(err) else ''}".rstrip(": "))
+        return NotebookGrade(
+            str(path),
+            {name: MISSING for name in expected},
+            expected,
+            identity=solution.stem if solution else None,
+            problem=f"could not read the notebook: {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}".rstrip(": "),
+        )
     solution = find_solution(path, nb, solutions)
     if solution is None:
-        return NotebookGrade(str(path), {}, [], problem=(
-            f"not a notebook of this series: its metadata names no notebook "
-            f"('{METADATA_KEY}' -> 'notebook') and no solution is named {path.name}"))
+        return NotebookGrade(
+            str(path),
+            {},
+            [],
+            problem=(
+                f"not a notebook of this series: its metadata names no notebook "
+                f"('{METADATA_KEY}' -> 'notebook') and no solution is named {path.name}"
+            ),
+        )
     expected = expected_checks(solution)
     names = [c.name for c in expected]
     problem = None
     with tempfile.TemporaryDirectory(prefix="vae_prac_grade_") as folder:
-        shutil.copyfile(path, Path(folder) / path.name)   # what it deletes there is its own
+        shutil.copyfile(path, Path(folder) / path.name)  # what it deletes there is its own
         try:
-            report = execute_notebook(nb, folder, total_timeout=timeout, verify=expected,
-                                      memory_limit_gib=memory_limit_gib)
+            report = execute_notebook(
+                nb,
+                folder,
+                total_timeout=timeout,
+                verify=expected,
+                memory_limit_gib=memory_limit_gib,
+            )
         except Exception as err:
             report = ExecutionReport()
             problem = f"could not run the notebook: {type(err).__name__}: {err}"
     if report.timed_out:
         problem = f"timed out after {timeout:g} s at cell {report.timed_out_cell}"
     elif report.dead_kernel_cell is not None:
-        problem = (f"the kernel died at cell {report.dead_kernel_cell} (the process exited, "
-                   "crashed or ran out of memory); no check could be verified")
+        problem = (
+            f"the kernel died at cell {report.dead_kernel_cell} (the process exited, "
+            "crashed or ran out of memory); no check could be verified"
+        )
     printed = check_lines(nb)
     checks, details = {}, {}
     for name in names:
         status, detail = report.verified.get(name, (MISSING, "never verified"))
         checks[name], details[name] = status, detail
         if printed.get(name) == PASSED and status != PASSED:
-            details[name] = (f"the notebook printed 'passed' but the grader's own run of the "
-                             f"check says {status}" + (f": {detail}" if detail else ""))
-    return NotebookGrade(str(path), checks, names, identity=solution.stem, details=details,
-                         printed=printed, errors=report.errors, timed_out=report.timed_out,
-                         problem=problem, seconds=time.monotonic() - started)
+            details[name] = (
+                f"the notebook printed 'passed' but the grader's own run of the "
+                f"check says {status}" + (f": {detail}" if detail else "")
+            )
+    return NotebookGrade(
+        str(path),
+        checks,
+        names,
+        identity=solution.stem,
+        details=details,
+        printed=printed,
+        errors=report.errors,
+        timed_out=report.timed_out,
+        problem=problem,
+        seconds=time.monotonic() - started,
+    )
 
 
-def grade_notebooks(paths, timeout: float = 600, solutions=SOLUTIONS_DIR,
-                    memory_limit_gib: float | None = MEMORY_LIMIT_GIB) -> list[NotebookGrade]:
+def grade_notebooks(
+    paths,
+    timeout: float = 600,
+    solutions=SOLUTIONS_DIR,
+    memory_limit_gib: float | None = MEMORY_LIMIT_GIB,
+) -> list[NotebookGrade]:
     """Grade each submission in turn; ``timeout`` seconds for each whole notebook."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
     if memory_limit_gib is not None and not memory_limit_gib > 0:
-        raise ValueError(f"memory_limit_gib must be positive (or None for no limit), "
-                         f"got {memory_limit_gib!r}.")
+        raise ValueError(
+            f"memory_limit_gib must be positive (or None for no limit), got {memory_limit_gib!r}."
+        )
     return [grade_notebook(path, timeout, solutions, memory_limit_gib) for path in paths]
 
 
@@ -460,8 +532,10 @@ def format_table(grades) -> str:
         failed = ", ".join(f"{n} ({grade.checks[n]})" for n in grade.not_passed) or "-"
         rows.append((grade.notebook, grade.total, failed, "; ".join(notes) or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]
-             for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]
+        for row in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(line.rstrip() for line in lines)
 
@@ -482,7 +556,15 @@ def write_csv(grades, path) -> None:
         writer.writerow(CSV_HEADER)
         for grade in grades:
             for name, status in grade.checks.items():
-                writer.writerow([grade.notebook, grade.identity or "", name, status,
-                                 grade.details.get(name, "")])
-            writer.writerow([grade.notebook, grade.identity or "", TOTAL_ROW, grade.total,
-                             grade.problem or ""])
+                writer.writerow(
+                    [
+                        grade.notebook,
+                        grade.identity or "",
+                        name,
+                        status,
+                        grade.details.get(name, ""),
+                    ]
+                )
+            writer.writerow(
+                [grade.notebook, grade.identity or "", TOTAL_ROW, grade.total, grade.problem or ""]
+            )

@@ -92,22 +92,25 @@ def strip_solutions(source: str, where: str = "cell") -> str:
                 raise MarkerError(
                     f"{where}: '{BEGIN}' on line {number} comes before the '{END}' of the "
                     f"region opened on line {begin_line}; regions cannot nest. Close the "
-                    "first region before opening another.")
+                    "first region before opening another."
+                )
             begin_line = number
-            indent = line[:len(line) - len(line.lstrip())]
+            indent = line[: len(line) - len(line.lstrip())]
             out.extend(indent + stub for stub in (STUB if indent else STUB[:1]))
         elif kind == "end":
             if begin_line is None:
                 raise MarkerError(
                     f"{where}: '{END}' on line {number} has no '{BEGIN}' before it. "
-                    f"Add the missing '{BEGIN}' line or remove this one.")
+                    f"Add the missing '{BEGIN}' line or remove this one."
+                )
             begin_line = None
         elif begin_line is None:
             out.append(line)
     if begin_line is not None:
         raise MarkerError(
             f"{where}: '{BEGIN}' on line {begin_line} is never closed. Add a line "
-            f"'{END}' after the solution.")
+            f"'{END}' after the solution."
+        )
     return "\n".join(out)
 
 
@@ -129,7 +132,7 @@ def normalize(nb, name: str = "notebook"):
     meta = nb.metadata
     meta.pop("widgets", None)
     if name.endswith(".ipynb"):
-        meta["vae_prac"] = {"notebook": name[:-len(".ipynb")]}
+        meta["vae_prac"] = {"notebook": name[: -len(".ipynb")]}
     meta["kernelspec"] = copy.deepcopy(KERNELSPEC)
     meta["language_info"] = copy.deepcopy(LANGUAGE_INFO)
     wants_ids = nb.get("nbformat_minor", 0) >= 5
@@ -154,19 +157,24 @@ def make_student(nb, name: str = "notebook"):
             cell.source = strip_solutions(cell.source, where)
             cell.outputs = []
             cell.execution_count = None
-            cell.metadata.pop("vae_prac", None)   # the solution run's timings
+            cell.metadata.pop("vae_prac", None)  # the solution run's timings
             if ANSWER_TAG in tags:
-                raise MarkerError(f"{where}: only markdown cells can be tagged "
-                                  f"'{ANSWER_TAG}'; this is a code cell.")
+                raise MarkerError(
+                    f"{where}: only markdown cells can be tagged "
+                    f"'{ANSWER_TAG}'; this is a code cell."
+                )
         else:
             if any(_marker(line) for line in cell.source.split("\n")):
                 raise MarkerError(
                     f"{where}: SOLUTION markers only work in code cells. For a written "
-                    f"answer use a markdown cell tagged '{ANSWER_TAG}'.")
+                    f"answer use a markdown cell tagged '{ANSWER_TAG}'."
+                )
             if ANSWER_TAG in tags:
                 if cell.cell_type != "markdown":
-                    raise MarkerError(f"{where}: only markdown cells can be tagged "
-                                      f"'{ANSWER_TAG}'; this is a {cell.cell_type} cell.")
+                    raise MarkerError(
+                        f"{where}: only markdown cells can be tagged "
+                        f"'{ANSWER_TAG}'; this is a {cell.cell_type} cell."
+                    )
                 cell.source = ANSWER_PLACEHOLDER
                 cell.pop("attachments", None)
     return normalize(student, name)
@@ -181,8 +189,10 @@ def student_path(solution: Path) -> Path:
     """notebooks/solutions/NAME.ipynb -> notebooks/student/NAME.ipynb."""
     solution = Path(solution)
     if solution.parent.name != "solutions":
-        raise ValueError(f"{solution} is not in a 'solutions' folder; the student version is "
-                         "written to the sibling 'student' folder, so give a solution notebook.")
+        raise ValueError(
+            f"{solution} is not in a 'solutions' folder; the student version is "
+            "written to the sibling 'student' folder, so give a solution notebook."
+        )
     return solution.parent.parent / "student" / solution.name
 
 
@@ -209,8 +219,9 @@ def solution_notebooks(paths=None) -> list[Path]:
             raise FileNotFoundError(f"No such notebook: {', '.join(missing)}")
         return found
     if not SOLUTIONS_DIR.is_dir():
-        raise FileNotFoundError(f"No solutions folder at {SOLUTIONS_DIR}; give the notebooks "
-                                "to convert as arguments.")
+        raise FileNotFoundError(
+            f"No solutions folder at {SOLUTIONS_DIR}; give the notebooks to convert as arguments."
+        )
     return sorted(SOLUTIONS_DIR.glob("*.ipynb"))
 
 
@@ -232,8 +243,11 @@ def out_of_date(solutions=None) -> list[str]:
             problems.append(f"{target}: differs from what {solution.name} generates")
     if check_orphans and STUDENT_DIR.is_dir():
         names = {s.name for s in solutions}
-        problems += [f"{p}: has no solution notebook" for p in sorted(STUDENT_DIR.glob("*.ipynb"))
-                     if p.name not in names]
+        problems += [
+            f"{p}: has no solution notebook"
+            for p in sorted(STUDENT_DIR.glob("*.ipynb"))
+            if p.name not in names
+        ]
     return problems
 
 
@@ -251,8 +265,11 @@ def execute_in_place(solution: Path, cell_timeout: int = 1200) -> float:
     report = execute_notebook(nb, solution.parent, cell_timeout=cell_timeout)
     unexpected = [e for e in report.errors if not _may_raise(nb.cells[e.index])]
     if report.timed_out or unexpected:
-        what = (f"cell {report.timed_out_cell} timed out" if report.timed_out else
-                "; ".join(f"cell {e.index} raised {e.ename}: {e.evalue}" for e in unexpected))
+        what = (
+            f"cell {report.timed_out_cell} timed out"
+            if report.timed_out
+            else "; ".join(f"cell {e.index} raised {e.ename}: {e.evalue}" for e in unexpected)
+        )
         raise RuntimeError(f"{solution}: {what}. The notebook was not saved.")
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
@@ -268,8 +285,11 @@ def execute_in_place(solution: Path, cell_timeout: int = 1200) -> float:
 
 def _may_raise(cell) -> bool:
     """Whether a cell is marked (for nbval and nbclient alike) to raise on purpose."""
-    marked = any(line.strip().lstrip("#").strip().startswith("NBVAL_RAISES_EXCEPTION")
-                 for line in cell.source.split("\n") if line.strip().startswith("#"))
+    marked = any(
+        line.strip().lstrip("#").strip().startswith("NBVAL_RAISES_EXCEPTION")
+        for line in cell.source.split("\n")
+        if line.strip().startswith("#")
+    )
     return marked or "raises-exception" in cell.metadata.get("tags", [])
 
 
@@ -277,18 +297,26 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vae_prac.course.student",
         description="Generate student notebooks (notebooks/student) from solution notebooks "
-                    "(notebooks/solutions).")
+        "(notebooks/solutions).",
+    )
     parser.add_argument("paths", nargs="*", help="solution notebooks (default: all)")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true",
-                      help="do not write; exit 1 listing student notebooks that are out of date")
-    mode.add_argument("--execute", action="store_true",
-                      help="first run the given solution notebooks in place to refresh their "
-                           "stored outputs")
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="do not write; exit 1 listing student notebooks that are out of date",
+    )
+    mode.add_argument(
+        "--execute",
+        action="store_true",
+        help="first run the given solution notebooks in place to refresh their stored outputs",
+    )
     args = parser.parse_args(argv)
     if args.execute and not args.paths:
-        parser.error("--execute needs the solution notebooks to run, e.g. "
-                     "notebooks/solutions/01_setup_and_data.ipynb")
+        parser.error(
+            "--execute needs the solution notebooks to run, e.g. "
+            "notebooks/solutions/01_setup_and_data.ipynb"
+        )
     try:
         solutions = solution_notebooks(args.paths)
         if args.check:

@@ -19,11 +19,14 @@ import sys
 
 def _fresh_check_modules(module: str):
     """New copies of ``vae_prac.checks`` and ``vae_prac.checks.<module>``."""
-    for name in [m for m in sys.modules
-                 if m == "vae_prac.checks" or m.startswith("vae_prac.checks.")]:
+    for name in [
+        m for m in sys.modules if m == "vae_prac.checks" or m.startswith("vae_prac.checks.")
+    ]:
         del sys.modules[name]
-    return (importlib.import_module("vae_prac.checks"),
-            importlib.import_module(f"vae_prac.checks.{module}"))
+    return (
+        importlib.import_module("vae_prac.checks"),
+        importlib.import_module(f"vae_prac.checks.{module}"),
+    )
 
 
 def run(name: str, module: str, source: str, nonce: str) -> str:
@@ -40,9 +43,14 @@ def run(name: str, module: str, source: str, nonce: str) -> str:
     with checks._capturing() as seen:
         try:
             exec(compile(source, f"<check {name}>", "exec"), namespace)
-        except Exception as err:   # e.g. the student's function was never defined
-            seen.append((name, checks.NOT_YET,
-                         f"the grader could not run this check: {type(err).__name__}: {err}"))
+        except Exception as err:  # e.g. the student's function was never defined
+            seen.append(
+                (
+                    name,
+                    checks.NOT_YET,
+                    f"the grader could not run this check: {type(err).__name__}: {err}",
+                )
+            )
     mine = [(status, detail) for reported, status, detail in seen if reported == name]
     status, detail = mine[-1] if mine else ("missing", "the check cell reported nothing")
     return json.dumps({"nonce": nonce, "status": status, "detail": detail})

@@ -29,8 +29,9 @@ class PretrainedError(Exception):
 
 def names() -> list[str]:
     """The shipped models' names."""
-    return sorted(d for d in os.listdir(HERE)
-                  if os.path.isfile(os.path.join(HERE, d, "model.json")))
+    return sorted(
+        d for d in os.listdir(HERE) if os.path.isfile(os.path.join(HERE, d, "model.json"))
+    )
 
 
 def path(name: str) -> str:
@@ -38,8 +39,7 @@ def path(name: str) -> str:
     folder = os.path.join(HERE, name)
     if not os.path.isfile(os.path.join(folder, "model.json")):
         known = ", ".join(names()) or "none"
-        raise PretrainedError(f"No shipped model named {name!r}; the shipped models are: "
-                              f"{known}.")
+        raise PretrainedError(f"No shipped model named {name!r}; the shipped models are: {known}.")
     return folder
 
 
@@ -58,6 +58,7 @@ def card(name: str) -> str:
 def config(name: str):
     """The ``vae_prac.Config`` the model was trained with."""
     from vae_prac.config import Config
+
     return Config.from_dict(info(name)["config"])
 
 
@@ -71,14 +72,16 @@ def load(name: str):
         with open(weights_path, "rb") as f:
             raw = f.read()
     except OSError as e:
-        raise PretrainedError(f"Cannot read {weights_path} ({e.strerror}); reinstall "
-                              f"vae_prac to restore it.") from None
+        raise PretrainedError(
+            f"Cannot read {weights_path} ({e.strerror}); reinstall vae_prac to restore it."
+        ) from None
     digest = hashlib.sha256(raw).hexdigest()
     if digest != meta["weights_sha256"]:
         raise PretrainedError(
             f"{weights_path} does not verify: its SHA-256 is {digest}, the card says "
             f"{meta['weights_sha256']}. The file is damaged or was replaced; reinstall "
-            f"vae_prac (or `git checkout` it) to restore it.")
+            f"vae_prac (or `git checkout` it) to restore it."
+        )
     model = VAE.from_config(config(name))
     with np.load(io.BytesIO(raw)) as arrays:
         set_weights(model, dict(arrays))
@@ -87,8 +90,9 @@ def load(name: str):
 
 def _named_weights(model) -> dict:
     # Keras paths repeat between the networks (both have hidden_1): prefix the network.
-    return {f"{net}/{v.path}": v for net in ("encoder", "decoder")
-            for v in getattr(model, net).weights}
+    return {
+        f"{net}/{v.path}": v for net in ("encoder", "decoder") for v in getattr(model, net).weights
+    }
 
 
 def weight_arrays(model) -> dict:
@@ -102,9 +106,11 @@ def set_weights(model, arrays: dict):
     if set(mine) != set(arrays):
         raise PretrainedError(
             f"The weights do not fit this network: missing {sorted(set(mine) - set(arrays))}, "
-            f"unexpected {sorted(set(arrays) - set(mine))}.")
+            f"unexpected {sorted(set(arrays) - set(mine))}."
+        )
     for name, variable in mine.items():
         if tuple(variable.shape) != arrays[name].shape:
-            raise PretrainedError(f"{name} has shape {arrays[name].shape}, the network "
-                                  f"wants {tuple(variable.shape)}.")
+            raise PretrainedError(
+                f"{name} has shape {arrays[name].shape}, the network wants {tuple(variable.shape)}."
+            )
         variable.assign(arrays[name])
