@@ -4,9 +4,11 @@ Build (from the repository root, with the ``site`` extra installed)::
 
     python -m sphinx docs docs/_build/html
 
-then open docs/_build/html/index.html. Nothing is executed and nothing is fetched
+then open docs/_build/html/index.html. No notebook is executed and nothing is fetched
 from the network: the pages come from the solution notebooks' stored outputs and
-README (see course_pages.py), and MathJax is served from the site itself.
+README (see course_pages.py), and MathJax is served from the site itself. The API page
+(api.md) is generated from the library's docstrings, so the build imports vae_prac (and
+TensorFlow) once.
 """
 
 import sys
@@ -26,6 +28,9 @@ copyright = "vae_prac maintainers; MNIST by LeCun, Cortes and Burges (CC BY-SA 3
 
 extensions = [
     "myst_nb",
+    # api.md: the library's reference from its docstrings (Google style: Args, Returns).
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
     "sphinx_design",
     # MathJax 3 from a PyPI package, copied into _static/mathjax: no CDN.
     "sphinx-mathjax-offline",
@@ -33,10 +38,17 @@ extensions = [
 root_doc = "index"
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "course_pages.py"]
 
+# The API page: members in the order the source defines them, documented members only.
+# A dataclass's "Attributes:" (Config's) become fields of the class, not a second
+# description of each member.
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+napoleon_use_ivar = True
+
 # myst-nb: show the outputs stored in the notebooks; never run them.
 nb_execution_mode = "off"
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
-myst_heading_anchors = 3          # README's "#notebooks"-style links need heading ids
+myst_heading_anchors = 3  # README's "#notebooks"-style links need heading ids
 
 html_theme = "sphinx_book_theme"
 html_theme_options = {

@@ -41,6 +41,19 @@ def ids(pairs):
     return [f"{ex.name}-{label}" for ex, label in pairs]
 
 
+def params(pairs, fast):
+    """(check, answer) pairs as test parameters: the first ``fast`` of each check are
+    what `pytest -m "not slow"` tries; the rest of the catalog (minutes, as many answers
+    train a few steps downstream) is marked slow."""
+    seen = dict.fromkeys((ex.name for ex, _ in pairs), 0)
+    out = []
+    for (ex, label), name in zip(pairs, ids(pairs)):
+        seen[ex.name] += 1
+        marks = pytest.mark.slow if seen[ex.name] > fast else ()
+        out.append(pytest.param(ex, label, id=name, marks=marks))
+    return out
+
+
 @pytest.mark.parametrize("exercise", EXERCISES, ids=[ex.name for ex in EXERCISES])
 def test_catalog_is_large_enough(exercise):
     assert len(exercise.correct) >= MIN_CORRECT, (
@@ -51,7 +64,7 @@ def test_catalog_is_large_enough(exercise):
     )
 
 
-@pytest.mark.parametrize("exercise, label", CORRECT, ids=ids(CORRECT))
+@pytest.mark.parametrize("exercise, label", params(CORRECT, fast=1))
 def test_correct_answer_passes_and_works_downstream(exercise, label):
     answer = exercise.correct[label]
     status, detail = checks.outcome(exercise.check, answer)
@@ -60,7 +73,7 @@ def test_correct_answer_passes_and_works_downstream(exercise, label):
         exercise.downstream(answer)
 
 
-@pytest.mark.parametrize("exercise, label", MISTAKES, ids=ids(MISTAKES))
+@pytest.mark.parametrize("exercise, label", params(MISTAKES, fast=2))
 def test_mistake_fails_with_a_hint_that_names_it(exercise, label):
     mistake = exercise.mistakes[label]
     status, detail = checks.outcome(exercise.check, mistake.answer)

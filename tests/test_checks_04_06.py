@@ -216,6 +216,7 @@ def test_batch_elbo_catches_mistakes(capsys, wrong, hint):
     assert not ok and "not yet" in line and hint in line, line
 
 
+@pytest.mark.slow
 def test_batch_elbo(capsys):
     assert run(capsys, training.batch_elbo, batch_elbo_right) == (True, "[check batch_elbo] passed")
     # The task allows a Monte Carlo KL at the same z (notebook 04).

@@ -127,6 +127,7 @@ def test_train_prints_finite_test_elbo_and_log_px(trained):
     assert round(metrics["test_elbo"], 2) == test_elbo
 
 
+@pytest.mark.slow
 def test_train_resumes_from_the_checkpoint(trained, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(trained[0], run_dir)
@@ -180,6 +181,7 @@ def test_sample_writes_a_png(trained, tmp_path):
     assert (run_dir / "means.png").read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.slow
 def test_interrupted_training_keeps_outputs_and_resumes(tmp_path, monkeypatch):
     """Ctrl-C during training: train() stops cleanly, the CLI writes what it has."""
     run_dir = tmp_path / "run"
@@ -299,6 +301,7 @@ def test_grade_delegates_to_the_grading_module(tmp_path):
     assert status == 2 and "no solution notebooks" in err and "--solutions" in err
 
 
+@pytest.mark.slow
 def test_train_may_change_network_sizes_before_any_checkpoint(tmp_path):
     # A run interrupted before its first checkpoint left only config.json: a new run with
     # other sizes starts afresh instead of failing.
@@ -329,6 +332,7 @@ def test_train_may_change_network_sizes_before_any_checkpoint(tmp_path):
     assert json.loads((run_dir / "config.json").read_text())["latent_dim"] == 4
 
 
+@pytest.mark.slow
 def test_history_survives_a_hard_kill(tmp_path):
     # A run killed outright (SIGKILL: no cleanup at all) right after its checkpoint at
     # iteration 200, then resumed from the command line: one continuous history.
@@ -534,6 +538,7 @@ def test_a_failed_checkpoint_save_leaves_nothing_half_written(tmp_path, monkeypa
     assert run_folder.checkpoint_iteration(str(run_dir)) == 100
 
 
+@pytest.mark.slow
 def test_a_figure_that_cannot_be_written_is_left_as_it_was(trained, tmp_path, monkeypatch):
     import matplotlib.figure
 
@@ -606,6 +611,7 @@ def test_train_on_a_finished_run_says_so_and_prints_the_saved_figures(
     assert sorted(run_dir.glob("events.out.tfevents.*")) == events
 
 
+@pytest.mark.slow
 def test_train_on_a_finished_run_without_its_metrics_measures_them(trained, tmp_path):
     # E.g. stopped during the final log p(x) estimate: the figures are measured, once.
     run_dir = tmp_path / "run"
@@ -653,9 +659,15 @@ def test_help_does_not_import_tensorflow():
     "code",
     [
         "import vae_prac.bounds; import vae_prac",
-        "from vae_prac.bounds import iw_bound; import vae_prac",
-        "import vae_prac; vae_prac.elbo; import vae_prac.bounds",
-        "import vae_prac.training; import vae_prac",
+        # A fresh Python with TensorFlow each: the other orders are slow.
+        *[
+            pytest.param(code, marks=pytest.mark.slow)
+            for code in (
+                "from vae_prac.bounds import iw_bound; import vae_prac",
+                "import vae_prac; vae_prac.elbo; import vae_prac.bounds",
+                "import vae_prac.training; import vae_prac",
+            )
+        ],
     ],
 )
 def test_vae_prac_elbo_is_the_function_whichever_way_it_was_imported(code):

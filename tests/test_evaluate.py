@@ -173,6 +173,7 @@ def _log_integral(log_f, dz):
     return (top + np.log(np.exp(a - top).sum(-1, keepdims=True)))[..., 0]
 
 
+@pytest.mark.slow
 def test_log_px_matches_numerical_integration_with_a_1d_latent(digits):
     """With z in 1-D, log p(x) = log integral p(x|z) p(z) dz is a quadrature.
 

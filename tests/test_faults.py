@@ -71,6 +71,7 @@ def listed_checkpoints(run):
 # --- 1. a damaged latest checkpoint -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_falls_back_past_a_truncated_latest_checkpoint(run300, tmp_path):
     run = copy_of(run300, tmp_path)
     damaged = damage(run / "checkpoints" / "ckpt-300", "truncated")
@@ -95,6 +96,7 @@ def test_resume_falls_back_past_a_truncated_latest_checkpoint(run300, tmp_path):
     assert history_iterations(run) == [50, 100, 150, 200, 250, 300, 350, 400]
 
 
+@pytest.mark.slow
 def test_evaluate_falls_back_past_a_bit_flipped_latest_checkpoint(run300, tmp_path):
     run = copy_of(run300, tmp_path)
     damage(run / "checkpoints" / "ckpt-300", "flipped")
@@ -141,6 +143,7 @@ def test_no_readable_checkpoint_exits_2_saying_what_to_do(run300, tmp_path):
 # --- 2. the history is written before the checkpoint ----------------------------------
 
 
+@pytest.mark.slow
 def test_a_kill_between_the_history_and_the_checkpoint_loses_no_row(tmp_path):
     # Killed right after the first of the two writes at iteration 200, whichever it is.
     run = tmp_path / "run"
@@ -179,6 +182,7 @@ def test_a_kill_between_the_history_and_the_checkpoint_loses_no_row(tmp_path):
 # --- 3. one run at a time on a folder -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_train_on_the_same_out_exits_2_naming_the_first(tmp_path):
     run = tmp_path / "run"
     first = subprocess.Popen(
@@ -227,6 +231,7 @@ def test_a_second_train_on_the_same_out_exits_2_naming_the_first(tmp_path):
     assert not lock.exists()
 
 
+@pytest.mark.slow
 def test_a_stale_lock_is_taken_over_with_a_note(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -327,6 +332,7 @@ def test_absurd_sizes_exit_2_before_anything_is_written(tmp_path, flag, value, s
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is Linux's")
 def test_a_size_beyond_the_memory_exits_2_saying_how_much_and_leaves_nothing(tmp_path):
     # Within the rules (1.9e9 weights) but not within 2 GiB more than the process has.
@@ -378,6 +384,7 @@ def test_sample_counts_out_of_range_exit_2_in_one_line(run300, n, says):
     assert says in line and "vae-prac sample --help" in line
 
 
+@pytest.mark.slow
 def test_out_paths_with_spaces_and_non_ascii_characters(tmp_path):
     out = tmp_path / "my runs" / "évaluation ü 模型"
     status, stdout, err = vae_prac(
@@ -408,6 +415,7 @@ def test_out_paths_with_spaces_and_non_ascii_characters(tmp_path):
     assert status == 0 and (out / "samples.png").is_file(), err
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_final_evaluation_exits_130_and_loses_nothing(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

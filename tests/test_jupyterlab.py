@@ -5,10 +5,10 @@ package, driven by Playwright) opens a copy of the student notebook 05 (the seri
 training notebook) and runs every cell from the Run menu. Its kernels train with
 ``VAE_PRAC_SHORT_RUNS`` (``vae_prac.short_runs``): the same history rows, figures and
 check lines in a hundredth of the iterations, since what is checked is what the student
-sees, not how well the model learned. Then what the student sees is checked: no cell shows a stderr block or
-an error, every check line prints, every figure the solution shows appears, and a
-progress bar is a widget. The notebook trains with its hooks' figures and no bar, so
-the test then types into a new cell the call the README shows,
+sees, not how well the model learned. Then what the student sees is checked: no cell
+shows a stderr block or an error, every check line prints, every figure the solution
+shows appears, and a progress bar is a widget. The notebook trains with its hooks'
+figures and no bar, so the test then types into a new cell the call the README shows,
 ``vae_prac.train(...)`` with its default progress bar, runs it, and checks that the
 bar renders as a widget. A screenshot after the training cell goes to test-artifacts/.
 
@@ -58,6 +58,8 @@ TYPED_CELL = (
     "quick = vae_prac.train(vae_prac.Config(n_iterations=300, log_every=100, "
     "print_every=300), verbose=False)"
 )
+# What its progress bar counts to: 300 iterations, shortened (one per history row).
+TYPED_ITERATIONS = 300 // 100
 CHECK_LINE = re.compile(r"\[check ([\w.-]+)\]")
 TEXT_PROGRESS_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+")  # tqdm drawn as text
 
@@ -147,9 +149,8 @@ def jupyterlab(tmp_path):
     try:
         deadline = time.monotonic() + SERVER_START_S
         while True:
-            assert server.poll() is None, (
-                f"JupyterLab exited ({server.returncode}):\n{(tmp_path / 'jupyterlab.log').read_text()}"
-            )
+            log_text = (tmp_path / "jupyterlab.log").read_text
+            assert server.poll() is None, f"JupyterLab exited ({server.returncode}):\n{log_text()}"
             try:
                 with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5):
                     break
@@ -196,7 +197,8 @@ def open_notebook(page, url, n_code_cells):
     )
     try:  # cells are rendered a few at a time
         page.wait_for_function(
-            f"() => document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell').length >= {n_code_cells}",
+            "() => document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell').length"
+            f" >= {n_code_cells}",
             timeout=UI_START_S * 1000,
             polling=1000,
         )
@@ -222,7 +224,8 @@ def run_all(page, cells) -> list[int]:
     # Done when no cell is running or queued ([*]): all ran, or Run All stopped at an
     # error and left the rest unrun ([ ]).
     page.wait_for_function(
-        """() => ![...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt')]
+        """() => ![...document.querySelectorAll(
+                      '.jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt')]
                   .some(p => p.innerText.includes('*'))""",
         timeout=RUN_ALL_S * 1000,
         polling=2000,
@@ -326,7 +329,8 @@ def test_student_notebook_runs_in_jupyterlab_as_a_student_sees_it(jupyterlab):
                 f"shows {shown}. (tqdm needs ipywidgets in the kernel's environment.)"
             )
             label = typed.locator(".widget-hbox").first.inner_text()
-            assert "300/300" in label and bar.evaluate("e => e.style.width") == "100%", (
+            done = f"{TYPED_ITERATIONS}/{TYPED_ITERATIONS}"
+            assert done in label and bar.evaluate("e => e.style.width") == "100%", (
                 f"The progress bar did not reach the end of training: {label!r}"
             )
             assert not [m for m, _ in shown if m.endswith(("stderr", "error"))], shown

@@ -59,6 +59,7 @@ def test_weights_must_fit_the_network():
         pretrained.set_weights(VAE(3, 8), arrays)
 
 
+@pytest.mark.slow
 def test_cli_evaluates_and_samples_a_shipped_model(tmp_path):
     name = SHIPPED[1]
     out = tmp_path / "e.json"

@@ -164,7 +164,8 @@ def test_the_readmes_show_the_computed_table_and_total():
 def test_quoted_run_times_agree_with_the_measured_ones(path):
     nb = budget.read(path)
     assert any(budget.recorded_seconds(c) for c in nb["cells"] if c["cell_type"] == "code"), (
-        f"{path.name} records no cell's run time: python -m vae_prac.course.student --execute {path}"
+        f"{path.name} records no cell's run time: "
+        f"python -m vae_prac.course.student --execute {path}"
     )
     for index, claimed, measured in budget.quoted_run_times(nb):
         assert measured, (

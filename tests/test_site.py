@@ -224,7 +224,8 @@ def open_page(browser, base_url):
 def typeset(page):
     """Wait until MathJax (if the page loads it) has typeset the page."""
     page.evaluate("""() => { window.typesetDone = false;
-        const start = window.MathJax && MathJax.startup ? MathJax.startup.promise : Promise.resolve();
+        const start = window.MathJax && MathJax.startup
+            ? MathJax.startup.promise : Promise.resolve();
         start.then(() => { window.typesetDone = true; }); }""")
     page.wait_for_function("() => window.typesetDone === true")  # with the page's timeout
 
@@ -247,7 +248,8 @@ PROSE_TEXT = """() => {
 
 # Display equations that stick out of the article, or overflow their box without a
 # scroll bar: their right-hand side would be cut off (MathJax does not break lines).
-CUT_OFF_EQUATIONS = """() => [...document.querySelectorAll('mjx-container[display="true"]')].filter(e => {
+CUT_OFF_EQUATIONS = """() => [...document.querySelectorAll('mjx-container[display="true"]')]
+    .filter(e => {
   const article = (e.closest('article') || document.body).getBoundingClientRect();
   const sticksOut = e.getBoundingClientRect().right > article.right + 1;
   const clipped = e.scrollWidth > e.clientWidth + 1 &&
@@ -358,7 +360,8 @@ def test_page_loads_cleanly_with_maths_images_links_and_hidden_answers(open_page
 
     # Maths: typeset everywhere, answers included; no TeX left as text.
     unrendered = page.evaluate(
-        "() => [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).length"
+        "() => [...document.querySelectorAll('.math')]"
+        ".filter(e => !e.querySelector('mjx-container')).length"
     )
     if unrendered:
         problems.append(f"{unrendered} maths elements were not typeset by MathJax")
@@ -374,7 +377,8 @@ def test_page_loads_cleanly_with_maths_images_links_and_hidden_answers(open_page
 
     # Images: every one loaded.
     broken = page.evaluate(
-        "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+        "() => [...document.images]"
+        ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
     )
     problems += [f"image did not load: {src}" for src in broken]
 

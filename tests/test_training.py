@@ -261,6 +261,7 @@ def test_history_round_trips_through_csv_and_json(run400, tmp_path):
     assert math.isnan(empty.last_test_elbo)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_with_two_replicas():
     """Runs tests/mirrored_worker.py: 2 logical CPUs must be set before TF starts."""
     worker = os.path.join(os.path.dirname(__file__), "mirrored_worker.py")

@@ -52,9 +52,9 @@ SEED_LIMIT = 2**31
 #: TensorFlow counts the elements of a tensor, and sizes its shapes, with int32 in many
 #: kernels: one tensor beyond this overflows inside the graph instead of failing clearly.
 INT32_MAX = 2**31 - 1
-#: MNIST's training set: the images a batch is drawn from.
+#: The images of MNIST's training set, from which the batches are drawn.
 MNIST_TRAIN_IMAGES = 60000
-#: Pixels of an image: the width of the encoder's input and of the decoder's output.
+#: The pixels of an image, the width of the encoder's input and of the decoder's output.
 PIXELS = 28 * 28
 
 

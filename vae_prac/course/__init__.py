@@ -7,9 +7,9 @@ from the code it judges:
 * ``vae_prac.course.student`` generates each student notebook from its solution
   (``python -m vae_prac.course.student``) and refreshes the solutions' stored outputs;
 * ``vae_prac.course.grading`` grades submitted notebooks (``vae-prac grade``): each runs
-  alone in its own folder and kernel, then the grader runs every check again itself;
-* ``vae_prac.course.verification`` is the grader's side of that kernel: it runs one
-  check again, on fresh copies of the check modules.
+  in a sandbox of its own (``sandbox``: bubblewrap), executed by ``run_notebook``; then
+  ``verification`` judges every check in a second, fresh sandboxed process that loads
+  only the student's definitions; ``report`` writes the instructor's HTML page.
 
 The checks themselves stay in ``vae_prac.checks``, the import path every notebook uses.
 The library never imports this package; it may import the library and the checks.

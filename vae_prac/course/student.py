@@ -258,7 +258,7 @@ def execute_in_place(solution: Path, cell_timeout: int = 1200) -> float:
     folder. A cell that raises fails the run (and nothing is written), unless it is
     marked to raise: a comment ``# NBVAL_RAISES_EXCEPTION`` or the tag ``raises-exception``.
     """
-    from vae_prac.course.grading import execute_notebook
+    from vae_prac.course.run_notebook import execute_notebook
 
     solution = Path(solution)
     nb = nbformat.read(solution, as_version=NBFORMAT_VERSION)
