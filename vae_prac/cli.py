@@ -245,10 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "grade",
-        help="run students' notebooks, each apart, and verify their checks",
-        description="Run each notebook in its own temporary folder and kernel, "
-        "then run its checks again and tabulate what the grader "
-        "verified (printed check lines do not count). See "
+        help="grade students' notebooks, each in a sandbox, and verify their checks",
+        description="Run each notebook in its own sandbox (bubblewrap), then verify every "
+        "check in a second sandboxed process that loads only the student's definitions, and "
+        "tabulate what the grader verified (printed check lines do not count). See "
         "notebooks/README.md, 'For instructors'.",
     )
     p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help=".ipynb files")
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=8,
         metavar="GIB",
-        help="address-space limit of each notebook's kernel, in GiB, on Linux (default: 8)",
+        help="memory limit of each notebook's whole process tree, in GiB (default: 8)",
     )
     p.add_argument(
         "--solutions",
@@ -271,7 +271,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="the solution notebooks, which say what each notebook must pass "
         "(default: notebooks/solutions of this repository)",
     )
-    p.add_argument("--csv", help="also write the grades to this CSV file")
+    p.add_argument(
+        "--csv",
+        help="also write the grades to this CSV file, each submission's rows as it finishes",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --csv: keep the grades the CSV already holds and grade only the others",
+    )
+    p.add_argument("--html", metavar="FILE", help="also write a report page (self-contained HTML)")
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="grade N submissions at once (default: the number of cores)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on this Dask distributed scheduler's workers (tcp://HOST:PORT), each "
+        "with this repository, its environment and bubblewrap",
+    )
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run students' code without the sandbox, as you: only for notebooks you trust "
+        "(every row of the report says so)",
+    )
     p.set_defaults(func=cmd_grade)
     return parser
 
@@ -949,16 +977,41 @@ def cmd_grade(args) -> int:
             f"notebook must pass from them. Grade from a clone of the "
             f"repository, or pass --solutions DIR."
         )
-    grades = grading.grade_notebooks(
-        args.notebooks,
-        timeout=args.timeout,
-        solutions=solutions,
-        memory_limit_gib=args.memory_limit,
-    )
+    if args.resume and not args.csv:
+        raise UsageError("--resume carries on from a CSV: pass --csv FILE too.")
+    from vae_prac.course import sandbox
+
+    def progress(done, total, grade):
+        print(f"[{done}/{total}] {grade.notebook}: {grade.total}", file=sys.stderr, flush=True)
+
+    try:
+        grades = grading.grade_notebooks(
+            args.notebooks,
+            timeout=args.timeout,
+            solutions=solutions,
+            memory_limit_gib=args.memory_limit,
+            sandbox=not args.no_sandbox,
+            jobs=args.jobs,
+            csv_path=args.csv,
+            resume=args.resume,
+            scheduler=args.scheduler,
+            progress=progress,
+        )
+    except sandbox.SandboxUnavailable as e:
+        raise UsageError(f"{e}\nOr grade without it, as you: --no-sandbox.") from None
     print(grading.format_table(grades))
+    if any(g.memory_limit == sandbox.RLIMIT for g in grades):
+        print(
+            "Note: no control group could be made here, so the memory limit held per process "
+            "(RLIMIT_AS), not for each notebook's whole process tree."
+        )
     if args.csv:
-        grading.write_csv(grades, args.csv)
         print(f"Wrote {args.csv}")
+    if args.html:
+        from vae_prac.course import report
+
+        report.write_html(grades, args.html)
+        print(f"Wrote {args.html}")
     return 0
 
 

@@ -1,99 +1,98 @@
-"""Grade students' notebooks: run each one apart from the others, then check it ourselves.
+"""Grade students' notebooks: each one sandboxed, its verdict from a process it never touched.
 
-For each submission the grader
+The grader is the trusted side: it never runs a student's code in its own process. For
+each submission it
 
-1. reads it and finds which notebook of the series it is, from its metadata
-   (``{"vae_prac": {"notebook": "04_reparameterization"}}``, kept by the student
-   generator), or else from its file name; the expected checks, and the check cells
-   that run them, come from that notebook's *solution* (``notebooks/solutions``), never
-   from the submission;
-2. copies it alone into a new temporary folder and runs it there from top to bottom,
-   in a fresh kernel of this environment's Python, with one time budget for the whole
-   notebook and (on Linux) a memory limit; a cell that raises does not stop the rest;
-3. then runs every expected check again itself, against the student's objects in that
-   kernel (``vae_prac.course.verification``), and reads each result from the kernel's
-   reply to the grader's own request. Only those results count. What the notebook
-   printed is kept for the instructor to compare (``printed``), and never counted.
+1. **reads** it (at most ``MAX_SUBMISSION_BYTES``) and finds which notebook of the series
+   it is, from its metadata (``{"vae_prac": {"notebook": "04_reparameterization"}}``,
+   kept by the student generator), else from its file name; when the two disagree the
+   metadata wins and the row says so. The expected checks, and the check cells that run
+   them, come from that notebook's *solution* (``notebooks/solutions``), never from the
+   submission;
+2. **runs** it, for information only, top to bottom in a fresh kernel inside a sandbox
+   (``vae_prac.course.sandbox``: bubblewrap; a fresh folder holding only its copy, no
+   network, its own process tree, a memory limit for the whole tree; the solutions and
+   the other submissions invisible), through ``python -m vae_prac.course.run_notebook``.
+   What that run reports (cells that raised, a time-out, a kernel that died, the check
+   lines it printed) is kept for the instructor; nothing it wrote counts for a grade;
+3. **verifies** every expected check in a second, fresh sandboxed process that never ran
+   the student's code at top level (``vae_prac.course.verification``): it loads the
+   check machinery first, then only the student's *definitions* (functions, classes,
+   answers), with the library functions that answer each task replaced by stand-ins
+   that report their use. Only those results count;
+4. **writes** the submission's rows: the CSV is appended to and flushed as each
+   submission finishes, so a grader stopped half-way keeps what it did, and
+   ``--resume`` carries on from there.
 
-What this protects against: printed ``[check NAME] passed`` lines, writes to
-``checks.RESULTS``, replaced check functions, a stored output edited by hand, a
-notebook that deletes files in its folder (it only has its own copy), one that loops
-forever (the time limit; checks it passed before are still counted) or kills its
-kernel. What it does not: code in the same kernel can still cheat in a determined way
-(patching NumPy or TensorFlow, the kernel's reply, or files outside its folder).
-Real isolation needs a container or a separate user per submission.
+Each submission's grading is caught whole: whatever goes wrong (a damaged file, a
+kernel killed, a sandbox that failed) becomes that row's ``problem``, and the others are
+graded as if nothing happened. Several submissions are graded at once (``jobs``, threads
+waiting on sandboxed processes), or on a Dask cluster (``scheduler``).
 
-    grades = grade_notebooks(["submissions/ada/04_reparameterization.ipynb"], timeout=600)
+``notebooks/README.md`` ("For instructors") has the threat model: what this defends
+against, and what it does not.
+
+    grades = grade_notebooks(paths, jobs=8, csv_path="grades.csv")
     print(format_table(grades))
-    write_csv(grades, "grades.csv")
+    report.write_html(grades, "report.html")     # vae_prac.course.report
 
-``vae-prac grade NOTEBOOK... [--timeout S] [--memory-limit GIB] [--csv FILE]`` does the
+``vae-prac grade NOTEBOOK... [--jobs N] [--csv FILE] [--resume] [--html FILE]`` does the
 same from a shell.
 """
 
 from __future__ import annotations
 
-import ast
 import csv
+import functools
+import io
 import json
-import math
+import os
 import re
-import secrets
 import shutil
-import subprocess
+import stat
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
+from vae_prac import short_runs
 from vae_prac.checks import LINE, NOT_DONE, NOT_YET, PASSED
-from vae_prac.course import SOLUTIONS_DIR
+from vae_prac.course import ROOT, SOLUTIONS_DIR
+from vae_prac.course.run_notebook import (  # noqa: F401 (moved there; still found here)
+    CellError,
+    ExecutionReport,
+    coalesce_streams,
+    execute_notebook,
+)
 
 MISSING = "missing"
 STATUSES = (PASSED, NOT_YET, NOT_DONE, MISSING)
 METADATA_KEY = "vae_prac"
 CHECK_CELL = re.compile(r"\s*# Run me to test your (code|answer)")
 CHECK_MODULE = re.compile(r"^from vae_prac\.checks import (\w+) as check\b", re.M)
-#: Seconds the grader gives each check when it runs it again after the notebook.
-VERIFY_TIMEOUT = 120
-#: Default memory limit of a graded notebook's kernel (address space, GiB; Linux only).
+#: Seconds the grader gives the verifying process, for all of a notebook's checks.
+VERIFY_TIMEOUT = 300
+#: Default memory limit of a graded notebook (GiB, for its whole process tree).
 MEMORY_LIMIT_GIB = 8.0
-_CURRENT_ENV_KERNEL = "vae-prac-current-env"
-
-
-@dataclass
-class CellError:
-    """An exception raised by a code cell (cell index counts every cell, from 0)."""
-
-    index: int
-    ename: str
-    evalue: str
-
-
-@dataclass
-class ExpectedCheck:
-    """A check a notebook must pass, and the solution's cell that runs it."""
-
-    name: str
-    module: str  # the vae_prac.checks module, e.g. "reparameterization"
-    source: str  # the solution's check cell, run again by the grader
-
-
-@dataclass
-class ExecutionReport:
-    """What happened when a notebook ran (and, when grading, what the grader verified)."""
-
-    errors: list[CellError] = field(default_factory=list)
-    timed_out: bool = False
-    timed_out_cell: int | None = None
-    dead_kernel_cell: int | None = None
-    seconds: float = 0.0
-    # Wall-clock seconds of each code cell that ran, by cell index.
-    cell_seconds: dict[int, float] = field(default_factory=dict)
-    verified: dict[str, tuple[str, str]] = field(default_factory=dict)
+#: The largest submission the grader reads; a larger file gets a row saying so.
+MAX_SUBMISSION_BYTES = 50 * 2**20
+#: The most the grader reads back of the executed notebook and of the run's report: the
+#: run writes them inside the sandbox, where the student's code could write anything.
+MAX_EXECUTED_BYTES = 64 * 2**20
+MAX_REPORT_BYTES = 2**20
+#: Seconds the run of a notebook may take beyond ``timeout`` (which counts from its first
+#: cell): the kernel's start-up, writing the executed notebook, stopping the kernel.
+RUN_GRACE = 90
+#: What every row says when the instructor turned the sandbox off.
+NO_SANDBOX_NOTE = "graded without the sandbox (--no-sandbox): the student's code ran as you"
+#: How a note that is not the problem starts in the total row of the CSV.
+NOTE_PREFIX = "note: "
 
 
 @dataclass
@@ -101,10 +100,12 @@ class NotebookGrade:
     """The outcome of grading one submission.
 
     ``checks`` maps every expected check to the status the grader verified itself:
-    "passed", "not yet", "not done yet" or "missing" (never verified: the notebook
-    stopped before, or its kernel died). ``details`` holds the hint or the reason;
-    ``printed`` what the notebook printed for each check (information only).
-    ``problem`` says why a run stopped early or could not start.
+    "passed", "not yet", "not done yet" or "missing" (never verified: the verifying
+    process could not answer for it). ``details`` holds the hint or the reason;
+    ``printed`` what the notebook printed for each check when it ran (information only).
+    ``problem`` says what went wrong with the grading of this submission, if anything;
+    ``notes`` what else the instructor should know (a file name that disagrees with
+    the metadata, grading without the sandbox, output cut short).
     """
 
     notebook: str  # the submission's path, as given
@@ -115,7 +116,12 @@ class NotebookGrade:
     printed: dict[str, str] = field(default_factory=dict)
     errors: list[CellError] = field(default_factory=list)
     timed_out: bool = False
+    dead_kernel: bool = False
     problem: str | None = None
+    notes: list[str] = field(default_factory=list)
+    identity_note: str | None = None
+    sandboxed: bool = True
+    memory_limit: str = ""  # how the memory limit held: sandbox.Finished.memory_limit
     seconds: float = 0.0
 
     @property
@@ -131,52 +137,63 @@ class NotebookGrade:
         """Checks passed out of expected, e.g. "3/5" ("0/?" when nothing is known)."""
         return f"{len(self.passed)}/{len(self.expected) if self.expected else '?'}"
 
+    @property
+    def all_notes(self) -> list[str]:
+        """The problem, if any, then the notes."""
+        return ([self.problem] if self.problem else []) + list(self.notes)
+
+
+def __getattr__(name):
+    """Names that moved to other modules of the course wing, still found here."""
+    if name in ("ExpectedCheck", "expected_checks"):
+        from vae_prac.course import verification
+
+        return getattr(verification, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # --------------------------------------------------------------------------
 # Reading check lines (stored outputs; information, never a grade).
 
 
+def _text(value) -> str:
+    """A stored output's text: a string, or a list of strings (nbformat allows both).
+
+    Anything else (a number, a dict: a hand-edited or hostile file) reads as no text.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(part for part in value if isinstance(part, str))
+    return ""
+
+
 def check_lines(nb) -> dict[str, str]:
     """Check name -> status from the stdout streams stored in a notebook, in order.
 
-    A check printed twice keeps its last status (the last run is what counts).
+    A check printed twice keeps its last status (the last run is what counts). ``nb`` is
+    a notebook node or the plain JSON of one; whatever is malformed in it (cells that are
+    not objects, a ``text`` that is a number) is skipped, never raised on.
     """
     found = {}
-    for cell in nb.cells:
-        if cell.cell_type != "code":
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
+        outputs = cell.get("outputs")
         # A kernel may deliver one printed line in several stream messages: join them.
         stdout = "".join(
-            output.get("text", "")
-            for output in cell.get("outputs", [])
-            if output.get("output_type") == "stream" and output.get("name") == "stdout"
+            _text(output.get("text"))
+            for output in (outputs if isinstance(outputs, list) else [])
+            if isinstance(output, dict)
+            and output.get("output_type") == "stream"
+            and output.get("name") == "stdout"
         )
         for line in stdout.splitlines():
             match = LINE.match(line)
             if match:
                 found[match["name"]] = match["status"]
     return found
-
-
-def coalesce_streams(cell) -> None:
-    """Merge consecutive stream outputs of the same name (stdout, stderr) in place.
-
-    The kernel sends printed text in pieces whose boundaries depend on timing; merged,
-    a cell's stored output is the same on every run.
-    """
-    merged = []
-    for output in cell.get("outputs", []):
-        previous = merged[-1] if merged else None
-        if (
-            output.get("output_type") == "stream"
-            and previous is not None
-            and previous.get("output_type") == "stream"
-            and previous.get("name") == output.get("name")
-        ):
-            previous["text"] = previous.get("text", "") + output.get("text", "")
-        else:
-            merged.append(output)
-    cell["outputs"] = merged
 
 
 def grade_stored_outputs(nb) -> dict[str, str]:
@@ -196,7 +213,8 @@ def grade_stored_outputs(nb) -> dict[str, str]:
 
 def identity(nb) -> str | None:
     """The series notebook a notebook says it is (its metadata), or None."""
-    meta = nb.metadata.get(METADATA_KEY)
+    metadata = nb.get("metadata") if isinstance(nb, dict) else None
+    meta = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
     name = meta.get("notebook") if isinstance(meta, dict) else None
     return name if isinstance(name, str) and re.fullmatch(r"[\w.-]+", name) else None
 
@@ -211,311 +229,517 @@ def find_solution(path, nb=None, solutions=SOLUTIONS_DIR) -> Path | None:
     return None
 
 
-def expected_checks(solution) -> list[ExpectedCheck]:
-    """The checks a solution notebook runs, in order, each with the cell that runs it.
+def _identify(path: Path, nb, solutions) -> tuple[Path | None, str | None]:
+    """The solution to grade ``nb`` against, and a note when name and metadata disagree."""
+    stem = path.stem
+    meta = identity(nb)
+    solution = find_solution(path, nb, solutions)
+    by_name = (Path(solutions) / f"{stem}.ipynb").is_file()
+    note = None
+    if meta and solution is not None and solution.stem == meta and by_name and stem != meta:
+        note = (
+            f"the file is named {path.name} but its metadata says {meta}: "
+            f"graded as {meta}, as its metadata says"
+        )
+    elif meta and solution is not None and solution.stem != meta:
+        note = (
+            f"its metadata names {meta!r}, which is not a notebook of this series: "
+            f"graded as {solution.stem}, by its file name"
+        )
+    return solution, note
 
-    A check cell starts ``# Run me to test your code`` (or ``answer``) and its stored
-    output is one check line; the ``vae_prac.checks`` module is the one the notebook
-    imports ``as check``.
-    """
-    nb = nbformat.read(solution, as_version=4)
-    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    module = CHECK_MODULE.search(code)
-    found = []
-    for cell in nb.cells:
-        if cell.cell_type == "code" and CHECK_CELL.match(cell.source):
-            names = list(check_lines(nbformat.v4.new_notebook(cells=[cell])))
-            if len(names) != 1 or module is None:
-                raise ValueError(
-                    f"{solution}: the check cell {cell.source!r} must import its "
-                    "checks `as check` and store exactly one check line."
-                )
-            found.append(ExpectedCheck(names[0], module[1], cell.source))
-    return found
+
+def _expected(solution) -> list:
+    from vae_prac.course import verification
+
+    return verification.expected_checks(solution)
 
 
 # --------------------------------------------------------------------------
-# Running a notebook.
+# Grading one submission.
 
 
-def _kernel_manager(memory_limit_gib: float | None = None):
-    """An async kernel manager for a python3 kernel of this very environment.
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
-    A kernelspec found on the system could point at another Python; this one is the
-    interpreter running vae_prac (like nbval's --nbval-current-env). With
-    ``memory_limit_gib`` the kernel's address space is capped (Linux), so a runaway
-    submission fails alone instead of taking the machine down.
+
+def _read_capped(path: Path, limit: int, untrusted: bool = False) -> bytes | None:
+    """The file's bytes, or None when it is missing or larger than ``limit``.
+
+    With ``untrusted`` (a file the sandboxed run wrote), only a regular file is read, and
+    not through a symbolic link: a FIFO would block the grader forever, and a link could
+    point at one of the grader's own files.
     """
-    import ipykernel.kernelspec
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-
-    spec = ipykernel.kernelspec.get_kernel_dict()
-    if memory_limit_gib and sys.platform.startswith("linux"):
-        limit = int(memory_limit_gib * 2**30)
-        spec["argv"] = [
-            sys.executable,
-            "-c",
-            "import resource; "
-            f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit})); "
-            "from ipykernel.kernelapp import launch_new_instance; "
-            "launch_new_instance()",
-            "-f",
-            "{connection_file}",
-        ]
-
-    class CurrentEnvSpecs(KernelSpecManager):
-        def get_kernel_spec(self, kernel_name):
-            if kernel_name == _CURRENT_ENV_KERNEL:
-                return self.kernel_spec_class(resource_dir=ipykernel.kernelspec.RESOURCES, **spec)
-            return super().get_kernel_spec(kernel_name)
-
-    options = {}
-    if "transport_encryption" in AsyncKernelManager.class_trait_names():
-        import zmq
-
-        # Encrypt the kernel's sockets where possible (newer ipykernel warns otherwise).
-        options["transport_encryption"] = "auto" if zmq.has("curve") else "disabled"
-    return AsyncKernelManager(
-        kernel_name=_CURRENT_ENV_KERNEL, kernel_spec_manager=CurrentEnvSpecs(), **options
-    )
+    flags = os.O_RDONLY | (os.O_NOFOLLOW | os.O_NONBLOCK if untrusted else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    with open(fd, "rb") as f:
+        if untrusted and not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        data = f.read(limit + 1)
+    return None if len(data) > limit else data
 
 
-async def _ask(client, expression: str, timeout: float):
-    """Evaluate ``expression`` in the kernel as a user expression; its repr, or an error.
+def _remove(folder: Path) -> None:
+    """Delete a work folder, even one whose sandboxed run took its own permissions away."""
 
-    Returns ``("ok", text)``, ``("error", "ENAME: EVALUE")`` or ``("timeout", "")``.
-    """
-    msg_id = client.kc.execute(
-        "",
-        silent=True,
-        store_history=False,
-        user_expressions={"result": expression},
-        stop_on_error=False,
-    )
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return "timeout", ""
+    def allow_and_retry(function, path, _):
         try:
-            reply = await client.kc.get_shell_msg(timeout=remaining)
-        except Exception:  # queue.Empty: nothing within the time left
-            if not await client.km.is_alive():
-                raise
-            continue
-        if reply.get("parent_header", {}).get("msg_id") != msg_id:
-            continue  # the reply to a cell the grader stopped, arriving late
-        result = reply["content"].get("user_expressions", {}).get("result", {})
-        if result.get("status") == "ok":
-            return "ok", result.get("data", {}).get("text/plain", "")
-        return "error", f"{result.get('ename', 'error')}: {result.get('evalue', '')}"
+            for parent in (Path(path).parent, Path(path)):
+                if parent.is_dir() and not parent.is_symlink():
+                    os.chmod(parent, stat.S_IRWXU)
+            function(path)
+        except OSError:
+            pass
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(folder, onexc=allow_and_retry)
+    else:
+        shutil.rmtree(folder, onerror=allow_and_retry)
 
 
-def _verify(client, expected: list[ExpectedCheck], timeout: float) -> dict[str, tuple[str, str]]:
-    """Run each expected check again in the kernel; name -> (status, detail)."""
-    from nbclient.util import run_sync
-
-    verified = {}
-    for check in expected:
-        nonce = secrets.token_hex(16)
-        expression = (
-            f"__import__('importlib').import_module('vae_prac.course.verification')"
-            f".run({check.name!r}, {check.module!r}, {check.source!r}, {nonce!r})"
-        )
-        try:
-            kind, text = run_sync(_ask)(client, expression, timeout)
-        except Exception:
-            break  # the kernel died: what was not verified stays missing
-        if kind == "timeout":
-            run_sync(client.km.interrupt_kernel)()
-            verified[check.name] = (
-                NOT_YET,
-                f"the check did not finish within {timeout:g} s when the grader ran it",
-            )
-            continue
-        if kind == "error":
-            verified[check.name] = (NOT_YET, f"the grader's run of this check failed: {text}")
-            continue
-        try:
-            answer = json.loads(ast.literal_eval(text))
-            ok = answer["nonce"] == nonce and answer["status"] in STATUSES
-        except (ValueError, SyntaxError, TypeError, KeyError):
-            ok = False
-        verified[check.name] = (
-            (answer["status"], answer["detail"])
-            if ok
-            else (NOT_YET, "the kernel's answer was not the grader's own check result")
-        )
-    return verified
+def _run_report(raw: bytes | None) -> ExecutionReport | None:
+    """The run's report (JSON written inside the sandbox, so checked field by field), or
+    None when there is none to read."""
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        data = None
+    return ExecutionReport.from_json(data)
 
 
-def execute_notebook(
-    nb,
-    cwd,
-    total_timeout: float | None = None,
-    cell_timeout: int | None = None,
-    verify: list[ExpectedCheck] = (),
-    memory_limit_gib: float | None = None,
-    verify_timeout: float = VERIFY_TIMEOUT,
-) -> ExecutionReport:
-    """Run every code cell of ``nb`` in place (outputs and execution counts are stored).
+def _safe_name(name: str) -> str:
+    """A file name to give the submission's copy: its own, unless that is odd."""
+    return name if re.fullmatch(r"[\w ().,+-]{1,120}\.ipynb", name) else "submission.ipynb"
 
-    Errors never stop the run; they are returned. ``total_timeout`` (seconds) bounds
-    the whole run, counted from the first cell (kernel start-up is not counted):
-    each cell may use what is left, and the run stops at the cell that exceeds it.
-    ``cell_timeout`` bounds each cell on its own. After the cells (or the timeout), the
-    checks in ``verify`` are run again in the same kernel: ``report.verified``.
-    """
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    from nbclient.util import run_sync
 
-    report = ExecutionReport()
-    started = time.monotonic()
-    client = NotebookClient(
-        nb,
-        km=_kernel_manager(memory_limit_gib),
-        allow_errors=True,
-        record_timing=False,
-        timeout=cell_timeout,
-        resources={"metadata": {"path": str(cwd)}},
-    )
-    # The kernel's own console (its stdout and stderr) is not the grader's: whatever a
-    # submission prints reaches the notebook through the kernel's messages anyway, and
-    # a kernel stopped after a timeout may write a zmq traceback there as it shuts down
-    # (older ipykernels do), which would bury the table under noise.
-    with client.setup_kernel(cleanup_kc=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
-        first_cell = time.monotonic()
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
-                continue
-            if total_timeout is not None:
-                remaining = total_timeout - (time.monotonic() - first_cell)
-                if remaining <= 0:
-                    report.timed_out, report.timed_out_cell = True, index
-                    break
-                limit = math.ceil(remaining)
-                client.timeout = limit if cell_timeout is None else min(limit, cell_timeout)
-            cell_started = time.monotonic()
-            try:
-                client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-            except CellTimeoutError:
-                report.timed_out, report.timed_out_cell = True, index
-                run_sync(client.km.interrupt_kernel)()  # stop the cell; keep what it defined
-                break
-            except DeadKernelError as err:
-                report.dead_kernel_cell = index
-                report.errors.append(CellError(index, "DeadKernelError", str(err)))
-                break
-            finally:
-                coalesce_streams(cell)
-                report.cell_seconds[index] = time.monotonic() - cell_started
-            report.errors += [
-                CellError(index, out.get("ename", ""), out.get("evalue", ""))
-                for out in cell.outputs
-                if out.get("output_type") == "error"
-            ]
-        if verify and report.dead_kernel_cell is None:
-            report.verified = _verify(client, list(verify), verify_timeout)
-    report.seconds = time.monotonic() - started
-    return report
+@functools.lru_cache(maxsize=1)
+def _data_dir() -> str | None:
+    """Where MNIST is, for the sandboxed runs (they cannot download it), if it is here."""
+    from vae_prac import mnist_files
+
+    try:
+        return str(mnist_files.find_data_dir(download=False))
+    except Exception:
+        return None
+
+
+def run_env() -> dict[str, str]:
+    """The environment of the sandboxed runs: short training runs, and where MNIST is."""
+    env = {short_runs.ENV_VAR: "1"}
+    data_dir = _data_dir()
+    if data_dir:
+        env["VAE_PRAC_DATA_DIR"] = data_dir
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
 
 
 def grade_notebook(
     path,
+    *,
     timeout: float = 600,
     solutions=SOLUTIONS_DIR,
     memory_limit_gib: float | None = MEMORY_LIMIT_GIB,
+    sandbox: bool = True,
+    workroot=None,
+    hide: Sequence = (),
+    data: bytes | None = None,
+    verify_timeout: float = VERIFY_TIMEOUT,
+    env: dict[str, str] | None = None,
 ) -> NotebookGrade:
-    """Grade one submission (run in a temporary copy; the file is never changed)."""
+    """Grade one submission; the file itself is never changed, nor run where it lies.
+
+    ``workroot`` is the folder under which this submission gets its two fresh work
+    folders (a temporary one when None, removed after). ``hide`` lists paths the
+    sandbox must not show (the other submissions). ``data`` is the submission's bytes
+    when they travel instead of the path (Dask workers). ``env`` overrides the runs'
+    environment (``run_env()`` by default); ``solutions`` None means this repository's.
+    Never raises: whatever goes wrong is the returned grade's ``problem``.
+    """
     path = Path(path)
     started = time.monotonic()
+    solutions = SOLUTIONS_DIR if solutions is None else solutions
+    grade = NotebookGrade(str(path), {}, [], sandboxed=sandbox)
+    own_root = workroot is None
+    root = Path(tempfile.mkdtemp(prefix="vae_prac_grade_")) if own_root else Path(workroot)
     try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as err:  # a damaged upload must not stop the grading of the others
-        solution = find_solution(path, solutions=solutions)
-        expected = [c.name for c in expected_checks(solution)] if solution else []
-        return NotebookGrade(
-            str(path),
-            {name: MISSING for name in expected},
-            expected,
-            identity=solution.stem if solution else None,
-            problem=f"could not read the notebook: {type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}".rstrip(": "),
+        _grade(
+            grade,
+            path,
+            data,
+            solutions,
+            timeout,
+            memory_limit_gib,
+            sandbox,
+            root,
+            hide,
+            verify_timeout,
+            env,
         )
-    solution = find_solution(path, nb, solutions)
-    if solution is None:
-        return NotebookGrade(
-            str(path),
-            {},
-            [],
-            problem=(
-                f"not a notebook of this series: its metadata names no notebook "
-                f"('{METADATA_KEY}' -> 'notebook') and no solution is named {path.name}"
-            ),
-        )
-    expected = expected_checks(solution)
-    names = [c.name for c in expected]
-    problem = None
-    with tempfile.TemporaryDirectory(prefix="vae_prac_grade_") as folder:
-        shutil.copyfile(path, Path(folder) / path.name)  # what it deletes there is its own
+    except Exception as err:  # one submission must never cost the others their grades
+        grade.problem = f"the grader could not grade this submission: {_first_line(err)}"
+        for name in grade.expected:
+            if grade.checks.get(name) is None:
+                grade.checks[name] = MISSING
+                grade.details[name] = "never verified"
+    finally:
+        if own_root:
+            _remove(root)
+    if not sandbox and NO_SANDBOX_NOTE not in grade.notes:
+        grade.notes.append(NO_SANDBOX_NOTE)
+    grade.seconds = time.monotonic() - started
+    return grade
+
+
+def _grade(
+    grade,
+    path,
+    data,
+    solutions,
+    timeout,
+    memory_limit_gib,
+    sandbox,
+    root,
+    hide,
+    verify_timeout,
+    env,
+):
+    """Fill ``grade`` in, step by step (see the module's docstring)."""
+    from vae_prac.course import sandbox as sandbox_module
+    from vae_prac.course import verification
+
+    def expect(solution) -> list:
+        expected = _expected(solution)
+        grade.identity = solution.stem
+        grade.expected = [c.name for c in expected]
+        grade.checks = dict.fromkeys(grade.expected, MISSING)
+        grade.details = dict.fromkeys(grade.expected, "never verified")
+        return expected
+
+    # 1. Read it, and find which notebook it is.
+    if data is None:
         try:
-            report = execute_notebook(
-                nb,
-                folder,
-                total_timeout=timeout,
-                verify=expected,
-                memory_limit_gib=memory_limit_gib,
+            size = path.stat().st_size
+        except OSError as err:
+            size, grade.problem = 0, f"could not read the notebook: {_first_line(err)}"
+        if size > MAX_SUBMISSION_BYTES:
+            grade.problem = (
+                f"the file is {size / 2**20:.0f} MB, over the grader's limit of "
+                f"{MAX_SUBMISSION_BYTES // 2**20} MB: not read (clear its outputs and resubmit)"
             )
-        except Exception as err:
-            report = ExecutionReport()
-            problem = f"could not run the notebook: {type(err).__name__}: {err}"
-    if report.timed_out:
-        problem = f"timed out after {timeout:g} s at cell {report.timed_out_cell}"
-    elif report.dead_kernel_cell is not None:
-        problem = (
-            f"the kernel died at cell {report.dead_kernel_cell} (the process exited, "
-            "crashed or ran out of memory); no check could be verified"
+        elif grade.problem is None:
+            data = _read_capped(path, MAX_SUBMISSION_BYTES)
+            if data is None:
+                grade.problem = "could not read the notebook: it is missing or grew while read"
+    elif len(data) > MAX_SUBMISSION_BYTES:
+        grade.problem = (
+            f"the file is {len(data) / 2**20:.0f} MB, over the grader's limit of "
+            f"{MAX_SUBMISSION_BYTES // 2**20} MB: not read"
         )
-    printed = check_lines(nb)
-    checks, details = {}, {}
-    for name in names:
-        status, detail = report.verified.get(name, (MISSING, "never verified"))
-        checks[name], details[name] = status, detail
-        if printed.get(name) == PASSED and status != PASSED:
-            details[name] = (
+        data = None
+    nb = None
+    if data is not None:
+        try:
+            nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        except Exception as err:
+            grade.problem = f"could not read the notebook: {_first_line(err)}"
+    if nb is None:
+        solution = find_solution(path, solutions=solutions)  # by its file name, then
+        if solution is not None:
+            expect(solution)
+        return
+    solution, grade.identity_note = _identify(path, nb, solutions)
+    if solution is None:
+        grade.problem = (
+            f"not a notebook of this series: its metadata names no notebook "
+            f"('{METADATA_KEY}' -> 'notebook') and no solution is named {path.name}"
+        )
+        return
+    if grade.identity_note:
+        grade.notes.append(grade.identity_note)
+    expected = expect(solution)
+    env = run_env() if env is None else env
+    root.mkdir(parents=True, exist_ok=True)
+
+    # 2. Run it, sandboxed, in a folder holding only its copy: information only.
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+    name = _safe_name(path.name)
+    (run_dir / name).write_bytes(data)
+    argv = [sys.executable, "-m", "vae_prac.course.run_notebook", name, "executed.ipynb",
+            "report.json", "--timeout", f"{timeout:g}"]  # fmt: skip
+    finished = sandbox_module.run(
+        argv,
+        run_dir,
+        timeout=timeout + RUN_GRACE,
+        memory_limit_gib=memory_limit_gib,
+        sandbox=sandbox,
+        env=env,
+        hide=hide,
+    )
+    grade.memory_limit = finished.memory_limit
+    report = _run_report(_read_capped(run_dir / "report.json", MAX_REPORT_BYTES, True))
+    grade.problem = _run_problem(report, finished, timeout)
+    if report is not None:
+        grade.errors = report.errors
+        grade.timed_out = report.timed_out
+        grade.dead_kernel = report.dead_kernel_cell is not None
+    grade.timed_out = grade.timed_out or finished.timed_out
+    grade.dead_kernel = grade.dead_kernel or (report is None and not finished.timed_out)
+    raw = _read_capped(run_dir / "executed.ipynb", MAX_EXECUTED_BYTES, True)
+    try:
+        executed = json.loads(raw) if raw else None
+    except (ValueError, RecursionError):
+        executed = None
+    grade.printed = check_lines(executed)
+    _remove(run_dir)
+
+    # 3. Verify, in a second fresh folder and process that never ran the notebook.
+    verify_dir = Path(tempfile.mkdtemp(prefix="verify-", dir=root))
+    verified = verification.verify(
+        nb,
+        expected,
+        verify_dir,
+        timeout=verify_timeout,
+        memory_limit_gib=memory_limit_gib,
+        sandbox=sandbox,
+        env=env,
+        hide=hide,
+    )
+    _remove(verify_dir)
+
+    # 4. Merge: what was verified counts; what was printed only explains.
+    for check in grade.expected:
+        answer = verified.get(check) if isinstance(verified, dict) else None
+        status, detail = answer if _is_answer(answer) else (MISSING, "never verified")
+        grade.checks[check], grade.details[check] = status, detail
+        if grade.printed.get(check) == PASSED and status != PASSED:
+            grade.details[check] = (
                 f"the notebook printed 'passed' but the grader's own run of the "
                 f"check says {status}" + (f": {detail}" if detail else "")
             )
-    return NotebookGrade(
-        str(path),
-        checks,
-        names,
-        identity=solution.stem,
-        details=details,
-        printed=printed,
-        errors=report.errors,
-        timed_out=report.timed_out,
-        problem=problem,
-        seconds=time.monotonic() - started,
+
+
+def _run_problem(report: ExecutionReport | None, finished, timeout: float) -> str | None:
+    """What went wrong with the (informational) run, in a line, or None."""
+    if report is not None and report.timed_out:
+        cell = report.timed_out_cell
+        return f"timed out after {timeout:g} s" + (f" at cell {cell}" if cell is not None else "")
+    if finished.timed_out:
+        return (
+            f"the run was stopped whole after {timeout + RUN_GRACE:g} s (the time limit, "
+            f"{timeout:g} s, plus {RUN_GRACE} s to start and stop the kernel)"
+        )
+    if report is None:
+        return (
+            f"the run ended without its report (exit status {finished.returncode}): it was "
+            "killed, or ran out of memory; the checks were verified apart"
+        )
+    if report.dead_kernel_cell is not None:
+        return (
+            f"the kernel died at cell {report.dead_kernel_cell} (the process exited, "
+            "crashed or ran out of memory); the checks were verified apart"
+        )
+    if report.problem:
+        return report.problem
+    return None
+
+
+def _is_answer(answer) -> bool:
+    return (
+        isinstance(answer, tuple)
+        and len(answer) == 2
+        and answer[0] in STATUSES
+        and isinstance(answer[1], str)
     )
 
 
-def grade_notebooks(
-    paths,
-    timeout: float = 600,
-    solutions=SOLUTIONS_DIR,
-    memory_limit_gib: float | None = MEMORY_LIMIT_GIB,
-) -> list[NotebookGrade]:
-    """Grade each submission in turn; ``timeout`` seconds for each whole notebook."""
+# --------------------------------------------------------------------------
+# Grading a cohort.
+
+
+def _check_arguments(timeout, memory_limit_gib, jobs) -> None:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
     if memory_limit_gib is not None and not memory_limit_gib > 0:
         raise ValueError(
             f"memory_limit_gib must be positive (or None for no limit), got {memory_limit_gib!r}."
         )
-    return [grade_notebook(path, timeout, solutions, memory_limit_gib) for path in paths]
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be a whole number of at least 1, got {jobs!r}.")
+
+
+def hidden_paths(paths) -> list[Path]:
+    """What the sandbox hides from every submission: the folders the submissions are in.
+
+    A folder that also holds what the runs need (this environment, vae_prac itself, the
+    data) cannot be hidden whole; the submissions in it are hidden one by one.
+    """
+    needed = [Path(sys.prefix).resolve(), ROOT.resolve(), Path(sys.executable).resolve()]
+    data_dir = _data_dir()
+    if data_dir:
+        needed.append(Path(data_dir).resolve())
+    hidden = set()
+    for path in paths:
+        path = Path(path).resolve()
+        folder = path.parent
+        holds_needed = any(n == folder or folder in n.parents for n in needed)
+        hidden.add(path if holds_needed or folder == Path(folder.anchor) else folder)
+    return sorted(hidden)
+
+
+def _thread_env(jobs: int) -> dict[str, str]:
+    """The runs' environment, with TensorFlow's threads shared among ``jobs`` at once."""
+    env = run_env()
+    if jobs > 1:
+        share = str(max(1, (os.cpu_count() or 1) // jobs))
+        for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+            env.setdefault(name, share)
+        env.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    return env
+
+
+def grade_notebooks(
+    paths,
+    *,
+    timeout: float = 600,
+    solutions=SOLUTIONS_DIR,
+    memory_limit_gib: float | None = MEMORY_LIMIT_GIB,
+    sandbox: bool = True,
+    jobs: int | None = None,
+    csv_path=None,
+    resume: bool = False,
+    scheduler=None,
+    workroot=None,
+    progress: Callable[[int, int, NotebookGrade], None] | None = None,
+) -> list[NotebookGrade]:
+    """Grade every submission, ``jobs`` at once (default: the cores); grades in input order.
+
+    ``timeout`` bounds each whole notebook's run (seconds, from its first cell). With
+    ``csv_path``, each submission's rows are appended and flushed as it finishes; with
+    ``resume`` too, the submissions the CSV already holds whole (with their total row)
+    are not graded again, and their grades are read back from it. ``scheduler`` (a Dask
+    scheduler's address, ``"tcp://host:8786"``) grades on that cluster's workers
+    instead, each in the same sandbox; they need this repository, its environment and
+    bubblewrap. ``progress(done, total, grade)`` is called as each submission finishes.
+
+    Raises ``sandbox.SandboxUnavailable`` (saying why, and what to install) before
+    grading anything when the sandbox cannot run here and ``sandbox`` was not turned off.
+    """
+    _check_arguments(timeout, memory_limit_gib, jobs)
+    if resume and csv_path is None:
+        raise ValueError("resume carries on from a CSV: give csv_path too.")
+    paths = [Path(p) for p in paths]
+    if sandbox and scheduler is None:
+        from vae_prac.course import sandbox as sandbox_module
+
+        reason = sandbox_module.unavailable_reason()
+        if reason:
+            raise sandbox_module.SandboxUnavailable(reason)
+    jobs = jobs or os.cpu_count() or 1
+    done: dict[int, NotebookGrade] = {}
+    if csv_path is not None and resume:
+        previous = read_csv(csv_path, keep_whole_only=True)
+        for index, path in enumerate(paths):
+            if str(path) in previous:
+                done[index] = previous[str(path)]
+    elif csv_path is not None:
+        _start_csv(csv_path)
+    todo = [i for i in range(len(paths)) if i not in done]
+    lock = threading.Lock()
+    finished_count = [len(done)]
+
+    def finish(index: int, grade: NotebookGrade) -> None:
+        with lock:  # one writer at a time; rows of one submission stay together
+            done[index] = grade
+            if csv_path is not None:
+                append_csv([grade], csv_path)
+            finished_count[0] += 1
+            if progress is not None:
+                progress(finished_count[0], len(paths), grade)
+
+    own_root = workroot is None
+    root = Path(tempfile.mkdtemp(prefix="vae_prac_grade_")) if own_root else Path(workroot)
+    # Hidden from every sandbox: the submissions' folders, the other work folders, the CSV.
+    hide = hidden_paths(paths) + [root.resolve()]
+    if csv_path is not None:
+        hide.append(Path(csv_path).resolve())
+    options = dict(timeout=timeout, solutions=solutions, memory_limit_gib=memory_limit_gib,
+                   sandbox=sandbox)  # fmt: skip
+    try:
+        if scheduler is not None:
+            _grade_on_cluster(scheduler, paths, todo, hide, options, finish)
+        else:
+            env = _thread_env(min(jobs, max(1, len(todo))))
+            with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grade") as pool:
+                futures = {
+                    pool.submit(
+                        grade_notebook, paths[i], workroot=root, hide=hide, env=env, **options
+                    ): i
+                    for i in todo
+                }
+                try:
+                    for future in as_completed(futures):
+                        finish(futures[future], future.result())  # grade_notebook never raises
+                except KeyboardInterrupt:
+                    # Stopped by the instructor: start nothing new, but write the rows of
+                    # the submissions being graded, so that --resume carries on from here.
+                    running = [f for f in futures if not f.cancel()]
+                    for future in running:
+                        if futures[future] not in done:
+                            finish(futures[future], future.result())
+                    raise
+    finally:
+        if own_root:
+            _remove(root)
+    return [done[i] for i in range(len(paths))]
+
+
+def _grade_on_cluster(scheduler, paths, todo, hide, options, finish) -> None:
+    """Grade ``todo`` on a Dask distributed cluster; rows are written here, as they come.
+
+    The submissions' bytes travel with the tasks (the workers need no shared disk); the
+    solutions are read on the workers, from their own clone of this repository.
+    """
+    try:
+        import distributed
+    except ImportError as err:
+        raise RuntimeError(
+            "grading on a cluster (--scheduler) needs Dask distributed: "
+            "pip install 'dask[distributed]'"
+        ) from err
+    if Path(options["solutions"]) == Path(SOLUTIONS_DIR):  # each worker's own clone's
+        options = {**options, "solutions": None}
+    with distributed.Client(scheduler, set_as_default=False) as client:
+        futures = {}
+        for index in todo:
+            data = _read_capped(paths[index], MAX_SUBMISSION_BYTES)
+            if data is None:  # graded here: the row says why it was not read
+                finish(index, grade_notebook(paths[index], **options))
+                continue
+            future = client.submit(
+                grade_notebook, str(paths[index]), data=data, hide=hide, pure=False, **options
+            )
+            futures[future] = index
+        for future in distributed.as_completed(list(futures), loop=client.loop):
+            index = futures[future]
+            try:
+                grade = future.result()
+            except Exception as err:  # the worker died, or could not unpickle
+                grade = NotebookGrade(
+                    str(paths[index]),
+                    {},
+                    [],
+                    problem=f"the cluster could not grade this submission: {_first_line(err)}",
+                    sandboxed=options["sandbox"],
+                )
+            finish(index, grade)
 
 
 # --------------------------------------------------------------------------
@@ -526,7 +750,7 @@ def format_table(grades) -> str:
     """One row per submission (its path): passed out of expected, what has not passed, notes."""
     rows = [("submission", "passed", "not passed yet", "notes")]
     for grade in grades:
-        notes = [grade.problem] if grade.problem else []
+        notes = grade.all_notes
         if grade.errors:
             notes.append(f"{len(grade.errors)} cell(s) raised")
         failed = ", ".join(f"{n} ({grade.checks[n]})" for n in grade.not_passed) or "-"
@@ -542,6 +766,53 @@ def format_table(grades) -> str:
 
 CSV_HEADER = ["submission", "notebook", "check", "status", "note"]
 TOTAL_ROW = "(total)"
+#: What a spreadsheet would read as the start of a formula (and the escape's own mark).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def escape_cell(value) -> str:
+    """A CSV cell a spreadsheet shows as text: one beginning ``=``, ``+``, ``-``, ``@``
+    (or a tab or carriage return) gets a leading apostrophe, so ``=HYPERLINK(...)`` in a
+    hint or a file name is shown, not run. A leading apostrophe is doubled, so
+    ``unescape_cell`` gives back exactly what was written."""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def unescape_cell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
+
+
+def _rows(grade: NotebookGrade) -> list[list[str]]:
+    rows = [
+        [grade.notebook, grade.identity or "", name, status, grade.details.get(name, "")]
+        for name, status in grade.checks.items()
+    ]
+    note = "; ".join(
+        ([grade.problem] if grade.problem else []) + [NOTE_PREFIX + n for n in grade.notes]
+    )
+    rows.append([grade.notebook, grade.identity or "", TOTAL_ROW, grade.total, note])
+    return [[escape_cell(cell) for cell in row] for row in rows]
+
+
+def _start_csv(path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerow(CSV_HEADER)
+
+
+def append_csv(grades, path) -> None:
+    """Append each grade's rows to the CSV at ``path`` (its header first if it is new),
+    flushed to disk before returning: a grader stopped later loses none of them."""
+    path = Path(path)
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(CSV_HEADER)
+        for grade in grades:
+            writer.writerows(_rows(grade))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_csv(grades, path) -> None:
@@ -549,22 +820,60 @@ def write_csv(grades, path) -> None:
 
     Columns: submission (its path), notebook (which one of the series), check, status
     (verified by the grader), note (the hint, or why it was not verified). The total
-    row's status is "passed/expected" and its note the problem, if any.
+    row's status is "passed/expected" and its note the problem, if any, then the notes
+    (each beginning "note: "). Cells that a spreadsheet would take for a formula are
+    escaped (``escape_cell``).
     """
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+    _start_csv(path)
+    append_csv(grades, path)
+
+
+def read_csv(path, keep_whole_only: bool = False) -> dict[str, NotebookGrade]:
+    """The grades a CSV written by the grader holds, by submission path.
+
+    Only submissions with their total row count (a grader stopped mid-write leaves a
+    submission without one). With ``keep_whole_only``, the file is rewritten (atomically)
+    without the rows of the incomplete ones, so that appending to it stays clean.
+    """
+    path = Path(path)
+    if not path.exists():
+        _start_csv(path)
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [
+            [unescape_cell(cell) for cell in row]
+            for row in csv.reader(f)
+            if len(row) == len(CSV_HEADER)
+        ]
+    if rows and rows[0] == CSV_HEADER:
+        rows = rows[1:]
+    whole = {row[0] for row in rows if row[2] == TOTAL_ROW}
+    grades: dict[str, NotebookGrade] = {}
+    for submission, notebook, check, status, note in rows:
+        if submission not in whole:
+            continue
+        grade = grades.setdefault(submission, NotebookGrade(submission, {}, [], notebook or None))
+        if check != TOTAL_ROW:
+            grade.checks[check], grade.details[check] = status, note
+            grade.expected.append(check)
+            continue
+        parts = note.split("; " + NOTE_PREFIX) if note else []
+        if parts and parts[0].startswith(NOTE_PREFIX):
+            parts[0] = parts[0][len(NOTE_PREFIX) :]
+            grade.notes = parts
+        elif parts:
+            grade.problem, grade.notes = parts[0], parts[1:]
+        grade.sandboxed = NO_SANDBOX_NOTE not in grade.notes
+        grade.timed_out = bool(grade.problem and "timed out" in grade.problem)
+        grade.dead_kernel = bool(grade.problem and "kernel died" in grade.problem)
+        grade.identity_note = next((n for n in grade.notes if "its metadata" in n), None)
+    if keep_whole_only:
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer)
         writer.writerow(CSV_HEADER)
-        for grade in grades:
-            for name, status in grade.checks.items():
-                writer.writerow(
-                    [
-                        grade.notebook,
-                        grade.identity or "",
-                        name,
-                        status,
-                        grade.details.get(name, ""),
-                    ]
-                )
-            writer.writerow(
-                [grade.notebook, grade.identity or "", TOTAL_ROW, grade.total, grade.problem or ""]
-            )
+        for grade in grades.values():
+            writer.writerows(_rows(grade))
+        temporary = path.with_name(path.name + ".partial")
+        temporary.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+        os.replace(temporary, path)
+    return grades
