@@ -7,6 +7,7 @@ marked slow. The honesty tests come first: every solution passes every check, a 
 notebook passes none; then the attacks, on notebooks 01 and 04 (their checks are fast).
 """
 
+import inspect
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from vae_prac import data, model
 from vae_prac.course import SOLUTIONS_DIR, verification
 from vae_prac.course.verification import MISSING, NOT_DONE, NOT_YET, PASSED
 
@@ -391,6 +393,13 @@ def test_forging_at_the_top_level_is_never_loaded(tmp_path):
     assert got["binarization_quiz"] == (PASSED, "")  # and the right one right
 
 
+def pasted(function, name: str) -> str:
+    """The library function's own source, renamed: what a student who pasted it submits
+    (read at test time, so the copy is exact whenever the library changes)."""
+    source = textwrap.dedent(inspect.getsource(function))
+    return source.replace(f"def {function.__name__}(", f"def {name}(", 1)
+
+
 LIBRARY_01 = """
 from vae_prac.data import _check_method, _image_array, _intensity, check_seed, THRESHOLD
 
@@ -400,17 +409,7 @@ def wrapper(images):
 def batch_wrapper(images):
     return data.binarize_batch(tf.constant(images)).numpy()[..., None]
 
-def copy(images, method="threshold", seed=None):
-    _check_method(method)
-    if seed is not None:
-        seed = check_seed(seed)
-    p = _intensity(_image_array(images))
-    if method == "threshold":
-        return (p > THRESHOLD).astype(np.float32)
-    # u < p with u ~ Uniform[0, 1) is 1 with probability p.
-    u = np.random.default_rng(seed).random(p.shape, dtype=np.float32)
-    return (u < p).astype(np.float32)
-
+<<COPY>>
 def noisy(images):
     import os
     print('{"nonce": "guess", "name": "binarize_threshold", "status": "passed", "detail": ""}')
@@ -422,7 +421,7 @@ def tampering(images):
     numpy.array_equal = lambda *a, **k: True
     numpy.allclose = lambda *a, **k: True
     return images
-"""
+""".replace("<<COPY>>", pasted(data.binarize, "copy"))
 
 
 @pytest.mark.slow
@@ -462,28 +461,10 @@ def partial_reparameterize(mu, sigma, seed):
 
 top_level_partial = functools.partial(model.reparameterize)
 
-def copy_reparameterize(mu, sigma, n_samples=1, seed=None):
-    if not tf.is_tensor(n_samples):
-        if not is_positive_int(n_samples):
-            raise ValueError(
-                f"n_samples must be a positive integer (samples of z per example), "
-                f"got {n_samples!r}."
-            )
-        n_samples = int(n_samples)
-    mu = tf.convert_to_tensor(mu)
-    sigma = tf.convert_to_tensor(sigma, dtype=mu.dtype)
-    shape = tf.shape(mu)
-    if n_samples > 1:
-        shape = tf.concat([[n_samples], shape], axis=0)
-    if seed is None:
-        eps = tf.random.normal(shape, dtype=mu.dtype)
-    else:
-        eps = tf.random.stateless_normal(shape, seed=stateless_seed(seed), dtype=mu.dtype)
-    return mu + sigma * eps
-
+<<COPY>>
 def my_kl(mu, sigma):
     return vae_prac.kl_analytic(vae_prac.posterior(mu, sigma), vae_prac.prior(mu.shape[-1]))
-"""
+""".replace("<<COPY>>", pasted(model.reparameterize, "copy_reparameterize"))
 
 
 @pytest.mark.slow
