@@ -592,30 +592,34 @@ def test_the_html_report_escapes_what_submissions_wrote(tmp_path):
 
 @pytest.mark.browser
 def test_the_html_report_in_headless_chromium(tmp_path):
-    from test_site import CHROMIUM_ARGS, chromium_path, sync_playwright
+    from test_site import CHROMIUM_ARGS, chromium_path, in_a_thread_of_its_own, sync_playwright
 
     path = report.write_html(sample_grades(), tmp_path / "report.html")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
-        )
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        requests, errors = [], []
-        page.on("request", lambda r: requests.append(r.url))
-        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-        page.on("dialog", lambda d: errors.append(f"dialog: {d.message}") or d.dismiss())
-        page.goto(path.as_uri())
-        bars = page.locator("#pass-rates rect.bar")
-        assert bars.count() == 2
-        widths = [float(bars.nth(i).get_attribute("width")) for i in range(2)]
-        assert widths[0] < widths[1]  # binarize_threshold: 1/5; binarization_quiz: 2/5
-        assert page.locator("#pass-rates").bounding_box()["width"] > 300
-        assert page.locator("#submissions tr.student").count() == 5
-        assert page.locator("#submissions tr.problem").count() == 3
-        for flag in ("timed out", "kernel died", "sandbox off", "name and metadata disagree"):
-            assert page.locator(".flag", has_text=flag).count() >= 1, flag
-        assert page.get_by_text("<script>alert(1)</script>.ipynb").count() >= 1
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=ARTIFACTS / "grading-report.png", full_page=True)
-        browser.close()
+    requests, errors = [], []
+
+    def look():
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
+            )
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("dialog", lambda d: errors.append(f"dialog: {d.message}") or d.dismiss())
+            page.goto(path.as_uri())
+            bars = page.locator("#pass-rates rect.bar")
+            assert bars.count() == 2
+            widths = [float(bars.nth(i).get_attribute("width")) for i in range(2)]
+            assert widths[0] < widths[1]  # binarize_threshold: 1/5; binarization_quiz: 2/5
+            assert page.locator("#pass-rates").bounding_box()["width"] > 300
+            assert page.locator("#submissions tr.student").count() == 5
+            assert page.locator("#submissions tr.problem").count() == 3
+            for flag in ("timed out", "kernel died", "sandbox off", "name and metadata disagree"):
+                assert page.locator(".flag", has_text=flag).count() >= 1, flag
+            assert page.get_by_text("<script>alert(1)</script>.ipynb").count() >= 1
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=ARTIFACTS / "grading-report.png", full_page=True)
+            browser.close()
+
+    in_a_thread_of_its_own(look)
     assert requests == [path.as_uri()] and errors == []

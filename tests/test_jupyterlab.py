@@ -287,6 +287,7 @@ def add_and_run_cell(page, source: str):
 def test_student_notebook_runs_in_jupyterlab_as_a_student_sees_it(jupyterlab):
     chromium = requirements()
     from playwright.sync_api import sync_playwright
+    from test_site import in_a_thread_of_its_own
 
     url, _ = jupyterlab
     solution = json.loads((ROOT / "notebooks" / "solutions" / NOTEBOOK).read_text(encoding="utf-8"))
@@ -296,51 +297,55 @@ def test_student_notebook_runs_in_jupyterlab_as_a_student_sees_it(jupyterlab):
     )
     ARTIFACTS.mkdir(exist_ok=True)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
-        console_errors = []
-        page.on(
-            "console",
-            lambda m: (
-                m.type == "error" and console_errors.append((m.text, m.location.get("url", "")))
-            ),
-        )
-        try:
-            cells = open_notebook(page, url, len(code_cells))
-            not_run = run_all(page, cells)
+    console_errors: list[tuple[str, str]] = []
 
-            training_cell = cells.nth(training)
-            figures = training_cell.locator(".jp-OutputArea-output img")
-            (figures.last if figures.count() else training_cell).scroll_into_view_if_needed()
-            page.screenshot(path=ARTIFACTS / "jupyterlab-05-after-training.png")
-            problems = what_the_student_sees(cells, code_cells, not_run)
-            assert not problems, "In JupyterLab the student sees:\n" + "\n".join(problems)
+    def in_the_browser():
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.on(
+                "console",
+                lambda m: (
+                    m.type == "error" and console_errors.append((m.text, m.location.get("url", "")))
+                ),
+            )
+            try:
+                cells = open_notebook(page, url, len(code_cells))
+                not_run = run_all(page, cells)
 
-            # train() as README shows it, with its default progress bar.
-            typed = add_and_run_cell(page, TYPED_CELL)
-            shown = outputs_of(typed)
-            bar = typed.locator(".jp-OutputArea-output .widget-hprogress .progress-bar")
-            assert bar.count() == 1, (
-                f"The progress bar of vae_prac.train() is not a widget in JupyterLab; the cell "
-                f"shows {shown}. (tqdm needs ipywidgets in the kernel's environment.)"
-            )
-            label = typed.locator(".widget-hbox").first.inner_text()
-            done = f"{TYPED_ITERATIONS}/{TYPED_ITERATIONS}"
-            assert done in label and bar.evaluate("e => e.style.width") == "100%", (
-                f"The progress bar did not reach the end of training: {label!r}"
-            )
-            assert not [m for m, _ in shown if m.endswith(("stderr", "error"))], shown
-            typed.scroll_into_view_if_needed()
-            page.screenshot(path=ARTIFACTS / "jupyterlab-progress-widget.png")
-        except BaseException:
-            page.screenshot(path=ARTIFACTS / "jupyterlab-failure.png")  # what went wrong, seen
-            raise
-        finally:
-            browser.close()
+                training_cell = cells.nth(training)
+                figures = training_cell.locator(".jp-OutputArea-output img")
+                (figures.last if figures.count() else training_cell).scroll_into_view_if_needed()
+                page.screenshot(path=ARTIFACTS / "jupyterlab-05-after-training.png")
+                problems = what_the_student_sees(cells, code_cells, not_run)
+                assert not problems, "In JupyterLab the student sees:\n" + "\n".join(problems)
+
+                # train() as README shows it, with its default progress bar.
+                typed = add_and_run_cell(page, TYPED_CELL)
+                shown = outputs_of(typed)
+                bar = typed.locator(".jp-OutputArea-output .widget-hprogress .progress-bar")
+                assert bar.count() == 1, (
+                    f"The progress bar of vae_prac.train() is not a widget in JupyterLab; the cell "
+                    f"shows {shown}. (tqdm needs ipywidgets in the kernel's environment.)"
+                )
+                label = typed.locator(".widget-hbox").first.inner_text()
+                done = f"{TYPED_ITERATIONS}/{TYPED_ITERATIONS}"
+                assert done in label and bar.evaluate("e => e.style.width") == "100%", (
+                    f"The progress bar did not reach the end of training: {label!r}"
+                )
+                assert not [m for m, _ in shown if m.endswith(("stderr", "error"))], shown
+                typed.scroll_into_view_if_needed()
+                page.screenshot(path=ARTIFACTS / "jupyterlab-progress-widget.png")
+            except BaseException:
+                page.screenshot(path=ARTIFACTS / "jupyterlab-failure.png")  # what went wrong, seen
+                raise
+            finally:
+                browser.close()
+
+    in_a_thread_of_its_own(in_the_browser)
     # The notebooks' Colab badges are images from Google: a student online sees them,
     # this machine is offline. Any other error in the browser counts.
     origin = url.split("/lab/")[0]

@@ -100,6 +100,28 @@ def sync_playwright():
     return start()
 
 
+def in_a_thread_of_its_own(test):
+    """Run ``test()`` in a new thread and re-raise what it raised.
+
+    Playwright's sync API refuses to start where an asyncio loop runs, and an earlier
+    test in the same worker process (a kernel client, a Dask client) may leave one set
+    as running on the main thread; a new thread has no loop.
+    """
+    failures: list[BaseException] = []
+
+    def run():
+        try:
+            test()
+        except BaseException as e:  # re-raised on the test's own thread below
+            failures.append(e)
+
+    thread = threading.Thread(target=run, name=test.__name__)
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
