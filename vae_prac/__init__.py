@@ -34,8 +34,9 @@ def _import_tensorflow_quietly():
 
 
 # The modules that do not need TensorFlow at import (the command line's own, for --help;
-# mnist_files, which `vae-prac data` uses; data, which imports TensorFlow when needed; and
-# the course wing's package, whose paths the site's build reads).
+# mnist_files, which `vae-prac data` uses; data, which imports TensorFlow when needed; the
+# course wing's package, whose paths the site's build reads; and the grader's sandbox and
+# notebook runner, which run once per submission: the kernel they start imports it).
 _WITHOUT_TENSORFLOW = {
     f"{__name__}.{m}"
     for m in (
@@ -43,6 +44,8 @@ _WITHOUT_TENSORFLOW = {
         "cli",
         "config",
         "course",
+        "course.run_notebook",
+        "course.sandbox",
         "data",
         "mnist_files",
         "presets",
