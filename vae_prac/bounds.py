@@ -52,6 +52,8 @@ As a training objective (the IWAE), L_k's gradient with reparameterized z_i is
 sum_i w~_i grad log w_i, with the normalized weights w~_i = w_i / sum_j w_j of
 ``normalized_weights``; the gradient of the ELBO estimated with the same k samples
 weights every sample by 1/k.
+``iw_bound_dreg`` gives the doubly reparameterized gradient of L_k (DReG; Tucker et
+al., 2018): the same bound and decoder gradient, an encoder gradient of less variance.
 
 Every function here takes the model as a ``LatentVariableModel``: anything with an
 encoder, a prior and a likelihood (``vae_prac.VAE`` is one).
@@ -290,3 +292,36 @@ def _log_weights_fn(model: LatentVariableModel, binary: bool = False):
 
         setattr(model, name, fn)
     return fn
+
+
+def iw_bound_dreg(model: LatentVariableModel, x, k: int, seed=None):
+    """L_k of each image, and the surrogate whose gradient in phi is DReG's; each [batch].
+
+    The doubly reparameterized gradient of L_k (DReG; Tucker, Lawson, Gu and Maddison,
+    2018). L_k's gradient in the encoder's weights phi has two parts: the path through
+    the samples z_i = mu_phi(x) + sigma_phi(x) * eps_i, and the score part through
+    log q_phi(z_i|x)'s own dependence on phi, whose expectation is zero but whose
+    variance grows with k (the IWAE's encoder learns worse as k grows). Applying the
+    reparameterization trick to the score part once more turns it into a path term,
+    and the two combine into
+
+        grad_phi L_k  ~=  sum_i w~_i^2 (d log w_i / d z_i) (d z_i / d phi),
+
+    with the normalized weights w~_i; the decoder's gradient (in theta, and in a learned
+    prior's weights) is L_k's own, sum_i w~_i grad_theta log w_i. Both are unbiased.
+
+    Returns ``(bound, surrogate)``. ``bound`` is L_k, computed with q_phi's parameters
+    held constant inside log q_phi(z_i|x) (the same number as ``iw_bound``'s with the
+    same samples): its gradient in theta is L_k's. ``surrogate`` is
+    sum_i stop(w~_i^2) log w_i: its gradient in phi is DReG's. Train theta on the first
+    and phi on the second (``vae_prac.training`` does, with
+    ``Config(objective="iwae", iwae_gradient="dreg")``).
+    """
+    check_positive_int(k, "k")
+    mu, sigma = model.encoder(x)
+    z = posterior(mu, sigma).sample(k, seed=seed)  # [k, batch, d], reparameterized
+    # q_phi with its parameters held constant: phi reaches log w only through z.
+    q_held = posterior(tf.stop_gradient(mu), tf.stop_gradient(sigma))
+    log_w = model.likelihood(z).log_prob(x) + model.prior().log_prob(z) - q_held.log_prob(z)
+    squared = tf.stop_gradient(tf.square(normalized_weights(log_w)))
+    return log_mean_exp(log_w), tf.reduce_sum(squared * log_w, axis=0)

@@ -21,6 +21,7 @@ OBJECTIVES = ("elbo", "iwae")
 ACTIVATIONS = ("relu", "tanh")
 OPTIMIZERS = ("rmsprop", "adam")
 LR_SCHEDULES = ("constant", "burda")
+IWAE_GRADIENTS = ("standard", "dreg")
 #: The settings that take one of a few names, and those names.
 CHOICES = {
     "binarization": BINARIZATIONS,
@@ -28,6 +29,7 @@ CHOICES = {
     "activation": ACTIVATIONS,
     "optimizer": OPTIMIZERS,
     "lr_schedule": LR_SCHEDULES,
+    "iwae_gradient": IWAE_GRADIENTS,
 }
 
 
@@ -177,6 +179,10 @@ class Config:
         the data this is exactly their schedule.
       n_validation: Training images held out (the last ones of the training set), as
         Burda et al.'s 400 validation images; the model never trains on them.
+      iwae_gradient: How an IWAE's encoder learns: ``"standard"`` (the gradient of L_k
+        with reparameterized samples, Burda et al.'s) or ``"dreg"`` (the doubly
+        reparameterized gradient, Tucker et al., 2018: the same bound and decoder
+        gradient, an encoder gradient of less variance); only with objective="iwae".
     """
 
     latent_dim: int = 100
@@ -200,6 +206,7 @@ class Config:
     epsilon: Optional[float] = None
     lr_schedule: str = "constant"
     n_validation: int = 0
+    iwae_gradient: str = "standard"
 
     def __post_init__(self):
         positive = (
@@ -257,6 +264,12 @@ class Config:
                 raise ValueError(
                     f"Config.{name} must be one of {allowed}, got {getattr(self, name)!r}."
                 )
+        if self.iwae_gradient == "dreg" and self.objective != "iwae":
+            raise ValueError(
+                f"Config.iwae_gradient='dreg' is a gradient of the IWAE's bound L_k, but "
+                f"objective={self.objective!r}: set objective='iwae' too, or leave "
+                f"iwae_gradient='standard'."
+            )
         if self.n_validation >= 60000:
             raise ValueError(
                 f"Config.n_validation must be less than 60000 (the size of "

@@ -28,7 +28,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from vae_prac import data, run_folder, run_lock, short_runs
-from vae_prac.bounds import elbo, iw_bound
+from vae_prac.bounds import elbo, iw_bound, iw_bound_dreg
 from vae_prac.config import Config
 from vae_prac.evaluate import evaluate_elbo
 from vae_prac.model import VAE
@@ -392,6 +392,12 @@ def train_step_fn(
     jit = config.jit_compile if jit_compile is None else jit_compile
     if jit is None:  # XLA pays off on a GPU; on a CPU this small step runs faster without
         jit = bool(tf.config.list_physical_devices("GPU"))
+    dreg = config.iwae_gradient == "dreg"
+    if dreg and (batch_elbo is not None or train_step is not None):
+        raise ValueError(
+            "Config.iwae_gradient='dreg' trains with the library's own bound and step; "
+            "leave batch_elbo and train_step unset, or use iwae_gradient='standard'."
+        )
     if batch_elbo is None:
         batch_elbo = objective_fn(config)
 
@@ -404,12 +410,32 @@ def train_step_fn(
 
         return own_step
 
+    def gradients(x, seed):
+        """The objective on the batch and the gradients of its negative (the loss)."""
+        if not dreg:
+            with tf.GradientTape() as tape:
+                value = batch_elbo(model, x, seed)
+                loss = -value  # optimizers minimize: minimize -ELBO
+            return value, tape.gradient(loss, model.trainable_variables)
+        # DReG: the encoder (phi) follows its surrogate, every other weight (theta, a
+        # learned prior's) L_k itself; one forward pass, a backward pass for each.
+        variables = model.trainable_variables
+        in_phi = {id(v) for v in model.encoder.trainable_variables}
+        phi = [v for v in variables if id(v) in in_phi]
+        theta = [v for v in variables if id(v) not in in_phi]
+        with tf.GradientTape(persistent=True) as tape:
+            bound, surrogate = iw_bound_dreg(model, x, config.n_samples, seed=seed)
+            value = tf.reduce_sum(bound)
+            loss, phi_loss = -value, -tf.reduce_sum(surrogate)
+        found = dict(zip(map(id, phi), tape.gradient(phi_loss, phi)))
+        found.update(zip(map(id, theta), tape.gradient(loss, theta)))
+        del tape
+        return value, [found[id(v)] for v in variables]
+
     @tf.function(jit_compile=jit)
     def default_step(x, seed):
-        with tf.GradientTape() as tape:
-            batch_elbo_value = batch_elbo(model, x, seed)
-            loss = -batch_elbo_value
-        grads = tape.gradient(loss, model.trainable_variables)
+        batch_elbo_value, grads = gradients(x, seed)
+        loss = -batch_elbo_value
         unused = [v.path for v, g in zip(model.trainable_variables, grads) if g is None]
         if unused:
             raise ValueError(
