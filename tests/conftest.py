@@ -39,21 +39,15 @@ def small_vae():
 
 #: Markers that make a test slow too, so that ``-m "not slow"`` leaves them all out.
 SLOW_KINDS = ("notebook", "browser", "network")
-#: Test modules whose tests run in one worker (``--dist loadgroup``), since their
-#: fixtures are costly to make twice: the site's build, resolves on PyPI, JupyterLab.
-WHOLE_MODULES = ("test_site.py", "test_install.py", "test_jupyterlab.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest deselects by -m
 def pytest_collection_modifyitems(items):
     """nbval's cells of the solution notebooks are notebook tests; every test marked
-    notebook, browser or network is also slow. A notebook's cells, and the tests of each
-    of WHOLE_MODULES, go to one worker process together (an xdist group)."""
+    notebook, browser or network is also slow."""
     for item in items:
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.notebook)
-        if item.path.suffix == ".ipynb" or item.path.name in WHOLE_MODULES:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
         if any(item.get_closest_marker(kind) for kind in SLOW_KINDS):
             item.add_marker(pytest.mark.slow)
 

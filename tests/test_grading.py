@@ -524,16 +524,14 @@ def test_grading_on_a_dask_cluster_of_two_workers(tmp_path, solutions):
 @pytest.mark.notebook
 @needs_sandbox
 @pytest.mark.parametrize("name", ["01_setup_and_data", "04_reparameterization"])
-def test_real_solutions_pass_and_blank_notebooks_do_not(tmp_path, name):
+def test_real_solutions_pass_every_check(tmp_path, name):
+    # (The blank student notebooks pass none: tests/test_notebooks.py grades every one.)
     solution = tmp_path / "solution" / f"{name}.ipynb"
     solution.parent.mkdir()
     shutil.copyfile(SOLUTIONS_DIR / f"{name}.ipynb", solution)
-    g_solution, g_blank = grading.grade_notebooks(
-        [solution, STUDENT_DIR / f"{name}.ipynb"], timeout=900, jobs=2
-    )
+    [g_solution] = grading.grade_notebooks([solution], timeout=900)
     assert g_solution.expected and g_solution.passed == g_solution.expected, g_solution.details
-    assert g_blank.passed == [], g_blank.details
-    assert g_solution.problem is None and g_blank.problem is None
+    assert g_solution.problem is None
 
 
 # ------------------------------------------------------------------ the HTML report
