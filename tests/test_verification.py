@@ -25,7 +25,6 @@ from vae_prac import data, model
 from vae_prac.course import SOLUTIONS_DIR, verification
 from vae_prac.course.verification import MISSING, NOT_YET, PASSED
 
-STUDENT_DIR = SOLUTIONS_DIR.parent / "student"
 NOTEBOOKS = sorted(p.stem for p in SOLUTIONS_DIR.glob("*.ipynb"))
 
 
