@@ -104,8 +104,9 @@ def in_a_thread_of_its_own(test):
     """Run ``test()`` in a new thread and re-raise what it raised.
 
     Playwright's sync API refuses to start where an asyncio loop runs, and an earlier
-    test in the same worker process (a kernel client, a Dask client) may leave one set
-    as running on the main thread; a new thread has no loop.
+    test in the same worker process may leave one running on the main thread (this
+    module's own session ``browser`` does, until the session ends); a new thread has
+    no loop.
     """
     failures: list[BaseException] = []
 

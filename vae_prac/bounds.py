@@ -53,7 +53,8 @@ sum_i w~_i grad log w_i, with the normalized weights w~_i = w_i / sum_j w_j of
 ``normalized_weights``; the gradient of the ELBO estimated with the same k samples
 weights every sample by 1/k.
 ``iw_bound_dreg`` gives the doubly reparameterized gradient of L_k (DReG; Tucker et
-al., 2018): the same bound and decoder gradient, an encoder gradient of less variance.
+al., 2018): the same bound and decoder gradient, and an unbiased encoder gradient
+without the score term, whose variance grows with k.
 
 Every function here takes the model as a ``LatentVariableModel``: anything with an
 encoder, a prior and a likelihood (``vae_prac.VAE`` is one).
@@ -168,14 +169,21 @@ def beta_elbo(model: LatentVariableModel, x, seed=None, beta=1.0):
 
 
 def log_importance_weights(
-    model: LatentVariableModel, x, k, seed=None, log_likelihood: Callable | None = None
+    model: LatentVariableModel,
+    x,
+    k,
+    seed=None,
+    log_likelihood: Callable | None = None,
+    hold_posterior: bool = False,
 ):
     """log w_i = log p_theta(x|z_i) + log p(z_i) - log q_phi(z_i|x); shape [k, batch].
 
     The z_i ~ q_phi(z|x) are reparameterized samples, so the weights are differentiable
     in phi as well as theta. ``log_likelihood(z)``, if given, computes log p_theta(x|z)
     in place of ``model.likelihood(z).log_prob(x)`` (``iw_bound`` passes a faster
-    formula for binary images).
+    formula for binary images). With ``hold_posterior``, q_phi's parameters are held
+    constant inside log q_phi(z_i|x), so that phi reaches the weights only through the
+    z_i (the same numbers; ``iw_bound_dreg`` needs this gradient).
     """
     mu, sigma = model.encoder(x)
     q_z = posterior(mu, sigma)
@@ -183,7 +191,8 @@ def log_importance_weights(
     log_p_x_given_z = (
         log_likelihood(z) if log_likelihood is not None else model.likelihood(z).log_prob(x)
     )
-    return log_p_x_given_z + model.prior().log_prob(z) - q_z.log_prob(z)
+    q_density = posterior(tf.stop_gradient(mu), tf.stop_gradient(sigma)) if hold_posterior else q_z
+    return log_p_x_given_z + model.prior().log_prob(z) - q_density.log_prob(z)
 
 
 def log_mean_exp(log_w, axis: int = 0):
@@ -308,7 +317,10 @@ def iw_bound_dreg(model: LatentVariableModel, x, k: int, seed=None):
         grad_phi L_k  ~=  sum_i w~_i^2 (d log w_i / d z_i) (d z_i / d phi),
 
     with the normalized weights w~_i; the decoder's gradient (in theta, and in a learned
-    prior's weights) is L_k's own, sum_i w~_i grad_theta log w_i. Both are unbiased.
+    prior's weights) is L_k's own, sum_i w~_i grad_theta log w_i. Both are unbiased;
+    Tucker et al. measure a higher signal-to-noise ratio for the encoder's gradient,
+    growing with k (not a law for every model: ``tests/test_iwae.py`` finds the two
+    about equally noisy for a small untrained one).
 
     Returns ``(bound, surrogate)``. ``bound`` is L_k, computed with q_phi's parameters
     held constant inside log q_phi(z_i|x) (the same number as ``iw_bound``'s with the
@@ -318,10 +330,6 @@ def iw_bound_dreg(model: LatentVariableModel, x, k: int, seed=None):
     ``Config(objective="iwae", iwae_gradient="dreg")``).
     """
     check_positive_int(k, "k")
-    mu, sigma = model.encoder(x)
-    z = posterior(mu, sigma).sample(k, seed=seed)  # [k, batch, d], reparameterized
-    # q_phi with its parameters held constant: phi reaches log w only through z.
-    q_held = posterior(tf.stop_gradient(mu), tf.stop_gradient(sigma))
-    log_w = model.likelihood(z).log_prob(x) + model.prior().log_prob(z) - q_held.log_prob(z)
+    log_w = log_importance_weights(model, x, k, seed=seed, hold_posterior=True)
     squared = tf.stop_gradient(tf.square(normalized_weights(log_w)))
     return log_mean_exp(log_w), tf.reduce_sum(squared * log_w, axis=0)

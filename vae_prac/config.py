@@ -182,7 +182,8 @@ class Config:
       iwae_gradient: How an IWAE's encoder learns: ``"standard"`` (the gradient of L_k
         with reparameterized samples, Burda et al.'s) or ``"dreg"`` (the doubly
         reparameterized gradient, Tucker et al., 2018: the same bound and decoder
-        gradient, an encoder gradient of less variance); only with objective="iwae".
+        gradient, an encoder gradient without the score term whose variance grows
+        with k); only with objective="iwae".
     """
 
     latent_dim: int = 100
