@@ -10,6 +10,7 @@ run them.
 import hashlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -302,7 +303,9 @@ def test_memory_is_limited_for_the_whole_tree(bwrap, workdir):
         while not all(c.poll() is not None or os.path.exists(f"got{{i}}")
                       for i, c in enumerate(children)):
             time.sleep(0.1)
-        print("children left running")
+        # A child may write its file and be killed later, when another one's allocation
+        # meets the limit: what matters is how many hold their 1.2 GB together.
+        print("holding:", sum(c.poll() is None for c in children))
         """,
         workdir,
         memory_limit_gib=3.0,
@@ -310,7 +313,8 @@ def test_memory_is_limited_for_the_whole_tree(bwrap, workdir):
     )
     assert finished.memory_limit == sandbox.CGROUP
     assert not finished.timed_out, finished
-    assert len(list(workdir.glob("got*"))) < 3  # not all three got their 1.2 GB
+    holding = re.search(rb"holding: (\d)", finished.stdout)
+    assert holding and int(holding.group(1)) < 3, finished  # never all three at once
     assert finished.oom_kills >= 1
     assert alive_with(token) == []  # and those that did are gone
 
