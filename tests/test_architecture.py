@@ -29,6 +29,7 @@ LIBRARY = [
     "evaluate",
     "run_lock",
     "run_folder",
+    "fused_updates",
     "training",
     "plotting",
     "pretrained",

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_prac import VAE, Config, data, train
+from vae_prac import VAE, Config, data, fused_updates, train
 from vae_prac.bounds import iw_bound, log_importance_weights
 from vae_prac.evaluate import log_px
 from vae_prac.presets import preset
@@ -93,7 +93,11 @@ def test_the_feed_takes_float_images_as_train_dataset_does():
 
 
 def reference_run(config, x, steps):
-    """The plain way: data.train_dataset's batches and optimizer.apply, step by step."""
+    """The plain way: data.train_dataset's batches and the update, step by step.
+
+    The update is the one train() applies, ``fused_updates.apply``; that it is Keras's
+    ``optimizer.apply`` up to rounding is tests/test_fused_updates.py's to show.
+    """
     keras.utils.set_random_seed(config.seed)
     model = VAE.from_config(config)
     optimizer = make_optimizer(config)
@@ -107,7 +111,7 @@ def reference_run(config, x, steps):
             value = objective(model, batch, tf.stack([tf.constant(config.seed), i]))
             loss = -value
         grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply(grads, model.trainable_variables)
+        assert fused_updates.apply(optimizer, grads, model.trainable_variables)
         return value
 
     values = [float(step(batch, tf.constant(i))) for i, batch in zip(range(steps), batches)]

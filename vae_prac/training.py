@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from vae_prac import data, run_folder, run_lock, short_runs
+from vae_prac import data, fused_updates, run_folder, run_lock, short_runs
 from vae_prac.bounds import elbo, iw_bound, iw_bound_dreg
 from vae_prac.config import Config
 from vae_prac.evaluate import evaluate_elbo
@@ -379,6 +379,7 @@ def train_step_fn(
     jit_compile: Optional[bool] = None,
     batch_elbo: Optional[Callable] = None,
     train_step: Optional[Callable] = None,
+    fused_update: bool = True,
 ):
     """One training step on a batch x: returns the batch ELBO and whether it was finite.
 
@@ -387,7 +388,9 @@ def train_step_fn(
     RMSProp's weights as they were but not Adam's (its momentum moves them). ``seed`` is
     a stateless seed: fresh noise every step, yet reproducible. With ``batch_elbo`` and
     ``train_step`` (see ``train``) the step is yours, compiled the same way; a step of
-    your own applies whatever update it computes.
+    your own applies whatever update it computes. ``fused_update`` applies Adam's or
+    RMSprop's update with one op per weight (``vae_prac.fused_updates``: Keras's
+    arithmetic, fewer ops; not under a strategy, whose update all-reduces).
     """
     jit = config.jit_compile if jit_compile is None else jit_compile
     if jit is None:  # XLA pays off on a GPU; on a CPU this small step runs faster without
@@ -432,6 +435,14 @@ def train_step_fn(
         del tape
         return value, [found[id(v)] for v in variables]
 
+    variables = model.trainable_variables
+
+    def update(grads):
+        if fused_update and not tf.distribute.has_strategy():
+            if fused_updates.apply(optimizer, grads, variables):
+                return
+        optimizer.apply(grads, variables)
+
     @tf.function(jit_compile=jit)
     def default_step(x, seed):
         batch_elbo_value, grads = gradients(x, seed)
@@ -450,11 +461,11 @@ def train_step_fn(
             # merge_call), which TF refuses inside a branch of tf.cond; under XLA the
             # branch would round differently from the runs before it.
             grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
-            optimizer.apply(grads, model.trainable_variables)
+            update(grads)
         else:
             # Not even a zero gradient: Adam's momentum alone would still move the weights.
             def apply():
-                optimizer.apply(grads, model.trainable_variables)
+                update(grads)
                 return tf.constant(True)
 
             tf.cond(finite, apply, lambda: tf.constant(False))
