@@ -736,3 +736,29 @@ def test_every_config_setting_has_a_flag_made_from_it():
         ]
     )
     assert (args.jit_compile, args.n_iterations, args.lr_schedule) == (True, 5, "burda")
+
+
+def test_threads_are_ops_at_once_each_on_one_thread_by_default():
+    """--threads N: N ops at once; --threads-per-op (default 1): the threads of each."""
+    shown = (
+        "import tensorflow as tf; t = tf.config.threading; "
+        "print(t.get_inter_op_parallelism_threads(), t.get_intra_op_parallelism_threads())"
+    )
+    for args, expected in [("2, None", "2 1"), ("3, 2", "3 2"), ("None, None", "0 1")]:
+        out = subprocess.run(
+            [sys.executable, "-c", f"from vae_prac import cli; cli._set_threads({args}); {shown}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert out.split() == expected.split(), (args, out)
+
+
+def test_threads_after_tensorflow_ran_say_so(tmp_path):
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0  # TensorFlow has run in this process
+    status, out, err = run_cli("train", "--out", tmp_path / "run", "--threads", "1", *SMALL)
+    assert status == 2
+    assert "must be set before TensorFlow runs" in err
+    assert not (tmp_path / "run" / "config.json").exists()

@@ -164,7 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         "recipes. Flags given as well override the preset's values",
     )
     p.add_argument(
-        "--threads", type=_positive_int, help="CPU threads TensorFlow may use (default: all cores)"
+        "--threads",
+        type=_positive_int,
+        help="CPU threads TensorFlow may use: ops run at once (default: all cores)",
+    )
+    p.add_argument(
+        "--threads-per-op",
+        type=_positive_int,
+        help="threads one op may split its work over (default: 1; a small network's step "
+        "runs faster with each op on one thread and several ops at once)",
     )
     _add_config_flags(p)
     p.add_argument(
@@ -533,15 +541,36 @@ def _remove_debris(args):
 # train
 
 
+def _set_threads(threads, per_op):
+    """TensorFlow's threads: ``threads`` ops at once, each on ``per_op`` threads (default 1).
+
+    Burda et al.'s step at batch 20 took 0.98 ms with one thread per op and two ops at
+    once, 1.25 ms with two and two, on 2 cores (benchmarks/profile_step.py): its ops are
+    too small to split well. Only a process whose TensorFlow has not run yet can change
+    them; there (cli.main called in a notebook) the default is left as it is.
+    """
+    import vae_prac.training  # noqa: F401  (first: TensorFlow's start-up lines muted)
+
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(min(per_op or 1, threads or 1_000))
+        if threads:
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        if threads or per_op:
+            raise UsageError(
+                "--threads and --threads-per-op must be set before TensorFlow runs: "
+                "TensorFlow has already run in this process. Give them to a new "
+                "`vae-prac train` command."
+            ) from None
+
+
 def cmd_train(args) -> int:
     from vae_prac import run_lock
 
     _check_output_path(args.out, "--out", folder=True)
-    if args.threads:  # before anything else of TensorFlow's runs
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    _set_threads(args.threads, args.threads_per_op)
     with run_lock.FolderLock(args.out) as lock:
         return _train(args, lock)
 
