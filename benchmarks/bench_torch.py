@@ -25,6 +25,13 @@ dynamic binarization) at batch 20 with Adam, the ELBO with k=1 (``burda-vae-k1``
 (c) the same with the IWAE bound, k=5 (``burda-iwae-k5``); (d) log p(x) with k=5000
 importance samples on n test images, extrapolated to all 10,000.
 
+Every figure is also printed as a fraction of the machine's fp32 matrix-multiply peak,
+measured at the start of the same run (the faster of the two frameworks on a 2048 x 2048
+product, on the same threads): the step's matrix products in FLOP (forward, and backward
+for the weights and the inputs) times steps/s, over that peak. ``--whole-run`` adds
+``vae_prac.train`` itself between two evaluations (its evaluation, checkpoint and history
+included), beside the same PyTorch loop.
+
 The frameworks take turns (TF, PyTorch, TF, PyTorch, ...) so that whatever else runs on
 the machine slows both alike, and each figure is the median of ``--repeats`` runs. Both
 are limited to ``--threads`` threads (default 1: the figures are per thread). Besides
@@ -43,6 +50,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -55,6 +63,13 @@ def parse_args(argv=None):
         type=int,
         default=1,
         help="threads each framework may use (default 1: per-thread figures)",
+    )
+    parser.add_argument(
+        "--tf-threads-per-op",
+        type=int,
+        default=1,
+        help="threads one TensorFlow op may use, of --threads (default 1, as vae-prac "
+        "train; give --threads for log p(x)'s large products)",
     )
     parser.add_argument(
         "--repeats",
@@ -78,11 +93,18 @@ def parse_args(argv=None):
     parser.add_argument(
         "--quick", action="store_true", help="300 steps, 3 repeats, 100 images for log p(x)"
     )
+    parser.add_argument(
+        "--whole-run",
+        action="store_true",
+        help="also time vae_prac.train itself between two evaluations (print_every "
+        "steps with its evaluation, checkpoint and history; about 30,000 steps in "
+        "cases b and c)",
+    )
     parser.add_argument("--json", help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.repeats, args.logpx_n = 300, 3, 100
-    for name in ("threads", "repeats", "steps", "logpx_n"):
+    for name in ("threads", "tf_threads_per_op", "repeats", "steps", "logpx_n"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.logpx_n % 100:
@@ -113,16 +135,20 @@ import vae_prac  # noqa: E402
 import vae_prac.model  # noqa: E402,F401  (first: TensorFlow's start-up lines muted)
 
 
-def limit_threads(n: int):
-    """Both frameworks on n threads; TensorFlow's must be set before it runs anything."""
-    tf.config.threading.set_intra_op_parallelism_threads(n)
+def limit_threads(n: int, tf_per_op: int):
+    """Both frameworks on n threads; TensorFlow's must be set before it runs anything.
+
+    TensorFlow runs n ops at once, each on ``tf_per_op`` threads (``vae-prac train``'s
+    default is 1); PyTorch's eager loop runs one op at a time, on n threads.
+    """
+    tf.config.threading.set_intra_op_parallelism_threads(min(tf_per_op, n))
     tf.config.threading.set_inter_op_parallelism_threads(n)
     torch.set_num_threads(n)
     torch.set_num_interop_threads(n)
 
 
 if ARGS is not None:
-    limit_threads(ARGS.threads)
+    limit_threads(ARGS.threads, ARGS.tf_threads_per_op)
 
 import keras  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
@@ -332,6 +358,79 @@ def tf_step_runner(config, images):
 
 
 # --------------------------------------------------------------------------
+# The machine's limit: arithmetic per step, and the fp32 matrix-multiply peak.
+
+
+def dense_macs(config: Config) -> tuple[int, int, int]:
+    """Multiply-adds per example of (the encoder, one decoder pass, the encoder's first layer).
+
+    The networks are dense layers: 784 -> hidden x layers -> 2 * latent, and latent ->
+    hidden x layers -> 784. Biases and activations are left out (a few per cent).
+    """
+    hidden = [config.hidden_size] * config.hidden_layers
+    enc = [784, *hidden, 2 * config.latent_dim]
+    dec = [config.latent_dim, *hidden, 784]
+    macs = lambda sizes: sum(a * b for a, b in zip(sizes, sizes[1:]))  # noqa: E731
+    return macs(enc), macs(dec), enc[0] * enc[1]
+
+
+def step_flops(config: Config) -> float:
+    """Floating-point operations of the matrix products in one training step.
+
+    Forward: the encoder once and the decoder once per sample (k = n_samples); backward:
+    the products for the weights' gradients and for the inputs' gradients, except the
+    input gradient of the encoder's first layer (the data need none). 2 FLOP per
+    multiply-add.
+    """
+    enc, dec, first = dense_macs(config)
+    k = config.n_samples
+    forward = enc + k * dec
+    backward = 2 * forward - first
+    return 2.0 * (forward + backward) * config.batch_size
+
+
+def log_px_flops(config: Config, k: int, n: int) -> float:
+    """Matrix-product FLOPs of log p(x) with k samples on n images (forward only)."""
+    enc, dec, _ = dense_macs(config)
+    return 2.0 * (enc + k * dec) * n
+
+
+def matmul_peak(threads: int, size: int = 2048, repeats: int = 5) -> dict:
+    """The fp32 matrix-multiply rate each framework reaches on a large product, GFLOP/s.
+
+    The best of ``repeats`` products of two size x size matrices, on the threads both
+    frameworks were given; the higher of the two is the peak the fractions use.
+    """
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    flops = 2.0 * size**3
+    rates = {}
+    with tf.device("/CPU:0"):
+        ta = tf.constant(a)
+        product = tf.function(lambda m: tf.reduce_sum(tf.linalg.matmul(m, m)))
+        product(ta)  # trace and warm up
+        best = min(_seconds(lambda: float(product(ta))) for _ in range(repeats))
+        rates["TensorFlow"] = flops / best / 1e9
+    pa = torch.from_numpy(a)
+    torch.mm(pa, pa)
+    best = min(_seconds(lambda: float(torch.mm(pa, pa).sum())) for _ in range(repeats))
+    rates["PyTorch"] = flops / best / 1e9
+    rates["peak"] = max(rates.values())
+    print(
+        f"fp32 matrix-multiply peak on {threads} thread(s), {size} x {size}: "
+        f"TensorFlow {rates['TensorFlow']:.0f} GFLOP/s, PyTorch {rates['PyTorch']:.0f} "
+        f"GFLOP/s; the fractions below are of {rates['peak']:.0f}",
+        flush=True,
+    )
+    return rates
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------
 # Timing.
 
 
@@ -382,9 +481,33 @@ def training_images(config):
     return images[: len(images) - config.n_validation] if config.n_validation else images
 
 
-def bench_training(case, args):
+def whole_run(config, images):
+    """``vae_prac.train`` itself in steady state: steps/s between two evaluations.
+
+    The interval holds what a user's run does besides the steps: the loop's return to
+    Python every ``log_every`` steps, the evaluation on ``n_eval`` digits, the history
+    and the checkpoint written every ``print_every``.
+    """
+    marks = []
+
+    def mark(model, iteration, history):
+        marks.append((time.perf_counter(), time.process_time()))
+
+    with tempfile.TemporaryDirectory() as logdir:
+        run = config.replace(n_iterations=2 * config.print_every, logdir=logdir)
+        training.train(run, hooks=[mark], progress=False, verbose=False, train_images=images)
+    (wall0, cpu0), (wall1, cpu1) = marks
+    return {
+        "steps_per_sec": config.print_every / (wall1 - wall0),
+        "steps_per_cpu_sec": config.print_every / (cpu1 - cpu0),
+        "steps": config.print_every,
+    }
+
+
+def bench_training(case, args, peak):
     title, config = CASES[case]
-    print(f"({case}) {title}", flush=True)
+    flops = step_flops(config)
+    print(f"({case}) {title}: {flops / 1e6:.1f} MFLOP of matrix products a step", flush=True)
     images = training_images(config)
     tf_model, tf_loop = tf_loop_runner(config, images)
     _, tf_step = tf_step_runner(config, images)
@@ -403,8 +526,11 @@ def bench_training(case, args):
         args.steps,
         args.repeats,
     )
+    if args.whole_run:
+        results["vae-prac train run"] = whole_run(config, images)
     base = results["PyTorch eager"]
     for name, r in results.items():
+        r["fraction_of_peak"] = r["steps_per_sec"] * flops / (peak * 1e9)
         ratio = (
             ""
             if name == "PyTorch eager"
@@ -415,13 +541,14 @@ def bench_training(case, args):
         )
         print(
             f"    {name:<18s} {r['steps_per_sec']:7.0f} steps/s "
-            f"({r['steps_per_cpu_sec']:5.0f} per CPU-s){ratio}",
+            f"({r['steps_per_cpu_sec']:5.0f} per CPU-s), "
+            f"{100 * r['fraction_of_peak']:4.1f}% of peak{ratio}",
             flush=True,
         )
-    return {"title": title, "config": config.to_dict(), **results}
+    return {"title": title, "config": config.to_dict(), "mflop_per_step": flops / 1e6, **results}
 
 
-def bench_log_px(args):
+def bench_log_px(args, peak):
     k, n = 5000, args.logpx_n
     config = presets.preset("burda-iwae-k5")
     print(
@@ -457,10 +584,13 @@ def bench_log_px(args):
             "mean_log_px": estimates[name],
         }
     ratio = results["PyTorch"]["seconds"] / results["TF log_px"]["seconds"]
+    flops = log_px_flops(config, k, n)
     for name, r in results.items():
+        r["fraction_of_peak"] = flops / r["seconds"] / (peak * 1e9)
         print(
             f"    {name:<18s} {r['seconds']:7.1f} s on {n}: about "
-            f"{r['seconds_for_10000'] / 60:5.1f} min for 10,000 "
+            f"{r['seconds_for_10000'] / 60:5.1f} min for 10,000, "
+            f"{100 * r['fraction_of_peak']:4.1f}% of peak "
             f"(mean log p(x) of the untrained model {r['mean_log_px']:.2f})"
             + (f"   TF {ratio:.2f}x as fast" if name == "TF log_px" else ""),
             flush=True,
@@ -473,6 +603,7 @@ def main(args):
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
         "threads": args.threads,
+        "tf_threads_per_op": min(args.threads, args.tf_threads_per_op),
         "steps": args.steps,
         "repeats": args.repeats,
         "machine": {
@@ -492,17 +623,20 @@ def main(args):
     }
     print(
         f"vae_prac beside PyTorch, {report['date']}: {args.threads} thread(s) per "
-        f"framework (figures are per {args.threads} thread(s)), medians of "
+        f"framework (TensorFlow: {args.threads} op(s) at once, each on "
+        f"{report['tf_threads_per_op']}), medians of "
         f"{args.repeats} interleaved runs of {args.steps} steps; {os.cpu_count()} CPU "
         f"cores, load average {report['machine']['load_average'][0]:.1f}; "
         f"TF {tf.__version__}, PyTorch {torch.__version__}",
         flush=True,
     )
+    report["matmul_gflops"] = matmul_peak(args.threads)
+    peak = report["matmul_gflops"]["peak"]
     for case in "abc":
         if case in args.cases:
-            report[case] = bench_training(case, args)
+            report[case] = bench_training(case, args, peak)
     if "d" in args.cases:
-        report["d"] = bench_log_px(args)
+        report["d"] = bench_log_px(args, peak)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
