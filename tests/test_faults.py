@@ -25,6 +25,27 @@ TINY = dict(latent_dim=4, hidden_size=16, print_every=100, log_every=50, n_eval=
 SMALL = ["--eval-k", "0", "--no-progress"]
 
 
+def ctrl_c_reaches_it():
+    """In a child, before it runs: Ctrl-C (SIGINT) raises KeyboardInterrupt there.
+
+    A test run as a background job of a non-interactive shell has SIGINT ignored, which
+    its children inherit, and Python keeps an inherited SIG_IGN: without this the
+    SIGINT of the tests below would do nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def finish(process, timeout=120):
+    """``process.communicate``; on a timeout the process is killed first, so that a
+    failing test leaves no run behind taking the cores from the tests after it."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+
+
 def vae_prac(*argv, timeout=300):
     """``python -m vae_prac ARGV`` in a subprocess: (exit status, stdout, stderr)."""
     result = subprocess.run(
@@ -210,6 +231,7 @@ def test_a_second_train_on_the_same_out_exits_2_naming_the_first(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_reaches_it,
     )
     try:
         lock = run / run_lock.LOCK_NAME
@@ -226,7 +248,7 @@ def test_a_second_train_on_the_same_out_exits_2_naming_the_first(tmp_path):
         assert "python -m vae_prac train --out" in line and "another folder" in line
     finally:
         first.send_signal(signal.SIGINT)  # Ctrl-C: the first run stops and lets go
-        out, err = first.communicate(timeout=120)
+        out, err = finish(first)
     assert first.returncode == 130, err
     assert not lock.exists()
 
@@ -449,6 +471,7 @@ def test_ctrl_c_during_the_final_evaluation_exits_130_and_loses_nothing(tmp_path
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=ctrl_c_reaches_it,
     )
     lines = []
     for line in process.stdout:  # the test ELBO is printed before the long estimate
@@ -457,7 +480,7 @@ def test_ctrl_c_during_the_final_evaluation_exits_130_and_loses_nothing(tmp_path
             time.sleep(1)
             process.send_signal(signal.SIGINT)
             break
-    out, err = process.communicate(timeout=120)
+    out, err = finish(process)
     out = "".join(lines) + out
     assert process.returncode == 130, out + err
     assert (

@@ -551,6 +551,7 @@ def _set_threads(threads, per_op):
     """
     import vae_prac.training  # noqa: F401  (first: TensorFlow's start-up lines muted)
 
+    # isort: split
     import tensorflow as tf
 
     try:
@@ -570,8 +571,8 @@ def cmd_train(args) -> int:
     from vae_prac import run_lock
 
     _check_output_path(args.out, "--out", folder=True)
-    _set_threads(args.threads, args.threads_per_op)
-    with run_lock.FolderLock(args.out) as lock:
+    with run_lock.FolderLock(args.out) as lock:  # a second run on --out stops here, at once
+        _set_threads(args.threads, args.threads_per_op)
         return _train(args, lock)
 
 

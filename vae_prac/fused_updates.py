@@ -119,7 +119,5 @@ def _scratch(optimizer, variable, index):
     scratch = optimizer.__dict__.setdefault("_fused_rmsprop_steps", {})
     if index not in scratch:
         with tf.init_scope():  # created once, outside any tf.function being traced
-            scratch[index] = tf.Variable(
-                tf.zeros(variable.shape, variable.dtype), trainable=False
-            )
+            scratch[index] = tf.Variable(tf.zeros(variable.shape, variable.dtype), trainable=False)
     return scratch[index]
