@@ -150,6 +150,7 @@ def limit_threads(n: int, tf_per_op: int):
 if ARGS is not None:
     limit_threads(ARGS.threads, ARGS.tf_threads_per_op)
 
+import arithmetic  # noqa: E402  (benchmarks/arithmetic.py, beside this script)
 import keras  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
@@ -361,59 +362,18 @@ def tf_step_runner(config, images):
 # The machine's limit: arithmetic per step, and the fp32 matrix-multiply peak.
 
 
-def dense_macs(config: Config) -> tuple[int, int, int]:
-    """Multiply-adds per example of (the encoder, one decoder pass, the encoder's first layer).
-
-    The networks are dense layers: 784 -> hidden x layers -> 2 * latent, and latent ->
-    hidden x layers -> 784. Biases and activations are left out (a few per cent).
-    """
-    hidden = [config.hidden_size] * config.hidden_layers
-    enc = [784, *hidden, 2 * config.latent_dim]
-    dec = [config.latent_dim, *hidden, 784]
-    macs = lambda sizes: sum(a * b for a, b in zip(sizes, sizes[1:]))  # noqa: E731
-    return macs(enc), macs(dec), enc[0] * enc[1]
-
-
-def step_flops(config: Config) -> float:
-    """Floating-point operations of the matrix products in one training step.
-
-    Forward: the encoder once and the decoder once per sample (k = n_samples); backward:
-    the products for the weights' gradients and for the inputs' gradients, except the
-    input gradient of the encoder's first layer (the data need none). 2 FLOP per
-    multiply-add.
-    """
-    enc, dec, first = dense_macs(config)
-    k = config.n_samples
-    forward = enc + k * dec
-    backward = 2 * forward - first
-    return 2.0 * (forward + backward) * config.batch_size
-
-
-def log_px_flops(config: Config, k: int, n: int) -> float:
-    """Matrix-product FLOPs of log p(x) with k samples on n images (forward only)."""
-    enc, dec, _ = dense_macs(config)
-    return 2.0 * (enc + k * dec) * n
-
-
 def matmul_peak(threads: int, size: int = 2048, repeats: int = 5) -> dict:
-    """The fp32 matrix-multiply rate each framework reaches on a large product, GFLOP/s.
+    """The fp32 matrix-multiply rate each framework reaches on large products, GFLOP/s.
 
-    The best of ``repeats`` products of two size x size matrices, on the threads both
-    frameworks were given; the higher of the two is the peak the fractions use.
+    TensorFlow's from ``arithmetic.tf_matmul_peak`` (one product, or ``threads`` at
+    once); PyTorch's the best of ``repeats`` products on its threads. The higher of the
+    two is the peak the fractions use.
     """
-    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
-    flops = 2.0 * size**3
-    rates = {}
-    with tf.device("/CPU:0"):
-        ta = tf.constant(a)
-        product = tf.function(lambda m: tf.reduce_sum(tf.linalg.matmul(m, m)))
-        product(ta)  # trace and warm up
-        best = min(_seconds(lambda: float(product(ta))) for _ in range(repeats))
-        rates["TensorFlow"] = flops / best / 1e9
-    pa = torch.from_numpy(a)
+    rates = {"TensorFlow": arithmetic.tf_matmul_peak(threads, size, repeats)}
+    pa = torch.from_numpy(np.random.default_rng(0).standard_normal((size, size), dtype=np.float32))
     torch.mm(pa, pa)
     best = min(_seconds(lambda: float(torch.mm(pa, pa).sum())) for _ in range(repeats))
-    rates["PyTorch"] = flops / best / 1e9
+    rates["PyTorch"] = 2.0 * size**3 / best / 1e9
     rates["peak"] = max(rates.values())
     print(
         f"fp32 matrix-multiply peak on {threads} thread(s), {size} x {size}: "
@@ -506,7 +466,7 @@ def whole_run(config, images):
 
 def bench_training(case, args, peak):
     title, config = CASES[case]
-    flops = step_flops(config)
+    flops = arithmetic.step_flops(config)
     print(f"({case}) {title}: {flops / 1e6:.1f} MFLOP of matrix products a step", flush=True)
     images = training_images(config)
     tf_model, tf_loop = tf_loop_runner(config, images)
@@ -584,7 +544,7 @@ def bench_log_px(args, peak):
             "mean_log_px": estimates[name],
         }
     ratio = results["PyTorch"]["seconds"] / results["TF log_px"]["seconds"]
-    flops = log_px_flops(config, k, n)
+    flops = arithmetic.log_px_flops(config, k, n)
     for name, r in results.items():
         r["fraction_of_peak"] = flops / r["seconds"] / (peak * 1e9)
         print(

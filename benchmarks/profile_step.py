@@ -30,8 +30,6 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
-
 ARGS = None
 
 
@@ -67,6 +65,7 @@ if ARGS is not None:  # TensorFlow's threads are set before it runs anything
     tf.config.threading.set_intra_op_parallelism_threads(min(ARGS.threads_per_op, ARGS.threads))
     tf.config.threading.set_inter_op_parallelism_threads(ARGS.threads)
 
+import arithmetic  # noqa: E402  (benchmarks/arithmetic.py, beside this script)
 import keras  # noqa: E402
 
 from vae_prac import data, presets, run_folder, training  # noqa: E402
@@ -77,42 +76,6 @@ from vae_prac.model import VAE  # noqa: E402
 
 def config_of(name: str) -> Config:
     return Config() if name == "default" else presets.preset(name)
-
-
-def step_flops(config: Config) -> dict:
-    """Matrix-product FLOPs of a step's forward pass and backward pass."""
-    hidden = [config.hidden_size] * config.hidden_layers
-    enc = [784, *hidden, 2 * config.latent_dim]
-    dec = [config.latent_dim, *hidden, 784]
-    macs = lambda sizes: sum(a * b for a, b in zip(sizes, sizes[1:]))  # noqa: E731
-    forward = macs(enc) + config.n_samples * macs(dec)
-    # weights' gradients, and inputs' gradients but for the encoder's first layer
-    backward = 2 * forward - enc[0] * enc[1]
-    return {
-        "forward": 2.0 * forward * config.batch_size,
-        "backward": 2.0 * backward * config.batch_size,
-    }
-
-
-def matmul_peak(ops_at_once: int, size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of TensorFlow's best fp32 products of two size x size matrices.
-
-    The faster of one product and ``ops_at_once`` independent products at once, so that
-    the peak is the machine's whether one op or several ops use its threads.
-    """
-    rng = np.random.default_rng(0)
-    mats = [
-        tf.constant(rng.standard_normal((size, size), dtype=np.float32)) for _ in range(ops_at_once)
-    ]
-    best = 0.0
-    for n in sorted({1, ops_at_once}):
-        product = tf.function(lambda ms: tf.add_n([tf.reduce_sum(m @ m) for m in ms]))
-        product(mats[:n])
-        for _ in range(repeats):
-            start = time.perf_counter()
-            float(product(mats[:n]))
-            best = max(best, n * 2.0 * size**3 / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 def variants(config: Config, images, jit: bool) -> dict:
@@ -213,11 +176,11 @@ def profile(name: str, args, peak: float) -> None:
             float(run(tf.constant(n)))
             seconds[part].append((time.perf_counter() - start) / n)
     per_step = {part: statistics.median(s) for part, s in seconds.items()}
-    flops = step_flops(config)
-    bound = (flops["forward"] + flops["backward"]) / (peak * 1e9)
+    flops = arithmetic.step_flops(config)
+    bound = flops / (peak * 1e9)
     print(
         f"\n{name}: batch {config.batch_size}, k={config.n_samples}, {config.objective}, "
-        f"{config.optimizer}; {(flops['forward'] + flops['backward']) / 1e6:.1f} MFLOP of "
+        f"{config.optimizer}; {flops / 1e6:.1f} MFLOP of "
         f"matrix products a step, {1e6 * bound:.0f} us at the peak"
     )
     print(
@@ -267,7 +230,7 @@ def profile(name: str, args, peak: float) -> None:
 
 
 def main(args):
-    peak = matmul_peak(args.threads)
+    peak = arithmetic.tf_matmul_peak(args.threads)
     print(
         f"TensorFlow {tf.__version__}, {args.threads} op(s) at once on "
         f"{min(args.threads_per_op, args.threads)} thread(s) each, "
