@@ -12,7 +12,6 @@ DESTINATION`` (or a copy of it) then resumes from that checkpoint.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -39,15 +38,11 @@ def snapshot(run: Path, destination: Path) -> str:
 
 
 def _copy(source: Path, target: Path) -> None:
-    partial = target.with_name(target.name + ".partial")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
+    run_folder.write_atomically(target, lambda partial: shutil.copyfile(source, partial))
 
 
 def _write(target: Path, data: bytes) -> None:
-    partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, target)
+    run_folder.write_atomically(target, lambda partial: Path(partial).write_bytes(data))
 
 
 def main(argv=None) -> int:
