@@ -555,7 +555,8 @@ def _set_threads(threads, per_op):
     import tensorflow as tf
 
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(min(per_op or 1, threads or 1_000))
+        each = per_op or 1
+        tf.config.threading.set_intra_op_parallelism_threads(min(each, threads or each))
         if threads:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:

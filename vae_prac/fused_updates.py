@@ -21,8 +21,8 @@ schedule gives, and counts the step in ``optimizer.iterations`` as Keras does. I
 returns False, changing nothing, for an optimizer or an option it does not cover
 (AMSGrad, momentum, centred RMSprop, clipping, weight decay, EMA, gradient
 accumulation, or a subclass), or for weights other than float32 or sparse gradients: use
-``optimizer.apply`` then. ``tests/test_fused_updates.py``
-holds it to Keras's step, step for step.
+``optimizer.apply`` then. ``tests/test_fused_updates.py`` holds it to Keras's step, step
+for step.
 """
 
 from __future__ import annotations
