@@ -17,7 +17,13 @@ from vae_prac import VAE, Config, data, fused_updates, train
 from vae_prac.bounds import iw_bound, log_importance_weights
 from vae_prac.evaluate import log_px
 from vae_prac.presets import preset
-from vae_prac.training import _batch_feed, make_optimizer, objective_fn, train_step_fn
+from vae_prac.training import (
+    _batch_feed,
+    _index_blocks,
+    make_optimizer,
+    objective_fn,
+    train_step_fn,
+)
 
 
 def images(n, seed=0):
@@ -76,6 +82,13 @@ def test_the_feed_gives_the_batches_of_train_dataset(
     # Stochastic batches are redrawn: not a fixed binarization of each image.
     if binarization == "stochastic":
         assert set(np.unique(got[0])) == {0.0, 1.0}
+
+
+def test_the_feed_starts_no_autotuning_thread():
+    # An autotuning thread made the feed's iterator, when Python's collector freed it
+    # after train(), wait for that thread's next wake-up: up to a minute, CPU idle.
+    blocks = _index_blocks(300, 40, seed=0, skip=0)
+    assert blocks.options().autotune.enabled is False
 
 
 def test_the_feed_shuffles_with_train_datasets_buffer():

@@ -474,6 +474,24 @@ def train_step_fn(
     return default_step
 
 
+def _index_blocks(n: int, block_size: int, seed: int, skip: int) -> tf.data.Dataset:
+    """0..n-1 shuffled as ``data.train_dataset`` shuffles its images, in blocks, forever."""
+    blocks = (
+        tf.data.Dataset.range(n)
+        .shuffle(min(data.SHUFFLE_BUFFER, n), seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .skip(skip)
+        .batch(block_size)
+        .prefetch(1)
+    )
+    # No autotuning: nothing here is AUTOTUNE, and its thread would outlive train(). The
+    # iterator, freed from inside a compiled function, waits for that thread's next
+    # wake-up, up to a minute away, in whatever code runs Python's garbage collector then.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return blocks.with_options(options)
+
+
 def _batch_feed(train_images, config: Config, start: int):
     """``next_batch(index)``: the training batches of ``data.train_dataset``, in the graph.
 
@@ -491,15 +509,7 @@ def _batch_feed(train_images, config: Config, start: int):
     # A call into tf.data costs about a quarter of a small training step: make one per
     # block of about 8,000 indices instead of one per batch.
     per_block = max(1, 8192 // batch_size)
-    blocks = (
-        tf.data.Dataset.range(n)
-        .shuffle(min(data.SHUFFLE_BUFFER, n), seed=config.seed, reshuffle_each_iteration=True)
-        .repeat()
-        .skip(start * batch_size)
-        .batch(per_block * batch_size)
-        .prefetch(1)
-    )
-    iterator = iter(blocks)
+    iterator = iter(_index_blocks(n, per_block * batch_size, config.seed, start * batch_size))
     block = tf.Variable(tf.zeros([per_block * batch_size], tf.int64), trainable=False)
     used = tf.Variable(per_block, dtype=tf.int64, trainable=False)  # batches of it used
     pixels = tf.constant(images)
