@@ -739,19 +739,23 @@ def test_every_config_setting_has_a_flag_made_from_it():
 
 
 def test_threads_are_ops_at_once_each_on_one_thread_by_default():
-    """--threads N: N ops at once; --threads-per-op (default 1): the threads of each."""
-    shown = (
-        "import tensorflow as tf; t = tf.config.threading; "
-        "print(t.get_inter_op_parallelism_threads(), t.get_intra_op_parallelism_threads())"
-    )
-    for args, expected in [("2, None", "2 1"), ("3, 2", "3 2"), ("None, None", "0 1")]:
-        out = subprocess.run(
-            [sys.executable, "-c", f"from vae_prac import cli; cli._set_threads({args}); {shown}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert out.split() == expected.split(), (args, out)
+    """--threads N: N ops at once; --threads-per-op (default 1): the threads of each.
+
+    One process tries each setting in turn (they can change until TensorFlow runs);
+    the first, with neither given, sees TensorFlow's own inter-op default (0)."""
+    cases = [("None, None", "0 1"), ("2, None", "2 1"), ("3, 2", "3 2")]
+    script = "from vae_prac import cli\nimport tensorflow as tf\nt = tf.config.threading\n"
+    for args, _ in cases:
+        script += (
+            f"cli._set_threads({args})\n"
+            "print(t.get_inter_op_parallelism_threads(), t.get_intra_op_parallelism_threads())\n"
+        )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert len(out) == len(cases), out
+    for (args, expected), line in zip(cases, out):
+        assert line.split() == expected.split(), (args, line)
 
 
 def test_threads_after_tensorflow_ran_say_so(tmp_path):
