@@ -240,6 +240,8 @@ def test_a_second_train_on_the_same_out_exits_2_naming_the_first(tmp_path):
             assert first.poll() is None, first.communicate()
             time.sleep(0.2)
         assert json.loads(lock.read_text())["pid"] == first.pid
+        # Paused, it still holds the lock, and leaves the cores to the second run.
+        first.send_signal(signal.SIGSTOP)
 
         status, _, err = vae_prac("train", "--out", run, *SMALL)
         assert status == 2
@@ -247,6 +249,7 @@ def test_a_second_train_on_the_same_out_exits_2_naming_the_first(tmp_path):
         assert f"{run} is in use by another run: process {first.pid}" in line
         assert "python -m vae_prac train --out" in line and "another folder" in line
     finally:
+        first.send_signal(signal.SIGCONT)
         first.send_signal(signal.SIGINT)  # Ctrl-C: the first run stops and lets go
         out, err = finish(first)
     assert first.returncode == 130, err

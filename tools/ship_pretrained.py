@@ -28,7 +28,7 @@ import vae_prac
 from vae_prac import data, pretrained, run_folder, training
 from vae_prac.config import Config
 from vae_prac.evaluate import active_units, evaluate_elbo, log_px
-from vae_prac.presets import PRESETS
+from vae_prac.presets import BURDA_PASSES, PRESETS
 
 #: Burda et al. (2015), Table 1, MNIST, one stochastic layer: test NLL in nats.
 PAPER = {
@@ -137,6 +137,8 @@ def main(argv=None):
         if config.objective == "iwae"
         else f"ELBO ({config.n_samples} sample{'s' if config.n_samples > 1 else ''})"
     )
+    # The paper's own protocol (batch 20, all 3,280 passes), or a shorter recipe.
+    paper_protocol = config.batch_size == 20 and round(passes) == BURDA_PASSES
     stopped = ""
     if iteration < config.n_iterations:
         stopped = (
@@ -149,7 +151,7 @@ def main(argv=None):
     card = f"""# {args.name}
 
 A VAE on dynamically binarized MNIST, trained with the {objective}: Burda et al.'s (2015)
-network and data, trained for less time than the paper (see *Recipe*).
+network and data, {"trained with the paper's own protocol" if paper_protocol else "trained for less time than the paper"} (see *Recipe*).
 
     import vae_prac.pretrained
     model = vae_prac.pretrained.load("{args.name}")
@@ -176,9 +178,9 @@ Test images are binarized once with seed {config.seed} (each pixel ~ Bernoulli(i
   ~ Bernoulli(intensity), redrawn every time a batch is drawn.
 - Optimizer: {"Adam" if config.optimizer == "adam" else "RMSProp"} (beta1 0.9, beta2 0.999, epsilon {config.epsilon:g}),
   learning rate {config.learning_rate:g} in Burda et al.'s eight stages (lengths in the
-  ratio 3^i, rate times 10^(-i/7)), compressed into {config.n_iterations:,} iterations.
+  ratio 3^i, rate times 10^(-i/7)), {"over" if paper_protocol else "compressed into"} {config.n_iterations:,} iterations.
 
-## Recipe (faster than the paper's)
+## Recipe {"(the paper's)" if paper_protocol else "(faster than the paper's)"}
 
 - Batch {config.batch_size} (the paper: 20), {iteration:,} iterations: {passes:,.0f} passes over
   the training images (the paper: 3,280).{stopped}
