@@ -655,6 +655,22 @@ def test_help_does_not_import_tensorflow():
     assert "--log-every" in result.stdout and "examples/s" in result.stdout
 
 
+def test_the_grader_imports_without_tensorflow():
+    # The grader starts the processes that need TensorFlow (each submission's kernel and
+    # verifier); itself, and each Dask worker that grades, should not wait for it.
+    code = (
+        "import sys\n"
+        "import vae_prac.course.grading, vae_prac.course.report, vae_prac.course.verification\n"
+        "from vae_prac import checks\n"
+        "print('imported:', 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "imported: False" in result.stdout
+
+
 @pytest.mark.parametrize(
     "code",
     [

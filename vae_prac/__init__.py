@@ -35,17 +35,22 @@ def _import_tensorflow_quietly():
 
 # The modules that do not need TensorFlow at import (the command line's own, for --help;
 # mnist_files, which `vae-prac data` uses; data, which imports TensorFlow when needed; the
-# course wing's package, whose paths the site's build reads; and the grader's sandbox and
-# notebook runner, which run once per submission: the kernel they start imports it).
+# course wing's package, whose paths the site's build reads; the grader, its report, its
+# sandbox and notebook runner, which start the processes that import it (kernel and
+# verifier); and the checks' package, whose modules each import it).
 _WITHOUT_TENSORFLOW = {
     f"{__name__}.{m}"
     for m in (
         "__main__",
+        "checks",
         "cli",
         "config",
         "course",
+        "course.grading",
+        "course.report",
         "course.run_notebook",
         "course.sandbox",
+        "course.verification",
         "data",
         "mnist_files",
         "presets",
