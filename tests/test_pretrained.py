@@ -10,7 +10,7 @@ import pytest
 
 from vae_prac import pretrained
 
-SHIPPED = ("mnist-dynamic-vae", "mnist-dynamic-iwae")
+SHIPPED = ("mnist-dynamic-vae", "mnist-dynamic-iwae", "burda-vae-k1")
 
 
 def test_both_models_are_shipped():
