@@ -634,6 +634,15 @@ def test_train_on_a_finished_run_without_its_metrics_measures_them(trained, tmp_
 # --- small frictions ----------------------------------------------------------------
 
 
+def _fresh_python(code):
+    """Run ``code`` in a new Python: what it imports is then its own doing."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_help_does_not_import_tensorflow():
     # TensorFlow takes seconds to import; --help must not wait for it.
     code = (
@@ -647,10 +656,7 @@ def test_help_does_not_import_tensorflow():
         "print('imported:', [m for m in ('tensorflow', 'matplotlib', 'numpy')\n"
         "                    if m in sys.modules], file=sys.stderr)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
+    result = _fresh_python(code)
     assert "imported: []" in result.stderr
     assert "--log-every" in result.stdout and "examples/s" in result.stdout
 
@@ -664,11 +670,7 @@ def test_the_grader_imports_without_tensorflow():
         "from vae_prac import checks\n"
         "print('imported:', 'tensorflow' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert "imported: False" in result.stdout
+    assert "imported: False" in _fresh_python(code).stdout
 
 
 @pytest.mark.parametrize(
