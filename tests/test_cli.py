@@ -698,10 +698,7 @@ def test_vae_prac_elbo_is_the_function_whichever_way_it_was_imported(code):
         "assert vae_prac.elbo is sys.modules['vae_prac.bounds'].elbo\n"
         "print(vae_prac.train.__name__, vae_prac.Config.__name__)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code + check], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
+    result = _fresh_python(code + check)
     assert result.stdout == "train Config\n"
     assert result.stderr == ""  # TensorFlow's start-up lines stay muted
 
@@ -768,9 +765,7 @@ def test_threads_are_ops_at_once_each_on_one_thread_by_default():
             f"cli._set_threads({args})\n"
             "print(t.get_inter_op_parallelism_threads(), t.get_intra_op_parallelism_threads())\n"
         )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
+    out = _fresh_python(script).stdout.splitlines()
     assert len(out) == len(cases), out
     for (args, expected), line in zip(cases, out):
         assert line.split() == expected.split(), (args, line)

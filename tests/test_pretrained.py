@@ -13,7 +13,7 @@ from vae_prac import pretrained
 SHIPPED = ("mnist-dynamic-vae", "mnist-dynamic-iwae", "burda-vae-k1")
 
 
-def test_both_models_are_shipped():
+def test_the_models_are_shipped():
     assert set(SHIPPED) <= set(pretrained.names())
 
 

@@ -20,7 +20,10 @@ def _import_tensorflow_quietly():
     Those lines (oneDNN, CUDA drivers) are noise for students, carry timestamps that
     make notebook outputs differ on every run, and since TF 2.17 some are written
     before any log level applies; so stderr's file descriptor is muted for the import.
+    Once both are imported it does nothing.
     """
+    if "tensorflow_probability" in sys.modules:
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:

@@ -89,7 +89,7 @@ def quiet_tensorflow():
 
     from vae_prac import _import_tensorflow_quietly
 
-    _import_tensorflow_quietly()  # (this package alone does not import it)
+    _import_tensorflow_quietly()  # this package alone does not import it
     import tensorflow as tf
 
     logger = tf.get_logger()
